@@ -1,0 +1,82 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+// Strict Swift 6 everywhere; warnings are treated as work to do, not noise.
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "bodhi",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "bodhi", targets: ["bodhi"]),
+    ],
+    dependencies: [
+        // `traits: []` pins Hummingbird's feature flags so unrelated Package.swift edits
+        // don't force it to recompile (SwiftPM 6.3 re-orders default traits at random).
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // fork/exec with a parent-death signal, which Foundation's Process cannot set.
+        .target(name: "CBodhiSpawn"),
+        .target(
+            name: "BodhiCore",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BodhiModels",
+            dependencies: ["BodhiCore"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BodhiEngine",
+            dependencies: [
+                "BodhiCore", "BodhiModels", "CBodhiSpawn",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BodhiServer",
+            dependencies: [
+                "BodhiCore", "BodhiModels", "BodhiEngine",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "bodhi",
+            dependencies: [
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "BodhiCoreTests", dependencies: ["BodhiCore"], swiftSettings: strict),
+        .testTarget(name: "BodhiModelsTests", dependencies: ["BodhiModels"], swiftSettings: strict),
+        .testTarget(name: "BodhiEngineTests", dependencies: ["BodhiEngine"], swiftSettings: strict),
+        .testTarget(
+            name: "BodhiServerTests",
+            dependencies: [
+                "BodhiServer",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: strict
+        ),
+    ]
+)

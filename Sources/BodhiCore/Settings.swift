@@ -1,0 +1,225 @@
+import Foundation
+import Yams
+
+/// Every setting Bodhi reads, named as its environment variable (the same names are the keys
+/// of `$BODHI_HOME/settings.yaml`).
+public enum SettingKey: String, CaseIterable, Sendable {
+    case home = "BODHI_HOME"
+    case hfHome = "HF_HOME"
+    case host = "BODHI_HOST"
+    case port = "BODHI_PORT"
+    case llamaServer = "BODHI_LLAMA_SERVER"
+    case llamaArgs = "BODHI_LLAMA_ARGS"
+    case keepAlive = "BODHI_KEEP_ALIVE"
+    case maxLoadedModels = "BODHI_MAX_LOADED_MODELS"
+    case parallel = "BODHI_PARALLEL"
+}
+
+/// Where a setting's value came from, in order of precedence.
+public enum SettingSource: Sendable, Equatable, CustomStringConvertible {
+    case flag(String)
+    case environment
+    case file(String)
+    case defaultValue
+
+    public var description: String {
+        switch self {
+        case .flag(let name): return "command-line flag \(name)"
+        case .environment: return "environment"
+        case .file(let path): return "settings file \(path)"
+        case .defaultValue: return "default"
+        }
+    }
+}
+
+/// The resolved configuration of one Bodhi process.
+public struct Settings: Sendable {
+    /// The llama.cpp release that `scripts/bootstrap` builds; the default engine lives under it.
+    public static let engineVersion = "11434.0.0"
+
+    public var home: String
+    public var hfHome: String
+    public var host: String
+    public var port: Int
+    public var llamaServer: String
+    public var llamaArgs: [String]
+    public var keepAlive: KeepAlive
+    public var maxLoadedModels: Int
+    public var parallel: Int
+    public var sources: [SettingKey: SettingSource]
+
+    public var hubDirectory: String { hfHome + "/hub" }
+    public var logsDirectory: String { home + "/logs" }
+    public var settingsFile: String { home + "/settings.yaml" }
+
+    /// Engine flags that Bodhi owns: letting extra arguments set them would break isolation
+    /// (host, port, key) or Bodhi's bookkeeping (model, alias, slots).
+    public static let reservedEngineFlags: Set<String> = [
+        "--host", "--port", "--api-key", "--api-key-file", "-m", "--model", "-a", "--alias",
+        "-np", "--parallel", "--path",
+    ]
+
+    /// Resolves settings with precedence flag > environment > settings file > default.
+    /// Invalid values fail with a message naming the setting and where it came from.
+    public static func resolve(
+        flags: [SettingKey: (flag: String, value: String)] = [:],
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> Settings {
+        let userHome = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        var resolver = Resolver(flags: flags, environment: environment, file: [:], filePath: "")
+
+        let (homeValue, homeSource) = resolver.raw(.home) ?? (userHome + "/.bodhi", .defaultValue)
+        let home = expandTilde(homeValue, userHome: userHome)
+        resolver.filePath = home + "/settings.yaml"
+        resolver.file = try loadFile(at: resolver.filePath)
+
+        var sources: [SettingKey: SettingSource] = [.home: homeSource]
+        func value(_ key: SettingKey, default fallback: String) -> String {
+            let (text, source) = resolver.raw(key) ?? (fallback, .defaultValue)
+            sources[key] = source
+            return text
+        }
+        func invalid(_ key: SettingKey, _ text: String, _ expectation: String) -> BodhiError {
+            BodhiError(.invalidSetting, status: 400,
+                       "Invalid value '\(text)' for \(key.rawValue) (from \(sources[key] ?? .defaultValue)): \(expectation).")
+        }
+        func integer(_ key: SettingKey, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
+            let text = value(key, default: String(fallback))
+            guard let number = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
+                throw invalid(key, text, "expected a whole number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return number
+        }
+
+        let cache = environment["BODHI_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? userHome + "/.cache/bodhi"
+        let hfHome = expandTilde(value(.hfHome, default: userHome + "/.cache/huggingface"), userHome: userHome)
+        let host = value(.host, default: "127.0.0.1").trimmingCharacters(in: .whitespaces)
+        if host.isEmpty || host.contains(where: { $0 == " " || $0 == "/" }) {
+            throw invalid(.host, host, "expected an IP address or host name such as 127.0.0.1 or 0.0.0.0")
+        }
+        let port = try integer(.port, default: 1135, range: 1...65535)
+        let llamaServer = expandTilde(
+            value(.llamaServer, default: cache + "/llama.cpp/\(engineVersion)/bin/llama-server"), userHome: userHome)
+        let argsText = value(.llamaArgs, default: "")
+        guard let llamaArgs = splitShellWords(argsText) else {
+            throw invalid(.llamaArgs, argsText, "unbalanced quotes")
+        }
+        if let reserved = llamaArgs.first(where: { reservedEngineFlags.contains($0.split(separator: "=").first.map(String.init) ?? $0) }) {
+            throw invalid(.llamaArgs, argsText, "\(reserved) is set by Bodhi itself and cannot be passed to the engine")
+        }
+        let keepAliveText = value(.keepAlive, default: "5m")
+        guard let keepAlive = KeepAlive(parsing: keepAliveText) else {
+            throw invalid(.keepAlive, keepAliveText, "expected a duration such as 30s, 5m or 1h, 0 to unload at once, or a negative value to keep models loaded")
+        }
+        let maxLoaded = try integer(.maxLoadedModels, default: 3, range: 1...64)
+        let parallel = try integer(.parallel, default: 4, range: 1...256)
+
+        return Settings(
+            home: home, hfHome: hfHome, host: host, port: port, llamaServer: llamaServer,
+            llamaArgs: llamaArgs, keepAlive: keepAlive, maxLoadedModels: maxLoaded, parallel: parallel,
+            sources: sources)
+    }
+
+    /// Checks what can only be checked on the machine itself, at `serve` time.
+    public func validateEngine() throws {
+        guard FileManager.default.isExecutableFile(atPath: llamaServer) else {
+            let hint = sources[.llamaServer] == .defaultValue
+                ? "run scripts/bootstrap (or `make run`) to build it, or point BODHI_LLAMA_SERVER at your own llama-server"
+                : "point BODHI_LLAMA_SERVER at an executable llama-server"
+            throw BodhiError(.invalidSetting, status: 400,
+                             "BODHI_LLAMA_SERVER (from \(sources[.llamaServer] ?? .defaultValue)) is '\(llamaServer)', which is not an executable file: \(hint).")
+        }
+    }
+
+    private struct Resolver {
+        var flags: [SettingKey: (flag: String, value: String)]
+        var environment: [String: String]
+        var file: [String: String]
+        var filePath: String
+
+        func raw(_ key: SettingKey) -> (String, SettingSource)? {
+            if let flag = flags[key] { return (flag.value, .flag(flag.flag)) }
+            if let value = environment[key.rawValue], !value.isEmpty { return (value, .environment) }
+            if let value = file[key.rawValue] { return (value, .file(filePath)) }
+            return nil
+        }
+    }
+
+    private static func loadFile(at path: String) throws -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [:] }
+        func failure(_ reason: String) -> BodhiError {
+            BodhiError(.invalidSetting, status: 400, "Cannot read settings file \(path): \(reason).")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw failure("it is not UTF-8 text") }
+        let parsed: Any?
+        do { parsed = try Yams.load(yaml: text) } catch { throw failure("\(error)") }
+        guard let parsed else { return [:] }
+        guard let mapping = parsed as? [String: Any] else { throw failure("expected a mapping of SETTING: value") }
+        var values: [String: String] = [:]
+        for (key, value) in mapping {
+            guard SettingKey(rawValue: key) != nil, key != SettingKey.home.rawValue else {
+                let known = SettingKey.allCases.filter { $0 != .home }.map(\.rawValue).joined(separator: ", ")
+                throw failure("unknown setting '\(key)' (known: \(known))")
+            }
+            switch value {
+            case let text as String: values[key] = text
+            case let number as Int: values[key] = String(number)
+            case let number as Double: values[key] = String(number)
+            case let flag as Bool: values[key] = String(flag)
+            default: throw failure("the value of \(key) must be a single value")
+            }
+        }
+        return values
+    }
+
+    private static func expandTilde(_ path: String, userHome: String) -> String {
+        if path == "~" { return userHome }
+        if path.hasPrefix("~/") { return userHome + path.dropFirst() }
+        return path
+    }
+}
+
+/// Splits a command line into words the way a POSIX shell would for quotes and backslashes
+/// (no expansion). Returns nil for unbalanced quotes.
+public func splitShellWords(_ text: String) -> [String]? {
+    var words: [String] = []
+    var current = ""
+    var inWord = false
+    var quote: Character?
+    var escaped = false
+    for character in text {
+        if escaped {
+            current.append(character)
+            escaped = false
+            continue
+        }
+        if let open = quote {
+            if character == open {
+                quote = nil
+            } else if character == "\\" && open == "\"" {
+                escaped = true
+            } else {
+                current.append(character)
+            }
+            continue
+        }
+        switch character {
+        case "\\":
+            escaped = true
+            inWord = true
+        case "\"", "'":
+            quote = character
+            inWord = true
+        case " ", "\t", "\n":
+            if inWord { words.append(current) }
+            current = ""
+            inWord = false
+        default:
+            current.append(character)
+            inWord = true
+        }
+    }
+    if quote != nil || escaped { return nil }
+    if inWord { words.append(current) }
+    return words
+}

@@ -1,0 +1,35 @@
+/// The command line of one `llama-server` child.
+public enum EngineArguments {
+    /// Bodhi's fixed choices come first and extra arguments from settings last.
+    /// - The child listens on loopback only and requires a per-child key, so other local
+    ///   users cannot reach it around Bodhi.
+    /// - `--jinja` applies the model's own chat template; `--embeddings --pooling mean` lets
+    ///   the same process serve chat and embeddings; `--metrics` exposes its Prometheus data.
+    /// - `--alias` makes the child report the model under Bodhi's name.
+    public static func build(
+        modelPath: String, modelName: String, port: Int, apiKey: String, parallel: Int, extra: [String]
+    ) -> [String] {
+        [
+            "--model", modelPath,
+            "--alias", modelName,
+            "--host", "127.0.0.1",
+            "--port", String(port),
+            "--api-key", apiKey,
+            "--parallel", String(parallel),
+            "--jinja",
+            "--embeddings", "--pooling", "mean",
+            "--metrics",
+            "--no-webui",
+        ] + extra
+    }
+
+    /// The arguments with the port and key replaced, for showing and for benchmarks that
+    /// start an identical engine.
+    public static func redacted(_ arguments: [String]) -> [String] {
+        var result = arguments
+        for index in result.indices.dropLast() where result[index] == "--api-key" || result[index] == "--port" {
+            result[index + 1] = "<redacted>"
+        }
+        return result
+    }
+}

@@ -1,0 +1,471 @@
+import AsyncHTTPClient
+import BodhiCore
+import BodhiModels
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+
+public struct EngineConfiguration: Sendable {
+    public var executable: String
+    public var extraArguments: [String]
+    public var parallel: Int
+    public var keepAlive: KeepAlive
+    public var maxLoadedModels: Int
+    public var logsDirectory: String
+    /// How long a model may take to become ready before its load counts as failed.
+    public var loadTimeout: Duration = .seconds(600)
+    /// Consecutive crashes after which a model is no longer restarted on its own.
+    public var maxConsecutiveCrashes = 5
+
+    public init(settings: Settings) {
+        executable = settings.llamaServer
+        extraArguments = settings.llamaArgs
+        parallel = settings.parallel
+        keepAlive = settings.keepAlive
+        maxLoadedModels = settings.maxLoadedModels
+        logsDirectory = settings.logsDirectory
+    }
+}
+
+/// Where a ready engine listens, and the key it requires.
+public struct EngineEndpoint: Sendable {
+    public let baseURL: String
+    public let apiKey: String
+    public let pid: pid_t
+}
+
+/// What `bodhi ps` and `GET /bodhi/v1/engines` show about a loaded model.
+public struct EngineStatus: Sendable, Codable, Equatable {
+    public let model: String
+    public let state: String
+    public let pid: Int32?
+    public let port: Int?
+    public let slots: Int
+    public let inFlight: Int
+    public let memoryBytes: Int64?
+    public let idleSeconds: Double
+    public let restarts: Int
+    public let args: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case model, state, pid, port, slots, args, restarts
+        case inFlight = "in_flight"
+        case memoryBytes = "memory_bytes"
+        case idleSeconds = "idle_seconds"
+    }
+}
+
+/// Permission to send requests to one engine. Releasing it (explicitly, or when the last
+/// reference goes away) tells the supervisor the request is over, which drives keep-alive.
+public final class EngineLease: Sendable {
+    public let endpoint: EngineEndpoint
+    public let modelID: String
+    private let generation: Int
+    private let supervisor: EngineSupervisor
+    private let released = Mutex(false)
+
+    init(endpoint: EngineEndpoint, modelID: String, generation: Int, supervisor: EngineSupervisor) {
+        self.endpoint = endpoint
+        self.modelID = modelID
+        self.generation = generation
+        self.supervisor = supervisor
+    }
+
+    public func release() async {
+        guard claimRelease() else { return }
+        await supervisor.release(modelID: modelID, generation: generation)
+    }
+
+    private func claimRelease() -> Bool {
+        released.withLock { wasReleased in
+            defer { wasReleased = true }
+            return !wasReleased
+        }
+    }
+
+    deinit {
+        guard claimRelease() else { return }
+        let supervisor = supervisor, modelID = modelID, generation = generation
+        Task { await supervisor.release(modelID: modelID, generation: generation) }
+    }
+}
+
+/// Runs one `llama-server` per loaded model: starts it on first use, waits until it is
+/// healthy, restarts it with backoff when it dies, unloads it when idle for keep-alive or
+/// when another model needs its place (least recently used first), and stops every child
+/// when Bodhi stops.
+public actor EngineSupervisor {
+    private struct Running: Sendable {
+        let child: ChildProcess
+        let port: Int
+        let apiKey: String
+        let arguments: [String]
+        let readyAt: ContinuousClock.Instant
+    }
+
+    private enum Phase {
+        case loading(Task<Running, any Error>, arguments: [String])
+        case ready(Running)
+    }
+
+    private struct Engine {
+        let model: ModelEntry
+        var phase: Phase
+        var generation: Int
+        var inFlight = 0
+        var lastUsed: ContinuousClock.Instant
+        var consecutiveCrashes = 0
+        var restarts = 0
+    }
+
+    private var configuration: EngineConfiguration
+    private let http: HTTPClient
+    private let logger: Logger
+    private var engines: [String: Engine] = [:]
+    private var children: [pid_t: ChildProcess] = [:]
+    private var nextGeneration = 1
+    private var shuttingDown = false
+
+    public init(configuration: EngineConfiguration, http: HTTPClient, logger: Logger) {
+        self.configuration = configuration
+        self.http = http
+        self.logger = logger
+    }
+
+    // MARK: Leasing
+
+    /// An engine for `model`, loading it first if needed. Concurrent callers for a model
+    /// that is loading all wait for the same load.
+    public func acquire(_ model: ModelEntry) async throws -> EngineLease {
+        while true {
+            if shuttingDown { throw BodhiError.engineUnavailable("Bodhi is shutting down.", retryAfterSeconds: 5) }
+            if engines[model.id] == nil { try startLoading(model) }
+            guard let engine = engines[model.id] else { continue }
+            switch engine.phase {
+            case .ready(let running):
+                engines[model.id]!.inFlight += 1
+                engines[model.id]!.lastUsed = .now
+                return lease(for: model.id, generation: engine.generation, running: running)
+            case .loading(let task, _):
+                let running = try await task.value
+                // The engine may have been unloaded or replaced while this caller waited.
+                guard let current = engines[model.id], current.generation == engine.generation,
+                      case .ready = current.phase else { continue }
+                engines[model.id]!.inFlight += 1
+                engines[model.id]!.lastUsed = .now
+                return lease(for: model.id, generation: engine.generation, running: running)
+            }
+        }
+    }
+
+    private func lease(for modelID: String, generation: Int, running: Running) -> EngineLease {
+        EngineLease(
+            endpoint: EngineEndpoint(baseURL: "http://127.0.0.1:\(running.port)", apiKey: running.apiKey, pid: running.child.pid),
+            modelID: modelID, generation: generation, supervisor: self)
+    }
+
+    func release(modelID: String, generation: Int) {
+        guard var engine = engines[modelID], engine.generation == generation else { return }
+        engine.inFlight = max(0, engine.inFlight - 1)
+        engine.lastUsed = .now
+        engines[modelID] = engine
+        if engine.inFlight == 0, case .idle(.zero) = configuration.keepAlive {
+            unload(modelID)
+        }
+    }
+
+    // MARK: Loading
+
+    private func startLoading(_ model: ModelEntry, after delay: Duration = .zero) throws {
+        if engines.count >= configuration.maxLoadedModels {
+            let idle = engines.values.filter { engine in
+                if case .ready = engine.phase { return engine.inFlight == 0 }
+                return false
+            }
+            guard let leastRecent = idle.min(by: { $0.lastUsed < $1.lastUsed }) else {
+                throw BodhiError.engineUnavailable(
+                    "All \(configuration.maxLoadedModels) loaded models are busy (BODHI_MAX_LOADED_MODELS); retry shortly.",
+                    retryAfterSeconds: 2)
+            }
+            logger.info("unloading least recently used model to make room", metadata: ["model": "\(leastRecent.model.id)"])
+            unload(leastRecent.model.id)
+        }
+        let generation = nextGeneration
+        nextGeneration += 1
+        let port: Int
+        do { port = try FreePort.find() } catch {
+            throw BodhiError.engineUnavailable("No free local port for the engine: \(error)")
+        }
+        let apiKey = Self.randomKey()
+        let arguments = EngineArguments.build(
+            modelPath: model.path, modelName: model.id, port: port, apiKey: apiKey,
+            parallel: configuration.parallel, extra: configuration.extraArguments)
+        let task = Task { try await self.load(model, generation: generation, port: port, apiKey: apiKey, arguments: arguments, after: delay) }
+        let previous = engines[model.id]
+        engines[model.id] = Engine(
+            model: model, phase: .loading(task, arguments: arguments), generation: generation,
+            lastUsed: previous?.lastUsed ?? .now, consecutiveCrashes: previous?.consecutiveCrashes ?? 0,
+            restarts: previous?.restarts ?? 0)
+    }
+
+    private func load(
+        _ model: ModelEntry, generation: Int, port: Int, apiKey: String, arguments: [String], after delay: Duration
+    ) async throws -> Running {
+        do {
+            if delay > .zero { try await Task.sleep(for: delay) }
+            let running = try await spawnAndWait(model, port: port, apiKey: apiKey, arguments: arguments)
+            guard engines[model.id]?.generation == generation, !shuttingDown else {
+                await running.child.terminate()
+                throw BodhiError.engineUnavailable("The model '\(model.id)' was unloaded while it was loading; retry.")
+            }
+            engines[model.id]!.phase = .ready(running)
+            logger.info("model ready", metadata: ["model": "\(model.id)", "pid": "\(running.child.pid)", "port": "\(port)"])
+            Task { await self.watch(running.child, modelID: model.id, generation: generation) }
+            return running
+        } catch {
+            if engines[model.id]?.generation == generation { engines[model.id] = nil }
+            if error is CancellationError {
+                throw BodhiError.engineUnavailable("The model '\(model.id)' was unloaded while it was loading; retry.")
+            }
+            throw error
+        }
+    }
+
+    private func spawnAndWait(_ model: ModelEntry, port: Int, apiKey: String, arguments: [String]) async throws -> Running {
+        try FileManager.default.createDirectory(atPath: configuration.logsDirectory, withIntermediateDirectories: true)
+        let logPath = configuration.logsDirectory + "/" + Self.logFileName(for: model.id)
+        let logStart = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
+        let header = "\n=== \(Date()) bodhi starts: \(configuration.executable) \(EngineArguments.redacted(arguments).joined(separator: " "))\n"
+        appendToLog(logPath, header)
+
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(
+                executable: configuration.executable, arguments: arguments,
+                environment: ProcessInfo.processInfo.environment, logPath: logPath)
+        } catch {
+            throw BodhiError.engineLoadFailed(model: model.id, reason: "\(error)")
+        }
+        children[child.pid] = child
+        Task {
+            _ = await child.waitForExit()
+            self.forget(child.pid)
+        }
+        logger.info("loading model", metadata: ["model": "\(model.id)", "pid": "\(child.pid)", "log": "\(logPath)"])
+        do {
+            try await waitUntilHealthy(child, port: port, apiKey: apiKey, model: model, logPath: logPath, logStart: logStart)
+        } catch {
+            await child.terminate(grace: .seconds(1))
+            throw error
+        }
+        return Running(child: child, port: port, apiKey: apiKey, arguments: arguments, readyAt: .now)
+    }
+
+    private func forget(_ pid: pid_t) {
+        children[pid] = nil
+    }
+
+    /// Polls `/health` until the engine answers 200. An engine that exits first failed to
+    /// load: its log says why.
+    private func waitUntilHealthy(
+        _ child: ChildProcess, port: Int, apiKey: String, model: ModelEntry, logPath: String, logStart: Int
+    ) async throws {
+        let deadline = ContinuousClock.now + configuration.loadTimeout
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/health")
+        request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
+        while ContinuousClock.now < deadline {
+            try Task.checkCancellation()
+            if let status = child.exitStatusIfExited {
+                let reason = Self.failureReason(logPath: logPath, from: logStart) ?? "the engine \(status)"
+                throw BodhiError.engineLoadFailed(model: model.id, reason: reason)
+            }
+            if let response = try? await http.execute(request, timeout: .seconds(2)) {
+                _ = try? await response.body.collect(upTo: 64 * 1024)
+                if response.status == .ok { return }
+            }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        throw BodhiError.engineLoadFailed(model: model.id, reason: "it was not ready after \(configuration.loadTimeout)")
+    }
+
+    // MARK: Crashes and unloading
+
+    private func watch(_ child: ChildProcess, modelID: String, generation: Int) async {
+        let status = await child.waitForExit()
+        guard !shuttingDown, var engine = engines[modelID], engine.generation == generation,
+              case .ready(let running) = engine.phase else { return }
+        // A crash after a long healthy run starts the backoff over.
+        if ContinuousClock.now - running.readyAt > .seconds(60) { engine.consecutiveCrashes = 0 }
+        engine.consecutiveCrashes += 1
+        engine.restarts += 1
+        engines[modelID] = engine
+        logger.error("engine stopped unexpectedly", metadata: [
+            "model": "\(modelID)", "pid": "\(child.pid)", "status": "\(status)", "crashes": "\(engine.consecutiveCrashes)",
+        ])
+        guard engine.consecutiveCrashes <= configuration.maxConsecutiveCrashes else {
+            logger.error("engine keeps crashing; not restarting it until the next request", metadata: ["model": "\(modelID)"])
+            engines[modelID] = nil
+            return
+        }
+        let delay = Self.backoff(afterCrashes: engine.consecutiveCrashes)
+        engines[modelID] = nil
+        do {
+            try startLoading(engine.model, after: delay)
+            engines[modelID]?.consecutiveCrashes = engine.consecutiveCrashes
+            engines[modelID]?.restarts = engine.restarts
+        } catch {
+            logger.error("cannot restart engine", metadata: ["model": "\(modelID)", "error": "\(error)"])
+        }
+    }
+
+    /// No delay for a first crash, then 0.5 s doubling up to 30 s.
+    static func backoff(afterCrashes crashes: Int) -> Duration {
+        guard crashes > 1 else { return .zero }
+        let milliseconds = 500 * (1 << min(crashes - 2, 6))
+        return .milliseconds(min(milliseconds, 30_000))
+    }
+
+    /// Stops a model's engine now; requests still running on it fail.
+    public func unload(_ modelID: String) {
+        guard let engine = engines.removeValue(forKey: modelID) else { return }
+        logger.info("unloading model", metadata: ["model": "\(modelID)"])
+        switch engine.phase {
+        case .loading(let task, _):
+            task.cancel()
+        case .ready(let running):
+            Task { await running.child.terminate() }
+        }
+    }
+
+    /// Unloads models idle for longer than keep-alive; runs until cancelled, then stops
+    /// every engine.
+    public func run() async {
+        while !Task.isCancelled {
+            unloadIdleEngines()
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+        await shutdown()
+    }
+
+    func unloadIdleEngines(now: ContinuousClock.Instant = .now) {
+        guard case .idle(let keepAlive) = configuration.keepAlive else { return }
+        for (id, engine) in engines where engine.inFlight == 0 {
+            if case .ready = engine.phase, now - engine.lastUsed >= keepAlive { unload(id) }
+        }
+    }
+
+    /// Stops every child: SIGTERM, then SIGKILL after a grace period.
+    public func shutdown() async {
+        shuttingDown = true
+        for engine in engines.values {
+            if case .loading(let task, _) = engine.phase { task.cancel() }
+        }
+        engines.removeAll()
+        let all = Array(children.values)
+        await withTaskGroup(of: Void.self) { group in
+            for child in all { group.addTask { await child.terminate() } }
+        }
+    }
+
+    // MARK: Status
+
+    public func status() -> [EngineStatus] {
+        let now = ContinuousClock.now
+        return engines.values.sorted { $0.model.id < $1.model.id }.map { engine in
+            let idle = engine.inFlight > 0 ? 0 : Self.seconds(now - engine.lastUsed)
+            switch engine.phase {
+            case .loading(_, let arguments):
+                return EngineStatus(
+                    model: engine.model.id, state: "loading", pid: nil, port: nil, slots: configuration.parallel,
+                    inFlight: engine.inFlight, memoryBytes: nil, idleSeconds: idle, restarts: engine.restarts,
+                    args: EngineArguments.redacted(arguments))
+            case .ready(let running):
+                return EngineStatus(
+                    model: engine.model.id, state: "ready", pid: running.child.pid, port: running.port,
+                    slots: configuration.parallel, inFlight: engine.inFlight,
+                    memoryBytes: Self.residentMemory(of: running.child.pid), idleSeconds: idle,
+                    restarts: engine.restarts, args: EngineArguments.redacted(running.arguments))
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    private static func randomKey() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<4).map { _ in String(generator.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
+    }
+
+    static func logFileName(for modelID: String) -> String {
+        String(modelID.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" ? $0 : "_" }) + ".log"
+    }
+
+    private func appendToLog(_ path: String, _ text: String) {
+        if let handle = FileHandle(forWritingAtPath: path) {
+            handle.seekToEndOfFile()
+            handle.write(Data(text.utf8))
+            try? handle.close()
+        } else {
+            _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        }
+    }
+
+    /// The lines of an engine's log that say why it failed, from what it wrote this time.
+    static func failureReason(logPath: String, from offset: Int) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: logPath) else { return nil }
+        defer { try? handle.close() }
+        try? handle.seek(toOffset: UInt64(offset))
+        guard let data = try? handle.readToEnd(), let text = String(data: data, encoding: .utf8) else { return nil }
+        let lines = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let errors = lines.filter { line in
+            let lower = line.lowercased()
+            return lower.contains("error") || lower.contains("failed") || lower.contains("invalid")
+                || lower.contains("unknown argument") || lower.contains("no such file")
+        }
+        let chosen = errors.isEmpty ? Array(lines.suffix(3)) : Array(errors.suffix(3))
+        return chosen.isEmpty ? nil : chosen.joined(separator: " | ")
+    }
+
+    static func residentMemory(of pid: pid_t) -> Int64? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            let kilobytes = line.split(separator: " ").dropFirst().first.flatMap { Int64($0) }
+            return kilobytes.map { $0 * 1024 }
+        }
+        return nil
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to length: Int) -> String {
+        count >= length ? self : String(repeating: "0", count: length - count) + self
+    }
+}
+
+/// Finds a free TCP port on loopback by binding port 0.
+enum FreePort {
+    static func find() throws -> Int {
+        let socketDescriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socketDescriptor >= 0 else { throw ChildProcessError(message: "socket: \(String(cString: strerror(errno)))") }
+        defer { close(socketDescriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketDescriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw ChildProcessError(message: "bind: \(String(cString: strerror(errno)))") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socketDescriptor, $0, &length) }
+        }
+        guard named == 0 else { throw ChildProcessError(message: "getsockname: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

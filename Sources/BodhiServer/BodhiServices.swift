@@ -1,0 +1,18 @@
+import BodhiEngine
+import BodhiModels
+
+/// The services the HTTP layer calls; built once by the composition root.
+public struct BodhiServices: Sendable {
+    public let catalog: ModelCatalog
+    public let supervisor: EngineSupervisor
+    public let inference: InferenceService
+    /// Requests with larger bodies are refused with 413.
+    public let maxRequestBodyBytes: Int
+
+    public init(catalog: ModelCatalog, supervisor: EngineSupervisor, inference: InferenceService, maxRequestBodyBytes: Int = 32 * 1024 * 1024) {
+        self.catalog = catalog
+        self.supervisor = supervisor
+        self.inference = inference
+        self.maxRequestBodyBytes = maxRequestBodyBytes
+    }
+}

@@ -1,0 +1,59 @@
+import BodhiCore
+import BodhiEngine
+import Foundation
+import Hummingbird
+
+/// Renders every error that escapes a route in the format of the API family the request
+/// was for: OpenAI's error JSON under `/v1`, Bodhi's own JSON elsewhere. Wrapping the whole
+/// router also covers requests that match no route.
+struct ErrorRenderingResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context == BasicRequestContext {
+    let inner: Inner
+    let maxRequestBodyBytes: Int
+
+    func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
+        do {
+            return try await inner.respond(to: request, context: context)
+        } catch {
+            let bodhiError = Self.bodhiError(from: error, request: request, maxBodyBytes: maxRequestBodyBytes)
+            return Self.render(bodhiError, path: request.uri.path)
+        }
+    }
+
+    static func bodhiError(from error: any Error, request: Request, maxBodyBytes: Int) -> BodhiError {
+        if let error = error as? BodhiError { return error }
+        if let error = error as? HTTPError {
+            switch error.status {
+            case .notFound: return .notFound("There is no route \(request.method) \(request.uri.path).")
+            case .contentTooLarge: return .payloadTooLarge(limitBytes: maxBodyBytes)
+            case .methodNotAllowed: return BodhiError(.invalidRequest, status: 405, "\(request.method) is not allowed on \(request.uri.path).")
+            default: return BodhiError(.invalidRequest, status: Int(error.status.code), error.body ?? error.status.reasonPhrase)
+            }
+        }
+        return .internalError("Internal error: \(error)")
+    }
+
+    static func render(_ error: BodhiError, path: String) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let retryAfter = error.retryAfterSeconds { headers[.retryAfter] = String(retryAfter) }
+        let body: Data
+        if path.hasPrefix("/v1/") || path == "/v1" {
+            body = (try? JSONEncoder().encode(OpenAIErrorBody(error))) ?? Data()
+        } else {
+            body = (try? JSONEncoder().encode(BodhiErrorBody(error))) ?? Data()
+        }
+        return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
+
+/// Bodhi's own error JSON: `{"error": {"code", "message"}}`.
+struct BodhiErrorBody: Encodable {
+    struct Detail: Encodable {
+        let code: String
+        let message: String
+    }
+    let error: Detail
+
+    init(_ error: BodhiError) {
+        self.error = Detail(code: error.code.rawValue, message: error.message)
+    }
+}

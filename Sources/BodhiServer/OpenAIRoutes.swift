@@ -1,0 +1,66 @@
+import BodhiCore
+import BodhiEngine
+import BodhiModels
+import Foundation
+import Hummingbird
+
+/// The OpenAI-compatible surface under `/v1`.
+struct OpenAIRoutes {
+    let services: BodhiServices
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/v1/models") { _, _ in try await listModels() }
+        // Model ids contain `/`: accept them percent-encoded as one segment or as plain segments.
+        router.get("/v1/models/**") { request, _ in try await retrieveModel(request) }
+        for operation in InferenceOperation.allCases {
+            router.post(RouterPath(operation.rawValue)) { request, _ in try await infer(operation, request) }
+        }
+    }
+
+    struct ModelObject: Encodable {
+        let id: String
+        let object = "model"
+        let created: Int
+        let ownedBy: String
+
+        enum CodingKeys: String, CodingKey {
+            case id, object, created
+            case ownedBy = "owned_by"
+        }
+
+        init(_ entry: ModelEntry) {
+            id = entry.id
+            created = Int(entry.modified.timeIntervalSince1970)
+            ownedBy = entry.owner
+        }
+    }
+
+    struct ModelList: Encodable {
+        let object = "list"
+        let data: [ModelObject]
+    }
+
+    func listModels() async throws -> Response {
+        try .json(ModelList(data: await services.catalog.list().map(ModelObject.init)))
+    }
+
+    func retrieveModel(_ request: Request) async throws -> Response {
+        let raw = request.uri.path.dropFirst("/v1/models/".count)
+        let id = String(raw).removingPercentEncoding ?? String(raw)
+        return try .json(ModelObject(await services.catalog.resolve(id)))
+    }
+
+    func infer(_ operation: InferenceOperation, _ request: Request) async throws -> Response {
+        let body = try await request.body.collect(upTo: services.maxRequestBodyBytes)
+        switch try await services.inference.handle(operation, body: body) {
+        case .complete(let status, let contentType, let bytes):
+            return Response(status: .init(code: status), headers: [.contentType: contentType], body: .init(byteBuffer: bytes))
+        case .events(let stream):
+            let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                await stream.forward { event in try await writer.write(event) }
+                try await writer.finish(nil)
+            })
+        }
+    }
+}

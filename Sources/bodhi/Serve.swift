@@ -1,0 +1,74 @@
+import ArgumentParser
+import AsyncHTTPClient
+import BodhiCore
+import BodhiEngine
+import BodhiModels
+import BodhiServer
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// `bodhi serve`: the composition root. Everything long-lived is built here and nowhere else.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Start the Bodhi server.")
+
+    @OptionGroup var server: ServerOptions
+
+    func run() async throws {
+        let settings = try server.settings()
+        do { try settings.validateEngine() } catch let error as BodhiError {
+            throw ValidationFailure(message: error.message)
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = ProcessInfo.processInfo.environment["BODHI_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+            return handler
+        }
+        let logger = Logger(label: "bodhi")
+        try FileManager.default.createDirectory(atPath: settings.logsDirectory, withIntermediateDirectories: true)
+
+        // Engines are on loopback: keep connections open and plentiful, and never decompress.
+        var httpConfiguration = HTTPClient.Configuration()
+        httpConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
+        httpConfiguration.timeout = .init(connect: .seconds(5))
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+
+        let catalog = ModelCatalog(hubDirectory: settings.hubDirectory)
+        let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: http, logger: logger)
+        let services = BodhiServices(
+            catalog: catalog, supervisor: supervisor,
+            inference: InferenceService(catalog: catalog, supervisor: supervisor, http: http, logger: logger))
+        let application = BodhiHTTPServer.application(
+            services: services, host: settings.host, port: settings.port, logger: logger,
+            onServerRunning: { port in
+                print("Bodhi is listening on http://\(settings.host):\(port) (models from \(settings.hubDirectory))")
+                fflush(nil)
+            })
+        // Services stop in reverse order: the listener first, then the engines.
+        let group = ServiceGroup(
+            services: [EngineSupervisorService(supervisor: supervisor), application],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        do {
+            try await group.run()
+        } catch {
+            await supervisor.shutdown()
+            try? await http.shutdown()
+            throw ValidationFailure(message: "Bodhi stopped: \(error)")
+        }
+        await supervisor.shutdown()
+        try await http.shutdown()
+    }
+}
+
+/// Runs the supervisor's idle unloading until shutdown, then stops every engine.
+struct EngineSupervisorService: Service {
+    let supervisor: EngineSupervisor
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await supervisor.run()
+        }
+    }
+}

