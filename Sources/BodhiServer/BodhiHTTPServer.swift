@@ -6,9 +6,10 @@ import Logging
 public enum BodhiHTTPServer {
     public static func responder(services: BodhiServices) -> some HTTPResponder<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: ErrorRenderingMiddleware(maxRequestBodyBytes: services.maxRequestBodyBytes))
         SystemRoutes(services: services).register(on: router)
         OpenAIRoutes(services: services).register(on: router)
-        return ErrorRenderingResponder(inner: router.buildResponder(), maxRequestBodyBytes: services.maxRequestBodyBytes)
+        return router.buildResponder()
     }
 
     public static func application(

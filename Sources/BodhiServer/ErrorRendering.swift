@@ -4,15 +4,17 @@ import Foundation
 import Hummingbird
 
 /// Renders every error that escapes a route in the format of the API family the request
-/// was for: OpenAI's error JSON under `/v1`, Bodhi's own JSON elsewhere. Wrapping the whole
-/// router also covers requests that match no route.
-struct ErrorRenderingResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context == BasicRequestContext {
-    let inner: Inner
+/// was for: OpenAI's error JSON under `/v1`, Bodhi's own JSON elsewhere. As router
+/// middleware it also covers requests that match no route.
+struct ErrorRenderingMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
     let maxRequestBodyBytes: Int
 
-    func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         do {
-            return try await inner.respond(to: request, context: context)
+            return try await next(request, context)
         } catch {
             let bodhiError = Self.bodhiError(from: error, request: request, maxBodyBytes: maxRequestBodyBytes)
             return Self.render(bodhiError, path: request.uri.path)
@@ -21,12 +23,15 @@ struct ErrorRenderingResponder<Inner: HTTPResponder>: HTTPResponder where Inner.
 
     static func bodhiError(from error: any Error, request: Request, maxBodyBytes: Int) -> BodhiError {
         if let error = error as? BodhiError { return error }
-        if let error = error as? HTTPError {
+        // Hummingbird's own errors: no route, body over the limit, ...
+        if let error = error as? any HTTPResponseError {
             switch error.status {
             case .notFound: return .notFound("There is no route \(request.method) \(request.uri.path).")
             case .contentTooLarge: return .payloadTooLarge(limitBytes: maxBodyBytes)
             case .methodNotAllowed: return BodhiError(.invalidRequest, status: 405, "\(request.method) is not allowed on \(request.uri.path).")
-            default: return BodhiError(.invalidRequest, status: Int(error.status.code), error.body ?? error.status.reasonPhrase)
+            default:
+                let message = (error as? HTTPError)?.body ?? error.status.reasonPhrase
+                return BodhiError(.invalidRequest, status: Int(error.status.code), message)
             }
         }
         return .internalError("Internal error: \(error)")

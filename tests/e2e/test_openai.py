@@ -121,7 +121,7 @@ def test_engines_endpoint(bodhi: BodhiServer):
     assert isinstance(engine["pid"], int) and isinstance(engine["port"], int)
     assert engine["slots"] == 4  # BODHI_PARALLEL
     args = engine["args"]
-    assert "-m" in args
+    assert args[args.index("--model") + 1].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     assert args[args.index("--port") + 1] == "<redacted>"
     if "--api-key" in args:
         assert args[args.index("--api-key") + 1] == "<redacted>"
@@ -162,6 +162,13 @@ def test_client_disconnect_mid_stream(bodhi: BodhiServer, client: openai.OpenAI,
     # Leaving the block with the body unread closes the connection.
 
     poll_until(lambda: bodhi.engine()["in_flight"] == 0, 10.0, "in_flight to drop to 0 after the disconnect")
+    # The engine itself stopped generating for the departed client (llama-server logs the cancel).
+    engine_logs = list((bodhi.home / "logs").glob("*.log"))
+    poll_until(
+        lambda: any("cancel task" in log.read_text(errors="replace") for log in engine_logs),
+        10.0,
+        "the engine to cancel the abandoned generation",
+    )
     response = client.chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, max_tokens=8)
     assert response.choices
 

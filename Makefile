@@ -1,0 +1,42 @@
+# Bodhi: two commands for a newcomer — `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+SWIFT ?= swift
+# Tests and the benchmark talk to loopback only; the default model lives in HF_HOME.
+VENV = $(shell scripts/bootstrap --print-venv)
+
+.PHONY: run build bootstrap test test-swift test-e2e bench clean
+
+## Install what is missing, build the release binary and start Bodhi on its defaults.
+run: bootstrap build
+	.build/release/bodhi serve
+
+## Build the release binary at .build/release/bodhi.
+build:
+	$(SWIFT) build -c release --product bodhi
+
+## Build llama.cpp's server and lay out the default model (idempotent, cached outside the repo).
+bootstrap:
+	scripts/bootstrap
+
+## The whole suite: one debug build serves both the Swift tests and the end-to-end tests.
+test:
+	scripts/bootstrap --test
+	$(SWIFT) build --build-tests
+	$(MAKE) --no-print-directory test-swift test-e2e
+
+test-swift:
+	BODHI_TEST_ENGINE=$$(scripts/bootstrap --print-engine) $(SWIFT) test --skip-build
+
+test-e2e:
+	BODHI_BIN=$(CURDIR)/.build/debug/bodhi $(VENV)/bin/python -m pytest tests/e2e -q
+
+## Bodhi against the same llama-server reached directly; results go to bench/results/.
+bench: bootstrap build
+	scripts/bootstrap --test
+	mkdir -p bench/results
+	BODHI_BIN=$(CURDIR)/.build/release/bodhi $(VENV)/bin/python bench/bench.py --json bench/results/latest.json
+
+clean:
+	rm -rf .build

@@ -1,0 +1,57 @@
+@testable import BodhiEngine
+import Foundation
+import Testing
+
+@Suite struct EngineArgumentsTests {
+    let arguments = EngineArguments.build(
+        modelPath: "/models/a.gguf", modelName: "org/a-GGUF:Q4_0", port: 4242, apiKey: "secret", parallel: 3,
+        extra: ["--ctx-size", "2048"])
+
+    func value(after flag: String) -> String? {
+        arguments.firstIndex(of: flag).map { arguments[$0 + 1] }
+    }
+
+    @Test func childIsIsolatedOnLoopbackWithItsOwnKey() {
+        #expect(value(after: "--host") == "127.0.0.1")
+        #expect(value(after: "--port") == "4242")
+        #expect(value(after: "--api-key") == "secret")
+    }
+
+    @Test func servesChatAndEmbeddingsWithMetricsAndBodhisName() {
+        #expect(value(after: "--model") == "/models/a.gguf")
+        #expect(value(after: "--alias") == "org/a-GGUF:Q4_0")
+        #expect(value(after: "--parallel") == "3")
+        #expect(value(after: "--pooling") == "mean")
+        for flag in ["--jinja", "--embeddings", "--metrics"] { #expect(arguments.contains(flag)) }
+        #expect(Array(arguments.suffix(2)) == ["--ctx-size", "2048"])
+    }
+
+    @Test func redactionHidesPortAndKeyOnly() {
+        let redacted = EngineArguments.redacted(arguments)
+        #expect(!redacted.contains("secret"))
+        #expect(!redacted.contains("4242"))
+        #expect(redacted.count == arguments.count)
+        #expect(redacted.contains("/models/a.gguf"))
+    }
+
+    @Test func backoffStartsAtOnceThenDoublesUpToACap() {
+        #expect(EngineSupervisor.backoff(afterCrashes: 1) == .zero)
+        #expect(EngineSupervisor.backoff(afterCrashes: 2) == .milliseconds(500))
+        #expect(EngineSupervisor.backoff(afterCrashes: 3) == .seconds(1))
+        #expect(EngineSupervisor.backoff(afterCrashes: 20) == .seconds(30))
+    }
+
+    @Test func failureReasonQuotesTheEnginesErrorsFromThisStartOnly() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("engine-\(UUID().uuidString).log").path
+        let earlier = "old run: error that must not show\n"
+        let text = earlier + "loading\nllama_model_load: error loading model: invalid magic\nmain: exiting due to model loading error\n"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let reason = try #require(EngineSupervisor.failureReason(logPath: path, from: earlier.utf8.count))
+        #expect(reason.contains("invalid magic"))
+        #expect(!reason.contains("old run"))
+    }
+
+    @Test func logFileNamesAreSafe() {
+        #expect(EngineSupervisor.logFileName(for: "org/a-GGUF:Q4_0") == "org_a-GGUF_Q4_0.log")
+    }
+}

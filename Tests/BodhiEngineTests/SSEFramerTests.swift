@@ -1,0 +1,28 @@
+import BodhiEngine
+import NIOCore
+import Testing
+
+@Suite struct SSEFramerTests {
+    @Test func eventsSplitAcrossChunksComeOutWhole() {
+        var framer = SSEFramer()
+        #expect(framer.append(ByteBuffer(string: "data: {\"a\":")).isEmpty)
+        let first = framer.append(ByteBuffer(string: "1}\n\ndata: [DO"))
+        #expect(first.map { String(buffer: $0) } == ["data: {\"a\":1}\n\n"])
+        let second = framer.append(ByteBuffer(string: "NE]\n\n"))
+        #expect(second.map { String(buffer: $0) } == ["data: [DONE]\n\n"])
+        #expect(framer.pendingByteCount == 0)
+    }
+
+    @Test func manyEventsInOneChunkAndEveryLineEnding() {
+        var framer = SSEFramer()
+        let events = framer.append(ByteBuffer(string: "data: 1\n\ndata: 2\r\n\r\ndata: 3\r\rdata: 4"))
+        #expect(events.map { String(buffer: $0) } == ["data: 1\n\n", "data: 2\r\n\r\n", "data: 3\r\r"])
+        #expect(framer.pendingByteCount == "data: 4".utf8.count)
+    }
+
+    @Test func dataPayloadsAreExtracted() {
+        #expect(SSEFramer.data(of: ByteBuffer(string: "data: [DONE]\n\n")) == "[DONE]")
+        #expect(SSEFramer.data(of: ByteBuffer(string: "event: x\ndata:a\ndata: b\n\n")) == "a\nb")
+        #expect(SSEFramer.data(of: ByteBuffer(string: ": comment\n\n")) == nil)
+    }
+}

@@ -1,0 +1,146 @@
+import AsyncHTTPClient
+import BodhiCore
+import BodhiEngine
+import BodhiModels
+import BodhiServer
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Testing
+
+/// In-process HTTP tests of the routes that need no engine.
+@Suite struct HTTPTests {
+    let hub: String
+
+    init() throws {
+        hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-http-\(UUID().uuidString)").path
+        let snapshot = hub + "/models--org--tiny-GGUF/snapshots/abc"
+        try FileManager.default.createDirectory(atPath: snapshot, withIntermediateDirectories: true)
+        try Data(count: 64).write(to: URL(fileURLWithPath: snapshot + "/tiny.Q4_K_M.gguf"))
+    }
+
+    func withApp(maxBody: Int = 1024, _ test: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        let settings = try Settings.resolve(environment: ["HOME": NSHomeDirectory(), "BODHI_LLAMA_SERVER": "/nonexistent"])
+        let catalog = ModelCatalog(hubDirectory: hub)
+        let logger = Logger(label: "test")
+        let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: .shared, logger: logger)
+        let services = BodhiServices(
+            catalog: catalog, supervisor: supervisor,
+            inference: InferenceService(catalog: catalog, supervisor: supervisor, http: .shared, logger: logger),
+            maxRequestBodyBytes: maxBody)
+        let app = Application(responder: BodhiHTTPServer.responder(services: services))
+        try await app.test(.router, test)
+    }
+
+    func json(_ buffer: ByteBuffer) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(String(buffer: buffer).utf8)) as? [String: Any])
+    }
+
+    func openAIError(_ buffer: ByteBuffer) throws -> [String: Any] {
+        try #require(try json(buffer)["error"] as? [String: Any])
+    }
+
+    @Test func pingAnswersPong() async throws {
+        try await withApp { client in
+            try await client.execute(uri: "/ping", method: .get) { response in
+                #expect(response.status == .ok)
+                let value = try json(response.body)["message"] as? String
+                #expect(value == "pong")
+            }
+        }
+    }
+
+    @Test func modelsAreListedAndRetrievableEncodedOrNot() async throws {
+        try await withApp { client in
+            try await client.execute(uri: "/v1/models", method: .get) { response in
+                let data = try #require(try json(response.body)["data"] as? [[String: Any]])
+                #expect(data.map { $0["id"] as? String } == ["org/tiny-GGUF:Q4_K_M"])
+                #expect(data.first?["owned_by"] as? String == "org")
+                #expect(data.first?["object"] as? String == "model")
+            }
+            for path in ["/v1/models/org/tiny-GGUF:Q4_K_M", "/v1/models/org%2Ftiny-GGUF%3AQ4_K_M"] {
+                try await client.execute(uri: path, method: .get) { response in
+                    #expect(response.status == .ok)
+                    let value = try json(response.body)["id"] as? String
+                    #expect(value == "org/tiny-GGUF:Q4_K_M")
+                }
+            }
+            try await client.execute(uri: "/v1/models/org/none:Q4_0", method: .get) { response in
+                #expect(response.status == .notFound)
+                let value = try openAIError(response.body)["code"] as? String
+                #expect(value == "model_not_found")
+            }
+        }
+    }
+
+    @Test func badRequestsGetOpenAIErrors() async throws {
+        try await withApp { client in
+            let cases: [(String, HTTPResponse.Status, String?)] = [
+                (#"{"model":"#, .badRequest, nil),
+                (#"[1,2]"#, .badRequest, nil),
+                (#"{"messages":[]}"#, .badRequest, "model"),
+                (#"{"model":42}"#, .badRequest, "model"),
+                (#"{"model":"org/tiny-GGUF:Q4_K_M","stream":"yes"}"#, .badRequest, "stream"),
+                (#"{"model":"nobody/nothing:Q4_0","messages":[]}"#, .notFound, "model"),
+            ]
+            for (body, status, param) in cases {
+                try await client.execute(uri: "/v1/chat/completions", method: .post, body: ByteBuffer(string: body)) { response in
+                    #expect(response.status == status, "\(body)")
+                    let error = try openAIError(response.body)
+                    #expect((error["message"] as? String)?.isEmpty == false)
+                    #expect(error["type"] as? String == "invalid_request_error")
+                    #expect(error["param"] as? String == param, "\(body)")
+                }
+            }
+        }
+    }
+
+    @Test func oversizedBodiesAre413() async throws {
+        try await withApp(maxBody: 100) { client in
+            let body = ByteBuffer(string: #"{"model":"org/tiny-GGUF:Q4_K_M","prompt":""# + String(repeating: "x", count: 500) + "\"}")
+            try await client.execute(uri: "/v1/completions", method: .post, body: body) { response in
+                #expect(response.status == .contentTooLarge)
+                let value = try openAIError(response.body)["code"] as? String
+                #expect(value == "payload_too_large")
+            }
+        }
+    }
+
+    @Test func engineThatCannotStartIsAClearServerError() async throws {
+        try await withApp { client in
+            let body = ByteBuffer(string: #"{"model":"org/tiny-GGUF:Q4_K_M","input":"hi"}"#)
+            try await client.execute(uri: "/v1/embeddings", method: .post, body: body) { response in
+                #expect(response.status == .internalServerError)
+                let message = try #require(try openAIError(response.body)["message"] as? String)
+                #expect(message.contains("org/tiny-GGUF:Q4_K_M"))
+                #expect(message.contains("/nonexistent"))
+            }
+        }
+    }
+
+    @Test func unknownRoutesAre404InTheirFamilysFormat() async throws {
+        try await withApp { client in
+            try await client.execute(uri: "/v1/nothing", method: .get) { response in
+                #expect(response.status == .notFound)
+                let value = try openAIError(response.body)["type"] as? String
+                #expect(value == "invalid_request_error")
+            }
+            try await client.execute(uri: "/bodhi/v1/nothing", method: .get) { response in
+                #expect(response.status == .notFound)
+                let value = try openAIError(response.body)["code"] as? String
+                #expect(value == "not_found")
+            }
+        }
+    }
+
+    @Test func enginesListIsEmptyBeforeAnyRequest() async throws {
+        try await withApp { client in
+            try await client.execute(uri: "/bodhi/v1/engines", method: .get) { response in
+                #expect(response.status == .ok)
+                let engines = try json(response.body)["engines"] as? [Any]
+                #expect(engines?.isEmpty == true)
+            }
+        }
+    }
+}
