@@ -129,8 +129,9 @@ class StopResult(NamedTuple):
 class BodhiServer:
     """A `bodhi serve` child with a private BODHI_HOME under `workdir`; its output goes to bodhi.log."""
 
-    def __init__(self, workdir: Path, binary: Path | None = None):
+    def __init__(self, workdir: Path, binary: Path | None = None, env: dict[str, str] | None = None):
         self.binary = binary or bodhi_binary()
+        self.extra_env = env or {}
         self.home = workdir / "home"
         self.log_path = workdir / "bodhi.log"
         self.port = free_port()
@@ -146,7 +147,7 @@ class BodhiServer:
             "BODHI_HOME": str(self.home),
             "BODHI_KEEP_ALIVE": "5m",
             "BODHI_PARALLEL": "4",
-        }
+        } | self.extra_env
         cmd = [str(self.binary), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)

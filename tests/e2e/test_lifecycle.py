@@ -1,0 +1,131 @@
+"""How Bodhi starts, manages engines and stops, seen from outside: each test runs its own server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from bodhi_process import DEFAULT_MODEL, BodhiServer, ProcessRef, bodhi_binary, poll_until
+
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+def default_model_file() -> Path:
+    hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    repo = hf_home / "hub" / "models--QuantFactory--SmolLM2-135M-Instruct-GGUF"
+    revision = (repo / "refs" / "main").read_text().strip()
+    return repo / "snapshots" / revision / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def add_model(hf_home: Path, repo_id: str, file_name: str, source: Path | None = None, content: bytes = b"") -> None:
+    """Lays a file into an HF cache the way huggingface_hub does: a blob and a snapshot link."""
+    repo = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    snapshot = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snapshot.mkdir(parents=True, exist_ok=True)
+    blob = repo / "blobs" / f"blob-{file_name}"
+    if source is not None:
+        blob.symlink_to(source.resolve())
+    else:
+        blob.write_bytes(content)
+    (snapshot / file_name).symlink_to(Path("../../blobs") / blob.name)
+    (repo / "refs" / "main").write_text(snapshot.name)
+
+
+def client_for(server: BodhiServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.api_url, api_key="unused", timeout=120, max_retries=0)
+
+
+def load_default_model(server: BodhiServer) -> ProcessRef:
+    with client_for(server) as client:
+        client.chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, max_tokens=2)
+    engine = server.engine()
+    assert engine is not None and engine["state"] == "ready"
+    ref = ProcessRef.of(engine["pid"])
+    assert ref is not None
+    return ref
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])
+def test_no_engine_outlives_bodhi(tmp_path: Path, sig: signal.Signals):
+    server = BodhiServer(tmp_path)
+    server.start()
+    try:
+        engine = load_default_model(server)
+        server.proc.send_signal(sig)
+        server.proc.wait(15)
+        poll_until(lambda: not engine.alive(), 10.0, f"the engine to exit after bodhi got {sig.name}")
+    finally:
+        server.stop()
+
+
+def test_invalid_setting_is_refused_with_its_name_and_source(tmp_path: Path):
+    env = os.environ | {"BODHI_HOME": str(tmp_path), "BODHI_MAX_LOADED_MODELS": "lots"}
+    result = subprocess.run(
+        [str(bodhi_binary()), "serve"], env=env, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode != 0
+    assert "BODHI_MAX_LOADED_MODELS" in result.stderr
+    assert "environment" in result.stderr
+
+    (tmp_path / "settings.yaml").write_text("BODHI_PORT: 99999\n")
+    result = subprocess.run(
+        [str(bodhi_binary()), "serve"],
+        env=os.environ | {"BODHI_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode != 0
+    assert "BODHI_PORT" in result.stderr and "settings.yaml" in result.stderr
+
+
+def test_keep_alive_zero_unloads_after_the_request(tmp_path: Path):
+    with BodhiServer(tmp_path, env={"BODHI_KEEP_ALIVE": "0"}) as server:
+        with client_for(server) as client:
+            client.chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, max_tokens=2)
+        poll_until(lambda: server.engines() == [], 10.0, "the model to unload")
+
+
+def test_new_models_appear_and_least_recently_used_makes_room(tmp_path: Path):
+    hf_home = tmp_path / "hf"
+    add_model(hf_home, "test/first-GGUF", "first.Q4_1.gguf", source=default_model_file())
+    with BodhiServer(tmp_path, env={"HF_HOME": str(hf_home), "BODHI_MAX_LOADED_MODELS": "1"}) as server:
+        with client_for(server) as client:
+            assert [m.id for m in client.models.list()] == ["test/first-GGUF:Q4_1"]
+            client.chat.completions.create(model="test/first-GGUF:Q4_1", messages=HELLO, max_tokens=2)
+
+            # A file that lands in the cache while Bodhi runs is served without a restart.
+            add_model(hf_home, "test/second-GGUF", "second.Q4_1.gguf", source=default_model_file())
+            assert "test/second-GGUF:Q4_1" in [m.id for m in client.models.list()]
+            client.chat.completions.create(model="test/second-GGUF:Q4_1", messages=HELLO, max_tokens=2)
+
+        # Only one model fits: the idle one was unloaded to make room.
+        assert [e["model"] for e in server.engines()] == ["test/second-GGUF:Q4_1"]
+
+
+def test_a_model_the_engine_cannot_load_gets_the_engines_reason(tmp_path: Path):
+    hf_home = tmp_path / "hf"
+    add_model(hf_home, "test/broken-GGUF", "broken.Q4_0.gguf", content=b"GGUF" + os.urandom(256))
+    with BodhiServer(tmp_path, env={"HF_HOME": str(hf_home)}) as server, client_for(server) as client:
+        with pytest.raises(openai.InternalServerError) as raised:
+            client.chat.completions.create(model="test/broken-GGUF:Q4_0", messages=HELLO, max_tokens=2)
+        message = raised.value.response.json()["error"]["message"]
+        assert "test/broken-GGUF:Q4_0" in message
+        assert "error" in message.lower() or "failed" in message.lower()
+        assert server.engines() == []
+
+
+def test_oversized_body_is_413(tmp_path: Path):
+    with BodhiServer(tmp_path) as server:
+        body = b'{"model": "' + DEFAULT_MODEL.encode() + b'", "prompt": "' + b"x" * (33 * 1024 * 1024) + b'"}'
+        response = httpx.post(f"{server.api_url}/completions", content=body, timeout=60)
+        assert response.status_code == 413
+        assert "limit" in response.json()["error"]["message"]
