@@ -1,0 +1,64 @@
+"""The `bodhi` command line against a running server, as a person at a terminal uses it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from bodhi_process import DEFAULT_MODEL, BodhiServer, bodhi_binary
+
+
+def bodhi_cli(server: BodhiServer, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"BODHI_HOME": str(server.home)}
+    return subprocess.run(
+        [str(bodhi_binary()), *args, "--port", str(server.port)],
+        env=env,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_run_answers_a_prompt_then_ls_and_ps_show_the_loaded_model(bodhi: BodhiServer):
+    answer = bodhi_cli(bodhi, "run", DEFAULT_MODEL, "Say", "hello")
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip()
+
+    listing = bodhi_cli(bodhi, "ls")
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if line.startswith(DEFAULT_MODEL))
+    assert row.split()[1:] == ["98.4", "MB", "Q4_1", "yes"]
+
+    processes = bodhi_cli(bodhi, "ps")
+    assert processes.returncode == 0, processes.stderr
+    row = next(line for line in processes.stdout.splitlines() if line.startswith(DEFAULT_MODEL))
+    assert row.split()[1] == "ready"
+    assert row.split()[3] == "4"  # slots
+
+
+def test_run_chats_line_by_line_until_bye(bodhi: BodhiServer):
+    chat = bodhi_cli(bodhi, "run", DEFAULT_MODEL, stdin="Hi there\nWhat did I just say?\n/bye\nnot sent\n")
+    assert chat.returncode == 0, chat.stderr
+    replies = [line for line in chat.stdout.splitlines() if line.strip()]
+    assert len(replies) >= 2
+
+
+def test_run_with_an_unknown_model_says_so(bodhi: BodhiServer):
+    result = bodhi_cli(bodhi, "run", "nobody/nothing:Q4_0", "hi")
+    assert result.returncode != 0
+    assert "nobody/nothing:Q4_0" in result.stderr
+
+
+def test_ps_without_a_server_says_how_to_start_one(tmp_path):
+    result = subprocess.run(
+        [str(bodhi_binary()), "ps", "--port", "1"],
+        env=os.environ | {"BODHI_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode != 0
+    assert "bodhi serve" in result.stderr
