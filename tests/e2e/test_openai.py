@@ -15,9 +15,8 @@ import httpx
 import jsonschema
 import openai
 import pytest
-from bodhi_process import DEFAULT_MODEL, BodhiServer, poll_until
+from bodhi_process import DEFAULT_MODEL, HELLO, BodhiServer, poll_until
 
-HELLO = [{"role": "user", "content": "Say hello."}]
 LONG_STORY = [{"role": "user", "content": "Write a very long story about a dragon who learns to bake bread."}]
 
 
