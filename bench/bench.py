@@ -89,7 +89,7 @@ def main() -> int:
                 Target("bodhi", bodhi_client),
                 Target("direct", open_client(f"http://127.0.0.1:{port}/v1", args.concurrency)),
             ]
-            results = run_benchmarks(targets, args)
+            results = run_benchmarks(targets, args, bodhi.proc.pid)
         except BaseException:
             print(f"--- bodhi log ---\n{bodhi.log_tail()}", file=sys.stderr)
             if direct is not None:
@@ -123,9 +123,9 @@ def main() -> int:
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--latency-requests", "-n", type=int, default=200, help="non-stream requests per target (200)")
-    p.add_argument("--stream-requests", "-m", type=int, default=10, help="sequential streams per target (10)")
+    p.add_argument("--stream-requests", "-m", type=int, default=20, help="sequential streams per target (20)")
     p.add_argument("--concurrency", "-c", type=int, default=8, help="concurrent streams in the aggregate test (8)")
-    p.add_argument("--rounds", "-r", type=int, default=3, help="aggregate rounds per target (3)")
+    p.add_argument("--rounds", "-r", type=int, default=5, help="aggregate rounds per target (5)")
     p.add_argument("--quick", action="store_true", help="smoke run: N=20, M=3, one aggregate round")
     p.add_argument("--phase-timeout", type=float, default=600, help="seconds per phase before it stops early (600)")
     p.add_argument("--json", type=Path, help="write results as JSON here")
@@ -234,18 +234,38 @@ def interleaved(
     return samples, False
 
 
-def run_benchmarks(targets: list[Target], args: argparse.Namespace) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_benchmarks(targets: list[Target], args: argparse.Namespace, bodhi_pid: int) -> dict:
     for target in targets:  # warm connections and prompt caches alike
         for _ in range(3):
             chat(target.client, max_tokens=1)
         stream(target.client)
 
+    # Bodhi's own CPU time per request and per streamed event: on a machine where the engine
+    # keeps every core busy, this is what Bodhi takes from it. (Bodhi idles while the direct
+    # target is measured, so the phase totals are Bodhi's work for its own requests.)
+    cpu_before = cpu_seconds(bodhi_pid)
     latency, latency_cut = interleaved(
         targets, args.latency_requests, LATENCY_BATCH, lambda c: chat(c, max_tokens=1), args.phase_timeout
     )
-    streams, stream_cut = interleaved(
-        targets, args.stream_requests, 1, lambda c: decode_rate(stream(c)), args.phase_timeout
-    )
+    cpu_per_request = (cpu_seconds(bodhi_pid) - cpu_before) / max(1, len(latency["bodhi"]))
+
+    events = {"bodhi": 0}
+
+    def counted_stream_rate(client: httpx.Client) -> float:
+        times = stream(client)
+        if client is targets[0].client:
+            events["bodhi"] += len(times)
+        return decode_rate(times)
+
+    cpu_before = cpu_seconds(bodhi_pid)
+    streams, stream_cut = interleaved(targets, args.stream_requests, 1, counted_stream_rate, args.phase_timeout)
+    cpu_per_event = (cpu_seconds(bodhi_pid) - cpu_before) / max(1, events["bodhi"])
     aggregate, aggregate_cut = interleaved(
         targets, args.rounds, 1, lambda c: aggregate_rate(c, args.concurrency), args.phase_timeout
     )
@@ -255,6 +275,7 @@ def run_benchmarks(targets: list[Target], args: argparse.Namespace) -> dict:
         },
         "stream_tokens_per_s": {name: {"median": median(s), "samples": s} for name, s in streams.items()},
         "aggregate_tokens_per_s": {name: {"median": median(s), "samples": s} for name, s in aggregate.items()},
+        "bodhi_cpu_us": {"per_request": cpu_per_request * 1e6, "per_stream_event": cpu_per_event * 1e6},
         "stopped_early": [
             phase
             for phase, cut in (("latency", latency_cut), ("stream", stream_cut), ("aggregate", aggregate_cut))
@@ -299,6 +320,12 @@ def markdown(report: dict) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     lines += [f"| {name} | {b:.2f} | {d:.2f} | {b - d:+.2f} | {b / d if d else math.nan:.3f} |" for name, b, d in rows]
+    cpu = report["bodhi_cpu_us"]
+    lines += [
+        "",
+        f"Bodhi's own CPU time: {cpu['per_request']:.0f} µs per non-stream request, "
+        f"{cpu['per_stream_event']:.0f} µs per streamed event.",
+    ]
     if report["stopped_early"]:
         lines += ["", f"Stopped early (phase timeout): {', '.join(report['stopped_early'])}."]
     return "\n".join(lines)
