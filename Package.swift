@@ -70,7 +70,11 @@ let package = Package(
         ),
         .testTarget(name: "BodhiCoreTests", dependencies: ["BodhiCore"], swiftSettings: strict),
         .testTarget(name: "BodhiModelsTests", dependencies: ["BodhiModels"], swiftSettings: strict),
-        .testTarget(name: "BodhiEngineTests", dependencies: ["BodhiEngine"], swiftSettings: strict),
+        .testTarget(
+            name: "BodhiEngineTests",
+            dependencies: ["BodhiEngine", .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "BodhiServerTests",
             dependencies: [

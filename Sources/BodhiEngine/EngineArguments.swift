@@ -1,26 +1,33 @@
 /// The command line of one `llama-server` child.
 public enum EngineArguments {
     /// Bodhi's fixed choices come first and extra arguments from settings last.
-    /// - The child listens on loopback only and requires a per-child key, so other local
-    ///   users cannot reach it around Bodhi.
+    /// - The child listens on loopback only. Its per-child key travels in the environment
+    ///   (`apiKeyVariable`), which other users cannot read, unlike a command line.
     /// - `--jinja` applies the model's own chat template; `--embeddings --pooling mean` lets
     ///   the same process serve chat and embeddings; `--metrics` exposes its Prometheus data.
     /// - `--alias` makes the child report the model under Bodhi's name.
     public static func build(
-        modelPath: String, modelName: String, port: Int, apiKey: String, parallel: Int, extra: [String]
+        modelPath: String, modelName: String, port: Int, parallel: Int, extra: [String]
     ) -> [String] {
         [
             "--model", modelPath,
             "--alias", modelName,
             "--host", "127.0.0.1",
             "--port", String(port),
-            "--api-key", apiKey,
             "--parallel", String(parallel),
             "--jinja",
             "--embeddings", "--pooling", "mean",
             "--metrics",
             "--no-webui",
         ] + extra
+    }
+
+    /// llama-server reads its API key from this variable when `--api-key` is not given.
+    public static let apiKeyVariable = "LLAMA_API_KEY"
+
+    /// The child's environment: Bodhi's own, with the child's key.
+    public static func environment(inheriting parent: [String: String], apiKey: String) -> [String: String] {
+        parent.merging([apiKeyVariable: apiKey]) { _, key in key }
     }
 
     /// The arguments with the port and key replaced, for showing and for benchmarks that

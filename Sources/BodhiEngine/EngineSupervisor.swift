@@ -199,7 +199,7 @@ public actor EngineSupervisor {
         }
         let apiKey = Self.randomKey()
         let arguments = EngineArguments.build(
-            modelPath: model.path, modelName: model.id, port: port, apiKey: apiKey,
+            modelPath: model.path, modelName: model.id, port: port,
             parallel: configuration.parallel, extra: configuration.extraArguments)
         let task = Task { try await self.load(model, generation: generation, port: port, apiKey: apiKey, arguments: arguments, after: delay) }
         let previous = engines[model.id]
@@ -243,7 +243,8 @@ public actor EngineSupervisor {
         do {
             child = try ChildProcess(
                 executable: configuration.executable, arguments: arguments,
-                environment: ProcessInfo.processInfo.environment, logPath: logPath)
+                environment: EngineArguments.environment(inheriting: ProcessInfo.processInfo.environment, apiKey: apiKey),
+                logPath: logPath)
         } catch {
             throw BodhiError.engineLoadFailed(model: model.id, reason: "\(error)")
         }

@@ -157,7 +157,7 @@ public struct InferenceService: Sendable {
 
         let response: HTTPClientResponse
         do {
-            response = try await http.execute(request, timeout: .hours(24))
+            response = try await Self.execute(request, on: http)
         } catch {
             await lease.release()
             throw engineStopped(model.id, error)
@@ -173,6 +173,17 @@ public struct InferenceService: Sendable {
         } catch {
             await lease.release()
             throw engineStopped(model.id, error)
+        }
+    }
+
+    /// Sends a request to an engine. llama-server closes idle keep-alive connections after a
+    /// few seconds; a request that meets such a close before any answer was never read by the
+    /// engine, so it is sent once more on a fresh connection.
+    static func execute(_ request: HTTPClientRequest, on http: HTTPClient) async throws -> HTTPClientResponse {
+        do {
+            return try await http.execute(request, timeout: .hours(24))
+        } catch let error as HTTPClientError where error == .remoteConnectionClosed {
+            return try await http.execute(request, timeout: .hours(24))
         }
     }
 

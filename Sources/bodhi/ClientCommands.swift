@@ -61,12 +61,15 @@ struct RunModel: AsyncParsableCommand {
     @Argument(parsing: .remaining, help: "The prompt; without one, read prompts line by line (/bye to quit).")
     var prompt: [String] = []
 
+    @Option(help: "The most tokens to generate per reply (default: the model's limit).")
+    var maxTokens: Int?
+
     func run() async throws {
         let client = BodhiClient(settings: try server.settings())
         var messages: [[String: String]] = []
         if !prompt.isEmpty {
             messages.append(["role": "user", "content": prompt.joined(separator: " ")])
-            _ = try await client.streamChat(model: model, messages: messages)
+            _ = try await client.streamChat(model: model, messages: messages, maxTokens: maxTokens)
             return
         }
         let interactive = isatty(STDIN_FILENO) != 0
@@ -80,7 +83,7 @@ struct RunModel: AsyncParsableCommand {
             if text == "/bye" { break }
             if text.isEmpty { continue }
             messages.append(["role": "user", "content": text])
-            let reply = try await client.streamChat(model: model, messages: messages)
+            let reply = try await client.streamChat(model: model, messages: messages, maxTokens: maxTokens)
             messages.append(["role": "assistant", "content": reply])
         }
     }
@@ -97,11 +100,12 @@ struct BodhiClient {
     }
 
     /// Streams a chat reply to stdout as it arrives and returns its text.
-    func streamChat(model: String, messages: [[String: String]]) async throws -> String {
+    func streamChat(model: String, messages: [[String: String]], maxTokens: Int?) async throws -> String {
         var request = HTTPClientRequest(url: settings.clientBaseURL + "/v1/chat/completions")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        let payload: [String: Any] = ["model": model, "messages": messages, "stream": true]
+        var payload: [String: Any] = ["model": model, "messages": messages, "stream": true]
+        if let maxTokens { payload["max_tokens"] = maxTokens }
         request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: payload)))
         return try await withClient { http in
             let response = try await connect { try await http.execute(request, timeout: .hours(24)) }

@@ -25,9 +25,10 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "bodhi")
         try FileManager.default.createDirectory(atPath: settings.logsDirectory, withIntermediateDirectories: true)
 
-        // Engines are on loopback: keep connections open and plentiful, and never decompress.
+        // Engines are on loopback: plenty of connections, never decompressed, and idle ones closed
+        // before llama-server's own 5 s keep-alive timeout closes them under a new request.
         var httpConfiguration = HTTPClient.Configuration()
-        httpConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
+        httpConfiguration.connectionPool = .init(idleTimeout: .seconds(3), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
         httpConfiguration.timeout = .init(connect: .seconds(5))
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
 

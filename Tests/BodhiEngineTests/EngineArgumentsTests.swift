@@ -4,17 +4,21 @@ import Testing
 
 @Suite struct EngineArgumentsTests {
     let arguments = EngineArguments.build(
-        modelPath: "/models/a.gguf", modelName: "org/a-GGUF:Q4_0", port: 4242, apiKey: "secret", parallel: 3,
+        modelPath: "/models/a.gguf", modelName: "org/a-GGUF:Q4_0", port: 4242, parallel: 3,
         extra: ["--ctx-size", "2048"])
 
     func value(after flag: String) -> String? {
         arguments.firstIndex(of: flag).map { arguments[$0 + 1] }
     }
 
-    @Test func childIsIsolatedOnLoopbackWithItsOwnKey() {
+    @Test func childIsIsolatedOnLoopbackWithAKeyNoOtherUserCanRead() {
         #expect(value(after: "--host") == "127.0.0.1")
         #expect(value(after: "--port") == "4242")
-        #expect(value(after: "--api-key") == "secret")
+        // A command line is world-readable (`ps`); the environment is not.
+        #expect(!arguments.contains("--api-key"))
+        let environment = EngineArguments.environment(inheriting: ["PATH": "/bin", "LLAMA_API_KEY": "inherited"], apiKey: "secret")
+        #expect(environment["LLAMA_API_KEY"] == "secret")
+        #expect(environment["PATH"] == "/bin")
     }
 
     @Test func servesChatAndEmbeddingsWithMetricsAndBodhisName() {
@@ -26,9 +30,8 @@ import Testing
         #expect(Array(arguments.suffix(2)) == ["--ctx-size", "2048"])
     }
 
-    @Test func redactionHidesPortAndKeyOnly() {
+    @Test func redactionHidesThePortOnly() {
         let redacted = EngineArguments.redacted(arguments)
-        #expect(!redacted.contains("secret"))
         #expect(!redacted.contains("4242"))
         #expect(redacted.count == arguments.count)
         #expect(redacted.contains("/models/a.gguf"))

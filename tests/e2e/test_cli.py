@@ -22,7 +22,7 @@ def bodhi_cli(server: BodhiServer, *args: str, stdin: str | None = None) -> subp
 
 
 def test_run_answers_a_prompt_then_ls_and_ps_show_the_loaded_model(bodhi: BodhiServer):
-    answer = bodhi_cli(bodhi, "run", DEFAULT_MODEL, "Say", "hello")
+    answer = bodhi_cli(bodhi, "run", DEFAULT_MODEL, "--max-tokens", "32", "Say", "hello")
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.strip()
 
@@ -39,7 +39,9 @@ def test_run_answers_a_prompt_then_ls_and_ps_show_the_loaded_model(bodhi: BodhiS
 
 
 def test_run_chats_line_by_line_until_bye(bodhi: BodhiServer):
-    chat = bodhi_cli(bodhi, "run", DEFAULT_MODEL, stdin="Hi there\nWhat did I just say?\n/bye\nnot sent\n")
+    chat = bodhi_cli(
+        bodhi, "run", DEFAULT_MODEL, "--max-tokens", "32", stdin="Hi there\nWhat did I just say?\n/bye\nnot sent\n"
+    )
     assert chat.returncode == 0, chat.stderr
     replies = [line for line in chat.stdout.splitlines() if line.strip()]
     assert len(replies) >= 2

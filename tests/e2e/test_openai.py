@@ -122,8 +122,17 @@ def test_engines_endpoint(bodhi: BodhiServer):
     args = engine["args"]
     assert args[args.index("--model") + 1].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     assert args[args.index("--port") + 1] == "<redacted>"
-    if "--api-key" in args:
-        assert args[args.index("--api-key") + 1] == "<redacted>"
+
+    # The engine is Bodhi's alone: it refuses requests without its key, and the key is not on
+    # its command line, which every local user can read.
+    refused = httpx.post(
+        f"http://127.0.0.1:{engine['port']}/v1/chat/completions",
+        json={"model": DEFAULT_MODEL, "messages": HELLO, "max_tokens": 1},
+        timeout=30,
+    )
+    assert refused.status_code == 401
+    with open(f"/proc/{engine['pid']}/cmdline", "rb") as cmdline:
+        assert b"--api-key" not in cmdline.read()
 
 
 def test_unknown_model_is_404(client: openai.OpenAI):
