@@ -15,6 +15,9 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var server: ServerOptions
 
+    /// How long a stop waits for requests in flight before cancelling them.
+    static let maximumDrain: Duration = .seconds(5)
+
     func run() async throws {
         let settings = try server.settings()
         do { try settings.validateEngine() } catch let error as BodhiError {
@@ -43,11 +46,14 @@ struct Serve: AsyncParsableCommand {
                 print("Bodhi is listening on http://\(settings.host):\(port) (models from \(settings.hubDirectory))")
                 fflush(nil)
             })
-        // Services stop in reverse order: the listener first, then the engines.
-        let group = ServiceGroup(
-            services: [EngineSupervisorService(supervisor: supervisor), application],
+        // Services stop in reverse order: the listener first (letting requests in flight finish),
+        // then the engines. A stream can run for minutes, so the drain is bounded.
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [.init(service: EngineSupervisorService(supervisor: supervisor)), .init(service: application)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = Self.maximumDrain
+        let group = ServiceGroup(configuration: groupConfiguration)
         do {
             try await group.run()
         } catch {

@@ -64,6 +64,27 @@ def test_no_engine_outlives_bodhi(tmp_path: Path, sig: signal.Signals):
         server.stop()
 
 
+def test_stopping_during_a_stream_ends_it_and_takes_the_engine_down(tmp_path: Path):
+    server = BodhiServer(tmp_path)
+    server.start()
+    try:
+        engine = load_default_model(server)
+        with client_for(server) as client:
+            stream = client.chat.completions.create(
+                model=DEFAULT_MODEL, messages=HELLO, max_tokens=4000, stream=True, extra_body={"ignore_eos": True}
+            )
+            next(iter(stream))
+            server.proc.send_signal(signal.SIGTERM)
+            # The drain is bounded: Bodhi does not wait for a 4000-token reply to finish.
+            server.proc.wait(30)
+            with pytest.raises(openai.APIError):
+                for _ in stream:
+                    pass
+        poll_until(lambda: not engine.alive(), 10.0, "the engine to exit")
+    finally:
+        server.stop()
+
+
 def test_invalid_setting_is_refused_with_its_name_and_source(tmp_path: Path):
     env = os.environ | {"BODHI_HOME": str(tmp_path), "BODHI_MAX_LOADED_MODELS": "lots"}
     result = subprocess.run(

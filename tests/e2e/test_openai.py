@@ -112,6 +112,29 @@ def test_llama_cpp_extras_pass_through(client: openai.OpenAI):
     assert response.choices[0].finish_reason == "length"
 
 
+def test_tools_reach_the_engine(client: openai.OpenAI):
+    # The tiny model's template has no tool support, so no call is expected; the request with
+    # tools must still be accepted and answered, with the tools handed to the engine untouched.
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            },
+        }
+    ]
+    response = client.chat.completions.create(
+        model=DEFAULT_MODEL,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=tools,
+        max_tokens=16,
+        temperature=0,
+    )
+    assert response.choices[0].finish_reason in ("stop", "length", "tool_calls")
+
+
 def test_engines_endpoint(bodhi: BodhiServer):
     engine = bodhi.engine()  # loaded by the tests above
 
