@@ -27,6 +27,21 @@ def bodhi_binary() -> Path:
     return Path(os.environ.get("BODHI_BIN") or REPO_ROOT / ".build" / "debug" / "bodhi")
 
 
+def run_bodhi(
+    *args: str, home: Path, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Runs one `bodhi` command to completion with BODHI_HOME=`home`; output captured as text."""
+    return subprocess.run(
+        [str(bodhi_binary()), *args],
+        env=os.environ | {"BODHI_HOME": str(home)} | (env or {}),
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def free_port() -> int:
     """A port that was free a moment ago (the usual small race is acceptable for tests)."""
     with socket.socket() as s:

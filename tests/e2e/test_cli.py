@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 
-from bodhi_process import DEFAULT_MODEL, BodhiServer, bodhi_binary
+from bodhi_process import DEFAULT_MODEL, BodhiServer, run_bodhi
 
 
 def bodhi_cli(server: BodhiServer, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"BODHI_HOME": str(server.home)}
-    return subprocess.run(
-        [str(bodhi_binary()), *args, "--port", str(server.port)],
-        env=env,
-        input=stdin,
-        stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_bodhi(*args, "--port", str(server.port), home=server.home, stdin=stdin)
 
 
 def test_run_answers_a_prompt_then_ls_and_ps_show_the_loaded_model(bodhi: BodhiServer):
@@ -54,13 +44,6 @@ def test_run_with_an_unknown_model_says_so(bodhi: BodhiServer):
 
 
 def test_ps_without_a_server_says_how_to_start_one(tmp_path):
-    result = subprocess.run(
-        [str(bodhi_binary()), "ps", "--port", "1"],
-        env=os.environ | {"BODHI_HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_bodhi("ps", "--port", "1", home=tmp_path, timeout=30)
     assert result.returncode != 0
     assert "bodhi serve" in result.stderr

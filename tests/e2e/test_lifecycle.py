@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from bodhi_process import DEFAULT_MODEL, HELLO, BodhiServer, ProcessRef, bodhi_binary, poll_until
+from bodhi_process import DEFAULT_MODEL, HELLO, BodhiServer, ProcessRef, poll_until, run_bodhi
 
 
 
@@ -86,23 +85,13 @@ def test_stopping_during_a_stream_ends_it_and_takes_the_engine_down(tmp_path: Pa
 
 
 def test_invalid_setting_is_refused_with_its_name_and_source(tmp_path: Path):
-    env = os.environ | {"BODHI_HOME": str(tmp_path), "BODHI_MAX_LOADED_MODELS": "lots"}
-    result = subprocess.run(
-        [str(bodhi_binary()), "serve"], env=env, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
-    )
+    result = run_bodhi("serve", home=tmp_path, env={"BODHI_MAX_LOADED_MODELS": "lots"}, timeout=30)
     assert result.returncode != 0
     assert "BODHI_MAX_LOADED_MODELS" in result.stderr
     assert "environment" in result.stderr
 
     (tmp_path / "settings.yaml").write_text("BODHI_PORT: 99999\n")
-    result = subprocess.run(
-        [str(bodhi_binary()), "serve"],
-        env=os.environ | {"BODHI_HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_bodhi("serve", home=tmp_path, timeout=30)
     assert result.returncode != 0
     assert "BODHI_PORT" in result.stderr and "settings.yaml" in result.stderr
 
