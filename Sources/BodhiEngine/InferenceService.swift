@@ -182,9 +182,17 @@ public struct InferenceService: Sendable {
     static func execute(_ request: HTTPClientRequest, on http: HTTPClient) async throws -> HTTPClientResponse {
         do {
             return try await http.execute(request, timeout: .hours(24))
-        } catch let error as HTTPClientError where error == .remoteConnectionClosed {
+        } catch where isStaleConnection(error) {
             return try await http.execute(request, timeout: .hours(24))
         }
+    }
+
+    /// A connection the engine closed while idle: a clean close, or a reset when the request
+    /// was already on its way.
+    static func isStaleConnection(_ error: any Error) -> Bool {
+        if let error = error as? HTTPClientError, error == .remoteConnectionClosed { return true }
+        if let error = error as? IOError, error.errnoCode == ECONNRESET || error.errnoCode == EPIPE { return true }
+        return false
     }
 
     private func engineStopped(_ model: String, _ error: any Error) -> BodhiError {

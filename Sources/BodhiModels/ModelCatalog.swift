@@ -10,6 +10,14 @@ public actor ModelCatalog {
     /// When each entry's file was last seen on disk; a recent sighting spares the hot path a stat.
     private var seenAt: [String: ContinuousClock.Instant] = [:]
     private static let recheckAfter: Duration = .seconds(1)
+    /// Headers read so far, by path; an entry is reused while the file's size and date hold.
+    private var headers: [String: CachedHeader] = [:]
+
+    private struct CachedHeader {
+        let size: Int64
+        let modified: Date
+        let result: Result<GGUFModelInfo, GGUFError>
+    }
 
     public init(hubDirectory: String) {
         cache = HuggingFaceCache(hubDirectory: hubDirectory)
@@ -36,6 +44,37 @@ public actor ModelCatalog {
         guard FileManager.default.fileExists(atPath: entry.path) else { return false }
         seenAt[entry.id] = now
         return true
+    }
+
+    /// A model with its header facts and the memory it would take under `plan`.
+    public func describe(_ name: String, plan: EnginePlan) throws -> ModelDescription {
+        describe(try resolve(name), plan: plan)
+    }
+
+    /// Every model, described.
+    public func describeAll(plan: EnginePlan) -> [ModelDescription] {
+        let entries = list()
+        let paths = Set(entries.map(\.path))
+        headers = headers.filter { paths.contains($0.key) }
+        return entries.map { describe($0, plan: plan) }
+    }
+
+    private func describe(_ entry: ModelEntry, plan: EnginePlan) -> ModelDescription {
+        let result: Result<GGUFModelInfo, GGUFError>
+        if let cached = headers[entry.path], cached.size == entry.sizeBytes, cached.modified == entry.modified {
+            result = cached.result
+        } else {
+            result = Result { try GGUFModelInfo(GGUFReader.read(path: entry.path)) }
+                .mapError { $0 as? GGUFError ?? GGUFError(message: "\($0)") }
+            headers[entry.path] = CachedHeader(size: entry.sizeBytes, modified: entry.modified, result: result)
+        }
+        switch result {
+        case .success(let info):
+            return ModelDescription(
+                entry: entry, info: info, headerError: nil, memoryEstimate: MemoryEstimate(model: entry, info: info, plan: plan))
+        case .failure(let error):
+            return ModelDescription(entry: entry, info: nil, headerError: error.message, memoryEstimate: nil)
+        }
     }
 
     private func lookup(_ name: String) -> ModelEntry? {

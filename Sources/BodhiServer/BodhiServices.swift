@@ -6,13 +6,19 @@ public struct BodhiServices: Sendable {
     public let catalog: ModelCatalog
     public let supervisor: EngineSupervisor
     public let inference: InferenceService
+    /// How engines run, for memory estimates.
+    public let enginePlan: EnginePlan
     /// Requests with larger bodies are refused with 413.
     public let maxRequestBodyBytes: Int
 
-    public init(catalog: ModelCatalog, supervisor: EngineSupervisor, inference: InferenceService, maxRequestBodyBytes: Int = 32 * 1024 * 1024) {
+    public init(
+        catalog: ModelCatalog, supervisor: EngineSupervisor, inference: InferenceService, enginePlan: EnginePlan,
+        maxRequestBodyBytes: Int = 32 * 1024 * 1024
+    ) {
         self.catalog = catalog
         self.supervisor = supervisor
         self.inference = inference
+        self.enginePlan = enginePlan
         self.maxRequestBodyBytes = maxRequestBodyBytes
     }
 }

@@ -39,7 +39,8 @@ struct Serve: AsyncParsableCommand {
         let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: http, logger: logger)
         let services = BodhiServices(
             catalog: catalog, supervisor: supervisor,
-            inference: InferenceService(catalog: catalog, supervisor: supervisor, http: http, logger: logger))
+            inference: InferenceService(catalog: catalog, supervisor: supervisor, http: http, logger: logger),
+            enginePlan: EnginePlan(slots: settings.parallel, engineArguments: settings.llamaArgs))
         let application = BodhiHTTPServer.application(
             services: services, host: settings.host, port: settings.port, logger: logger,
             onServerRunning: { port in

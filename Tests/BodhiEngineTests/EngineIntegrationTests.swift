@@ -92,9 +92,14 @@ struct EngineIntegrationTests {
         let second = try await catalog.resolve("test/b-GGUF:Q4_1")
 
         let busy = try await supervisor.acquire(first)
-        let refused = await #expect(throws: BodhiError.self) { try await supervisor.acquire(second) }
-        #expect(refused?.status == 503)
-        #expect(refused?.retryAfterSeconds != nil)
+        // do/catch rather than `await #expect(throws:)`, which crashed here with Swift 6.3.1.
+        do {
+            _ = try await supervisor.acquire(second)
+            Issue.record("a second model loaded although the only place was busy")
+        } catch let refused as BodhiError {
+            #expect(refused.status == 503)
+            #expect(refused.retryAfterSeconds != nil)
+        }
 
         await busy.release()
         let lease = try await supervisor.acquire(second)
@@ -131,10 +136,15 @@ struct EngineIntegrationTests {
 
         let supervisor = try RealEngine.supervisor()
         defer { Task { await supervisor.shutdown() } }
-        let error = await #expect(throws: BodhiError.self) { try await supervisor.acquire(model) }
-        #expect(error?.code == .engineLoadFailed)
-        #expect(error?.message.contains("test/broken-GGUF:Q4_0") == true)
-        #expect(error?.message.lowercased().contains("error") == true || error?.message.lowercased().contains("failed") == true)
+        // do/catch rather than `await #expect(throws:)`, which crashed here with Swift 6.3.1.
+        do {
+            _ = try await supervisor.acquire(model)
+            Issue.record("a broken file loaded")
+        } catch let error as BodhiError {
+            #expect(error.code == .engineLoadFailed)
+            #expect(error.message.contains("test/broken-GGUF:Q4_0"))
+            #expect(error.message.lowercased().contains("error") || error.message.lowercased().contains("failed"))
+        }
         #expect(await supervisor.status().isEmpty)
     }
 }

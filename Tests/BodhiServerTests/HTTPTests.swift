@@ -28,7 +28,7 @@ import Testing
         let services = BodhiServices(
             catalog: catalog, supervisor: supervisor,
             inference: InferenceService(catalog: catalog, supervisor: supervisor, http: .shared, logger: logger),
-            maxRequestBodyBytes: maxBody)
+            enginePlan: EnginePlan(slots: 4, contextSize: nil), maxRequestBodyBytes: maxBody)
         let app = Application(responder: BodhiHTTPServer.responder(services: services))
         try await app.test(.router, test)
     }
@@ -130,6 +130,37 @@ import Testing
                 #expect(response.status == .notFound)
                 let value = try openAIError(response.body)["code"] as? String
                 #expect(value == "not_found")
+            }
+        }
+    }
+
+    @Test func bodhiModelsListsDetailsAndRefusesBadQueries() async throws {
+        try await withApp { client in
+            try await client.execute(uri: "/bodhi/v1/models?quant=q4_k_m&sort=size&order=desc&page=1&page_size=10", method: .get) { response in
+                #expect(response.status == .ok)
+                let page = try json(response.body)
+                #expect(page["total"] as? Int == 1)
+                let model = try #require((page["data"] as? [[String: Any]])?.first)
+                #expect(model["id"] as? String == "org/tiny-GGUF:Q4_K_M")
+                #expect(model["size_bytes"] as? Int == 64)
+                // The file is not a real GGUF: the listing says so instead of failing.
+                #expect((model["header_error"] as? String)?.contains("GGUF") == true)
+                #expect(model["aliases"] as? [String] == [])
+            }
+            for path in ["/bodhi/v1/models/org/tiny-GGUF:Q4_K_M", "/bodhi/v1/models/org%2Ftiny-GGUF%3AQ4_K_M"] {
+                try await client.execute(uri: path, method: .get) { response in
+                    #expect(response.status == .ok)
+                    let id = try json(response.body)["id"] as? String
+                    #expect(id == "org/tiny-GGUF:Q4_K_M")
+                }
+            }
+            try await client.execute(uri: "/bodhi/v1/models?sort=date", method: .get) { response in
+                #expect(response.status == .badRequest)
+                let code = try openAIError(response.body)["code"] as? String
+                #expect(code == "invalid_request")
+            }
+            try await client.execute(uri: "/bodhi/v1/models/org/none:Q4_0", method: .get) { response in
+                #expect(response.status == .notFound)
             }
         }
     }

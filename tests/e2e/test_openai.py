@@ -158,6 +158,26 @@ def test_engines_endpoint(bodhi: BodhiServer):
         assert b"--api-key" not in cmdline.read()
 
 
+def test_model_details_and_memory_estimate(bodhi: BodhiServer, http: httpx.Client):
+    response = http.get(f"/bodhi/v1/models/{quote(DEFAULT_MODEL, safe='')}")
+    assert response.status_code == 200
+    model = response.json()
+    gguf = model["gguf"]
+    assert gguf["architecture"] == "llama"
+    assert gguf["file_type"] == "Q4_1" and gguf["context_length"] == 8192
+    assert 130_000_000 < gguf["parameter_count"] < 140_000_000
+    assert "<|im_start|>" in gguf["chat_template"]
+    estimate = model["memory_estimate"]
+    assert estimate["slots"] == 4 and estimate["weights_bytes"] == model["size_bytes"]
+
+    # The estimate is what the loaded engine really takes, give or take its working buffers.
+    resident = bodhi.engine()["memory_bytes"]
+    assert 0.7 * estimate["total_bytes"] < resident < 1.5 * estimate["total_bytes"]
+
+    listing = http.get("/bodhi/v1/models", params={"quant": "Q4_1"}).json()
+    assert DEFAULT_MODEL in [m["id"] for m in listing["data"]]
+
+
 def test_unknown_model_is_404(client: openai.OpenAI):
     missing = "nobody/no-such-model-GGUF:Q4_0"
     with pytest.raises(openai.NotFoundError) as raised:

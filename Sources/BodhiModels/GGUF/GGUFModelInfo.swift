@@ -19,6 +19,15 @@ public struct GGUFModelInfo: Sendable, Equatable, Codable {
     /// What the model can do beyond completion: `tools`, `thinking`, `vision`, `embedding`.
     public let capabilities: [String]
 
+    enum CodingKeys: String, CodingKey {
+        case architecture, name, capabilities
+        case parameterCount = "parameter_count", fileType = "file_type", contextLength = "context_length"
+        case embeddingLength = "embedding_length", blockCount = "block_count", headCount = "head_count"
+        case headCountKV = "head_count_kv", keyLength = "key_length", valueLength = "value_length"
+        case chatTemplate = "chat_template", tokenizerModel = "tokenizer_model"
+        case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id"
+    }
+
     public init(_ header: GGUFHeader) {
         let metadata = header.metadata
         let architecture = metadata["general.architecture"]?.string
