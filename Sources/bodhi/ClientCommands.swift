@@ -36,12 +36,15 @@ struct ProcessStatus: AsyncParsableCommand {
     @OptionGroup var server: ServerOptions
 
     func run() async throws {
-        let engines = try await BodhiClient(settings: try server.settings()).engines()
-        var rows = [["NAME", "STATE", "PID", "SLOTS", "BUSY", "MEMORY", "IDLE"]]
+        let client = BodhiClient(settings: try server.settings())
+        let engines = try await client.engines()
+        var rows = [["NAME", "STATE", "PID", "SLOTS", "BUSY", "MEMORY", "ESTIMATE", "IDLE"]]
         for engine in engines {
+            let estimate = try? await client.memoryEstimate(of: engine.model)
             rows.append([
                 engine.model, engine.state, engine.pid.map(String.init) ?? "-", String(engine.slots), String(engine.inFlight),
-                engine.memoryBytes.map(formatBytes) ?? "-", engine.inFlight > 0 ? "busy" : formatSeconds(engine.idleSeconds),
+                engine.memoryBytes.map(formatBytes) ?? "-", estimate.map(formatBytes) ?? "-",
+                engine.inFlight > 0 ? "busy" : formatSeconds(engine.idleSeconds),
             ])
         }
         printTable(rows)
@@ -97,6 +100,17 @@ struct BodhiClient {
         struct Engines: Decodable { let engines: [EngineStatus] }
         let body = try await send(HTTPClientRequest(url: settings.clientBaseURL + "/bodhi/v1/engines"), timeout: .seconds(5))
         return try JSONDecoder().decode(Engines.self, from: body).engines
+    }
+
+    /// The memory the server expects `model` to take when loaded (weights and KV cache).
+    func memoryEstimate(of model: String) async throws -> Int64? {
+        struct Description: Decodable {
+            struct Estimate: Decodable { let total_bytes: Int64 }
+            let memory_estimate: Estimate?
+        }
+        let id = model.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? model
+        let body = try await send(HTTPClientRequest(url: settings.clientBaseURL + "/bodhi/v1/models/" + id), timeout: .seconds(10))
+        return try JSONDecoder().decode(Description.self, from: body).memory_estimate?.total_bytes
     }
 
     /// Streams a chat reply to stdout as it arrives and returns its text.

@@ -23,9 +23,14 @@ def test_run_answers_a_prompt_then_ls_and_ps_show_the_loaded_model(bodhi: BodhiS
 
     processes = bodhi_cli(bodhi, "ps")
     assert processes.returncode == 0, processes.stderr
-    row = next(line for line in processes.stdout.splitlines() if line.startswith(DEFAULT_MODEL))
-    assert row.split()[1] == "ready"
-    assert row.split()[3] == "4"  # slots
+    header, row = processes.stdout.splitlines()[0], next(
+        line for line in processes.stdout.splitlines() if line.startswith(DEFAULT_MODEL)
+    )
+    assert header.split() == ["NAME", "STATE", "PID", "SLOTS", "BUSY", "MEMORY", "ESTIMATE", "IDLE"]
+    cells = row.split()
+    assert cells[1] == "ready"
+    assert cells[3] == "4"  # slots
+    assert cells[6] == "MB" and cells[8] == "MB"  # measured memory and the estimate, both in MB
 
 
 def test_run_chats_line_by_line_until_bye(bodhi: BodhiServer):
