@@ -47,25 +47,26 @@ public actor ModelCatalog {
     }
 
     /// A model with its header facts and the memory it would take under `plan`.
-    public func describe(_ name: String, plan: EnginePlan) throws -> ModelDescription {
-        describe(try resolve(name), plan: plan)
+    public func describe(_ name: String, plan: EnginePlan) async throws -> ModelDescription {
+        await describe(try resolve(name), plan: plan)
     }
 
     /// Every model, described.
-    public func describeAll(plan: EnginePlan) -> [ModelDescription] {
+    public func describeAll(plan: EnginePlan) async -> [ModelDescription] {
         let entries = list()
         let paths = Set(entries.map(\.path))
         headers = headers.filter { paths.contains($0.key) }
-        return entries.map { describe($0, plan: plan) }
+        var descriptions: [ModelDescription] = []
+        for entry in entries { descriptions.append(await describe(entry, plan: plan)) }
+        return descriptions
     }
 
-    private func describe(_ entry: ModelEntry, plan: EnginePlan) -> ModelDescription {
+    private func describe(_ entry: ModelEntry, plan: EnginePlan) async -> ModelDescription {
         let result: Result<GGUFModelInfo, GGUFError>
         if let cached = headers[entry.path], cached.size == entry.sizeBytes, cached.modified == entry.modified {
             result = cached.result
         } else {
-            result = Result { try GGUFModelInfo(GGUFReader.read(path: entry.path)) }
-                .mapError { $0 as? GGUFError ?? GGUFError(message: "\($0)") }
+            result = await Self.readHeader(at: entry.path)
             headers[entry.path] = CachedHeader(size: entry.sizeBytes, modified: entry.modified, result: result)
         }
         switch result {
@@ -74,6 +75,18 @@ public actor ModelCatalog {
                 entry: entry, info: info, headerError: nil, memoryEstimate: MemoryEstimate(model: entry, info: info, plan: plan))
         case .failure(let error):
             return ModelDescription(entry: entry, info: nil, headerError: error.message, memoryEstimate: nil)
+        }
+    }
+
+    /// Reads on a Dispatch worker: a large vocabulary takes a while to walk, and the actor's
+    /// executor is the server's event loop.
+    private static func readHeader(at path: String) async -> Result<GGUFModelInfo, GGUFError> {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                let result = Result { try GGUFModelInfo(GGUFReader.read(path: path)) }
+                    .mapError { $0 as? GGUFError ?? GGUFError(message: "\($0)") }
+                continuation.resume(returning: result)
+            }
         }
     }
 
