@@ -125,3 +125,58 @@ public struct HuggingFaceCache: Sendable {
         return (Int64(info.st_size), modified)
     }
 }
+
+extension HuggingFaceCache {
+    /// Removes a model's files the way `huggingface_hub` lays them out: each snapshot link, the
+    /// blob behind it unless another snapshot still links to it, then whatever that leaves
+    /// empty — the snapshot folder and the refs naming it, and the repository folder when no
+    /// snapshot is left.
+    public func delete(_ model: ModelEntry) throws {
+        let fileManager = FileManager.default
+        let repoDirectory = hubDirectory + "/models--" + model.repo.replacingOccurrences(of: "/", with: "--")
+        let snapshotsDirectory = repoDirectory + "/snapshots"
+        let snapshotDirectory = snapshotsDirectory + "/" + model.revision
+        for part in model.parts {
+            let blob = (try? fileManager.destinationOfSymbolicLink(atPath: part)).map { target in
+                target.hasPrefix("/") ? target : ((part as NSString).deletingLastPathComponent as NSString).appendingPathComponent(target)
+            }
+            try fileManager.removeItem(atPath: part)
+            if let blob, !Self.links(under: snapshotsDirectory, resolvingTo: blob) {
+                try? fileManager.removeItem(atPath: blob)
+            }
+            Self.removeEmptyDirectories(from: (part as NSString).deletingLastPathComponent, upTo: snapshotsDirectory)
+        }
+        if !fileManager.fileExists(atPath: snapshotDirectory) {
+            let refs = repoDirectory + "/refs"
+            for ref in (try? fileManager.subpathsOfDirectory(atPath: refs)) ?? [] {
+                let path = refs + "/" + ref
+                let target = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+                if target == model.revision { try? fileManager.removeItem(atPath: path) }
+            }
+        }
+        let remaining = (try? fileManager.contentsOfDirectory(atPath: snapshotsDirectory)) ?? []
+        if remaining.isEmpty { try? fileManager.removeItem(atPath: repoDirectory) }
+    }
+
+    /// Whether any snapshot link under `directory` still points at `blob`.
+    private static func links(under directory: String, resolvingTo blob: String) -> Bool {
+        let standardBlob = (blob as NSString).standardizingPath
+        guard let enumerator = FileManager.default.enumerator(atPath: directory) else { return false }
+        while let relative = enumerator.nextObject() as? String {
+            let path = directory + "/" + relative
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: path) else { continue }
+            let absolute = target.hasPrefix("/") ? target : ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(target)
+            if (absolute as NSString).standardizingPath == standardBlob { return true }
+        }
+        return false
+    }
+
+    private static func removeEmptyDirectories(from directory: String, upTo stop: String) {
+        var current = directory
+        while current.count > stop.count, current.hasPrefix(stop),
+              (try? FileManager.default.contentsOfDirectory(atPath: current))?.isEmpty == true {
+            try? FileManager.default.removeItem(atPath: current)
+            current = (current as NSString).deletingLastPathComponent
+        }
+    }
+}

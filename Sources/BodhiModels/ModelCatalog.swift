@@ -46,6 +46,19 @@ public actor ModelCatalog {
         return true
     }
 
+    /// Deletes a model's files from the cache (see `HuggingFaceCache.delete`).
+    @discardableResult
+    public func delete(_ name: String) throws -> ModelEntry {
+        let entry = try resolve(name)
+        do {
+            try cache.delete(entry)
+        } catch {
+            throw BodhiError.internalError("Could not delete the files of '\(entry.id)': \(error)")
+        }
+        rescan()
+        return entry
+    }
+
     /// A model with its header facts and the memory it would take under `plan`.
     public func describe(_ name: String, plan: EnginePlan) async throws -> ModelDescription {
         await describe(try resolve(name), plan: plan)

@@ -6,6 +6,7 @@ public struct BodhiServices: Sendable {
     public let catalog: ModelCatalog
     public let supervisor: EngineSupervisor
     public let inference: InferenceService
+    public let models: ModelService
     /// How engines run, for memory estimates.
     public let enginePlan: EnginePlan
     /// Requests with larger bodies are refused with 413.
@@ -18,6 +19,7 @@ public struct BodhiServices: Sendable {
         self.catalog = catalog
         self.supervisor = supervisor
         self.inference = inference
+        models = ModelService(catalog: catalog, supervisor: supervisor)
         self.enginePlan = enginePlan
         self.maxRequestBodyBytes = maxRequestBodyBytes
     }

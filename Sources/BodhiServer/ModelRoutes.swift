@@ -12,12 +12,23 @@ struct ModelRoutes {
             let query = try ModelQuery(parameters: Self.parameters(of: request))
             return try Response.json(query.apply(to: await services.catalog.describeAll(plan: services.enginePlan)))
         }
-        // Model ids contain `/`: accept them percent-encoded as one segment or as plain segments.
         router.get("/bodhi/v1/models/**") { request, _ in
-            let raw = String(request.uri.path.dropFirst("/bodhi/v1/models/".count))
-            return try Response.json(await services.catalog.describe(raw.removingPercentEncoding ?? raw, plan: services.enginePlan))
+            try Response.json(await services.catalog.describe(request.decodedPath(after: Self.prefix), plan: services.enginePlan))
+        }
+        router.delete("/bodhi/v1/models/**") { request, _ in
+            let deleted = try await services.models.delete(request.decodedPath(after: Self.prefix))
+            return try Response.json(Deleted(id: deleted.id))
         }
     }
+
+    /// OpenAI's shape for a deleted model.
+    struct Deleted: Encodable {
+        let id: String
+        let object = "model"
+        let deleted = true
+    }
+
+    static let prefix = "/bodhi/v1/models/"
 
     static func parameters(of request: Request) -> [String: String] {
         var parameters: [String: String] = [:]

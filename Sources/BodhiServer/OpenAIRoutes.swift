@@ -10,7 +10,6 @@ struct OpenAIRoutes {
 
     func register(on router: Router<BasicRequestContext>) {
         router.get("/v1/models") { _, _ in try await listModels() }
-        // Model ids contain `/`: accept them percent-encoded as one segment or as plain segments.
         router.get("/v1/models/**") { request, _ in try await retrieveModel(request) }
         for operation in InferenceOperation.allCases {
             router.post(RouterPath(operation.rawValue)) { request, _ in try await infer(operation, request) }
@@ -45,9 +44,7 @@ struct OpenAIRoutes {
     }
 
     func retrieveModel(_ request: Request) async throws -> Response {
-        let raw = request.uri.path.dropFirst("/v1/models/".count)
-        let id = String(raw).removingPercentEncoding ?? String(raw)
-        return try .json(ModelObject(await services.catalog.resolve(id)))
+        try .json(ModelObject(await services.catalog.resolve(request.decodedPath(after: "/v1/models/"))))
     }
 
     func infer(_ operation: InferenceOperation, _ request: Request) async throws -> Response {

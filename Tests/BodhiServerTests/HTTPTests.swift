@@ -165,6 +165,24 @@ import Testing
         }
     }
 
+    @Test func deletingAModelRemovesItFromEveryList() async throws {
+        try await withApp { client in
+            try await client.execute(uri: "/bodhi/v1/models/org%2Ftiny-GGUF%3AQ4_K_M", method: .delete) { response in
+                #expect(response.status == .ok)
+                let deleted = try json(response.body)
+                #expect(deleted["id"] as? String == "org/tiny-GGUF:Q4_K_M")
+                #expect(deleted["deleted"] as? Bool == true)
+            }
+            try await client.execute(uri: "/v1/models", method: .get) { response in
+                let data = try json(response.body)["data"] as? [Any]
+                #expect(data?.isEmpty == true)
+            }
+            try await client.execute(uri: "/bodhi/v1/models/org/tiny-GGUF:Q4_K_M", method: .delete) { response in
+                #expect(response.status == .notFound)
+            }
+        }
+    }
+
     @Test func enginesListIsEmptyBeforeAnyRequest() async throws {
         try await withApp { client in
             try await client.execute(uri: "/bodhi/v1/engines", method: .get) { response in

@@ -120,6 +120,37 @@ def test_new_models_appear_and_least_recently_used_makes_room(tmp_path: Path):
         assert [e["model"] for e in server.engines()] == ["test/second-GGUF:Q4_1"]
 
 
+def test_rm_unloads_and_deletes_a_model(tmp_path: Path):
+    hf_home = tmp_path / "hf"
+    add_model(hf_home, "test/doomed-GGUF", "doomed.Q4_1.gguf", source=default_model_file())
+    with BodhiServer(tmp_path, env={"HF_HOME": str(hf_home)}) as server, client_for(server) as client:
+        client.chat.completions.create(model="test/doomed-GGUF:Q4_1", messages=HELLO, max_tokens=2)
+        engine = ProcessRef.of(server.engine("test/doomed-GGUF:Q4_1")["pid"])
+
+        result = run_bodhi("rm", "test/doomed-GGUF:Q4_1", "--port", str(server.port), home=server.home, timeout=60)
+        assert result.returncode == 0, result.stderr
+
+        assert [m.id for m in client.models.list()] == []
+        poll_until(lambda: not engine.alive(), 10.0, "the deleted model's engine to stop")
+        assert not (hf_home / "hub" / "models--test--doomed-GGUF").exists()
+        assert default_model_file().exists()  # the blob was a link; its target is untouched
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="test/doomed-GGUF:Q4_1", messages=HELLO, max_tokens=2)
+
+
+def test_rm_without_a_server_deletes_from_the_cache(tmp_path: Path):
+    hf_home = tmp_path / "hf"
+    add_model(hf_home, "test/offline-GGUF", "offline.Q4_1.gguf", content=b"GGUF")
+    env = {"HF_HOME": str(hf_home)}
+    result = run_bodhi("rm", "test/offline-GGUF:Q4_1", "--port", "1", home=tmp_path, env=env, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert not (hf_home / "hub" / "models--test--offline-GGUF").exists()
+
+    missing = run_bodhi("rm", "test/offline-GGUF:Q4_1", "--port", "1", home=tmp_path, env=env, timeout=30)
+    assert missing.returncode != 0
+    assert "test/offline-GGUF:Q4_1" in missing.stderr
+
+
 def test_a_model_the_engine_cannot_load_gets_the_engines_reason(tmp_path: Path):
     hf_home = tmp_path / "hf"
     add_model(hf_home, "test/broken-GGUF", "broken.Q4_0.gguf", content=b"GGUF" + os.urandom(256))
