@@ -187,10 +187,11 @@ public struct InferenceService: Sendable {
         }
     }
 
-    /// A connection the engine closed while idle: a clean close, or a reset when the request
-    /// was already on its way.
+    /// A connection the engine closed while idle: a clean close, a write to a connection
+    /// already closed, or a reset when the request was already on its way.
     static func isStaleConnection(_ error: any Error) -> Bool {
         if let error = error as? HTTPClientError, error == .remoteConnectionClosed { return true }
+        if let error = error as? ChannelError, error == .ioOnClosedChannel { return true }
         if let error = error as? IOError, error.errnoCode == ECONNRESET || error.errnoCode == EPIPE { return true }
         return false
     }

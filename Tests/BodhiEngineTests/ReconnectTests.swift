@@ -46,4 +46,14 @@ final class HangUpOnceServer: ChannelInboundHandler, Sendable {
         #expect(String(buffer: try await response.body.collect(upTo: 1024)) == "ok")
         #expect(handler.requests.withLock { $0 } == 2)
     }
+
+    @Test func onlyConnectionsTheEngineClosedAreRetried() {
+        #expect(InferenceService.isStaleConnection(HTTPClientError.remoteConnectionClosed))
+        #expect(InferenceService.isStaleConnection(ChannelError.ioOnClosedChannel))
+        #expect(InferenceService.isStaleConnection(IOError(errnoCode: ECONNRESET, reason: "read")))
+        #expect(InferenceService.isStaleConnection(IOError(errnoCode: EPIPE, reason: "write")))
+        // A dead engine refuses connections: that is a 503, not something to resend.
+        #expect(!InferenceService.isStaleConnection(IOError(errnoCode: ECONNREFUSED, reason: "connect")))
+        #expect(!InferenceService.isStaleConnection(HTTPClientError.deadlineExceeded))
+    }
 }
