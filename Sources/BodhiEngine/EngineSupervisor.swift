@@ -178,8 +178,10 @@ public actor EngineSupervisor {
     // MARK: Loading
 
     private func startLoading(_ model: ModelEntry, after delay: Duration = .zero) throws {
-        if engines.count >= configuration.maxLoadedModels {
-            let idle = engines.values.filter { engine in
+        // A crashed engine being restarted still holds its own entry; it does not compete for room.
+        let others = engines.values.filter { $0.model.id != model.id }
+        if others.count >= configuration.maxLoadedModels {
+            let idle = others.filter { engine in
                 if case .ready = engine.phase { return engine.inFlight == 0 }
                 return false
             }
@@ -202,6 +204,7 @@ public actor EngineSupervisor {
             modelPath: model.path, modelName: model.id, port: port,
             parallel: configuration.parallel, extra: configuration.extraArguments)
         let task = Task { try await self.load(model, generation: generation, port: port, apiKey: apiKey, arguments: arguments, after: delay) }
+        // A restart keeps the crash history that drives its backoff.
         let previous = engines[model.id]
         engines[model.id] = Engine(
             model: model, phase: .loading(task, arguments: arguments), generation: generation,
@@ -309,13 +312,10 @@ public actor EngineSupervisor {
             engines[modelID] = nil
             return
         }
-        let delay = Self.backoff(afterCrashes: engine.consecutiveCrashes)
-        engines[modelID] = nil
         do {
-            try startLoading(engine.model, after: delay)
-            engines[modelID]?.consecutiveCrashes = engine.consecutiveCrashes
-            engines[modelID]?.restarts = engine.restarts
+            try startLoading(engine.model, after: Self.backoff(afterCrashes: engine.consecutiveCrashes))
         } catch {
+            engines[modelID] = nil
             logger.error("cannot restart engine", metadata: ["model": "\(modelID)", "error": "\(error)"])
         }
     }

@@ -161,38 +161,34 @@ struct BodhiClient {
         var payload: [String: Any] = ["model": model, "messages": messages, "stream": true]
         if let maxTokens { payload["max_tokens"] = maxTokens }
         request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: payload)))
-        return try await withClient { http in
-            let response = try await connect { try await http.execute(request, timeout: .hours(24)) }
-            guard response.status == .ok else {
-                throw ValidationFailure(message: Self.errorMessage(try await response.body.collect(upTo: 1 << 20)))
-            }
-            var framer = SSEFramer()
-            var reply = ""
-            for try await chunk in response.body {
-                for event in framer.append(chunk) {
-                    guard let data = SSEFramer.data(of: event), data != "[DONE]",
-                          let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any] else { continue }
-                    if object["error"] != nil { throw ValidationFailure(message: Self.errorMessage(ByteBuffer(string: data))) }
-                    let choices = object["choices"] as? [[String: Any]]
-                    if let delta = choices?.first?["delta"] as? [String: Any], let content = delta["content"] as? String {
-                        print(content, terminator: "")
-                        fflush(nil)
-                        reply += content
-                    }
+        let response = try await connect { try await HTTPClient.shared.execute(request, timeout: .hours(24)) }
+        guard response.status == .ok else {
+            throw ValidationFailure(message: Self.errorMessage(try await response.body.collect(upTo: 1 << 20)))
+        }
+        var framer = SSEFramer()
+        var reply = ""
+        for try await chunk in response.body {
+            for event in framer.append(chunk) {
+                guard let data = SSEFramer.data(of: event), data != "[DONE]",
+                      let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any] else { continue }
+                if object["error"] != nil { throw ValidationFailure(message: Self.errorMessage(ByteBuffer(string: data))) }
+                let choices = object["choices"] as? [[String: Any]]
+                if let delta = choices?.first?["delta"] as? [String: Any], let content = delta["content"] as? String {
+                    print(content, terminator: "")
+                    fflush(nil)
+                    reply += content
                 }
             }
-            print()
-            return reply
         }
+        print()
+        return reply
     }
 
     private func send(_ request: HTTPClientRequest, timeout: TimeAmount) async throws -> ByteBuffer {
-        try await withClient { http in
-            let response = try await connect { try await http.execute(request, timeout: timeout) }
-            let body = try await response.body.collect(upTo: 16 << 20)
-            guard response.status == .ok else { throw ValidationFailure(message: Self.errorMessage(body)) }
-            return body
-        }
+        let response = try await connect { try await HTTPClient.shared.execute(request, timeout: timeout) }
+        let body = try await response.body.collect(upTo: 16 << 20)
+        guard response.status == .ok else { throw ValidationFailure(message: Self.errorMessage(body)) }
+        return body
     }
 
     private func connect(_ operation: () async throws -> HTTPClientResponse) async throws -> HTTPClientResponse {
@@ -200,18 +196,6 @@ struct BodhiClient {
             return try await operation()
         } catch {
             throw ValidationFailure(message: "Bodhi is not running at \(settings.clientBaseURL) (\(error)); start it with `bodhi serve`.")
-        }
-    }
-
-    private func withClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
-            let result = try await body(http)
-            try await http.shutdown()
-            return result
-        } catch {
-            try? await http.shutdown()
-            throw error
         }
     }
 
