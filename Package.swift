@@ -23,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
+        .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.2"),
     ],
     targets: [
         // fork/exec with a parent-death signal, which Foundation's Process cannot set.
@@ -35,6 +38,30 @@ let package = Package(
         .target(
             name: "BodhiModels",
             dependencies: ["BodhiCore"],
+            swiftSettings: strict
+        ),
+        // The database: SQLKit keeps one dialect-neutral layer for SQLite and PostgreSQL.
+        .target(
+            name: "BodhiStore",
+            dependencies: [
+                "BodhiCore", "BodhiModels",
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "SQLiteKit", package: "sqlite-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Pulls from a Hugging Face Hub into the shared cache.
+        .target(
+            name: "BodhiHub",
+            dependencies: [
+                "BodhiCore", "BodhiModels",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -52,7 +79,7 @@ let package = Package(
         .target(
             name: "BodhiServer",
             dependencies: [
-                "BodhiCore", "BodhiModels", "BodhiEngine",
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: strict
@@ -60,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "bodhi",
             dependencies: [
-                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiServer",
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiServer", "BodhiStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -70,6 +97,12 @@ let package = Package(
         ),
         .testTarget(name: "BodhiCoreTests", dependencies: ["BodhiCore"], swiftSettings: strict),
         .testTarget(name: "BodhiModelsTests", dependencies: ["BodhiModels"], swiftSettings: strict),
+        .testTarget(name: "BodhiStoreTests", dependencies: ["BodhiStore"], swiftSettings: strict),
+        .testTarget(
+            name: "BodhiHubTests",
+            dependencies: ["BodhiHub", .product(name: "Hummingbird", package: "hummingbird")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "BodhiEngineTests",
             dependencies: ["BodhiEngine", .product(name: "NIOPosix", package: "swift-nio")],

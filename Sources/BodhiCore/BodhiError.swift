@@ -11,6 +11,9 @@ public struct BodhiError: Error, Sendable, Equatable, CustomStringConvertible {
         case engineLoadFailed = "engine_load_failed"
         case engineFailed = "engine_failed"
         case invalidSetting = "invalid_setting"
+        case conflict = "conflict"
+        case hubError = "hub_error"
+        case insufficientStorage = "insufficient_storage"
         case internalError = "internal_error"
     }
 
@@ -56,6 +59,10 @@ public struct BodhiError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public static func engineLoadFailed(model: String, reason: String) -> BodhiError {
         BodhiError(.engineLoadFailed, status: 500, "The engine could not load model '\(model)': \(reason)")
+    }
+
+    public static func conflict(_ message: String) -> BodhiError {
+        BodhiError(.conflict, status: 409, message)
     }
 
     public static func internalError(_ message: String) -> BodhiError {

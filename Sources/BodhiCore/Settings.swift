@@ -13,6 +13,8 @@ public enum SettingKey: String, CaseIterable, Sendable {
     case keepAlive = "BODHI_KEEP_ALIVE"
     case maxLoadedModels = "BODHI_MAX_LOADED_MODELS"
     case parallel = "BODHI_PARALLEL"
+    case hfEndpoint = "HF_ENDPOINT"
+    case maxPulls = "BODHI_MAX_PULLS"
 }
 
 /// Where a setting's value came from, in order of precedence.
@@ -46,11 +48,19 @@ public struct Settings: Sendable {
     public var keepAlive: KeepAlive
     public var maxLoadedModels: Int
     public var parallel: Int
+    /// The Hugging Face Hub, as `huggingface_hub` reads it from `HF_ENDPOINT`.
+    public var hfEndpoint: String
+    /// `HF_TOKEN`, else the token file `huggingface_hub` writes at login (`HF_TOKEN_PATH`,
+    /// default `$HF_HOME/token`). Deliberately not a settings-file key.
+    public var hfToken: String?
+    /// Pulls that download at once; more wait their turn.
+    public var maxPulls: Int
     public var sources: [SettingKey: SettingSource]
 
     public var hubDirectory: String { hfHome + "/hub" }
     public var logsDirectory: String { home + "/logs" }
     public var settingsFile: String { home + "/settings.yaml" }
+    public var databasePath: String { home + "/bodhi.sqlite" }
 
     /// Engine flags that Bodhi owns: letting extra arguments set them would break isolation
     /// (host, port, key) or Bodhi's bookkeeping (model, alias, slots).
@@ -113,11 +123,29 @@ public struct Settings: Sendable {
         }
         let maxLoaded = try integer(.maxLoadedModels, default: 3, range: 1...64)
         let parallel = try integer(.parallel, default: 4, range: 1...256)
+        var hfEndpoint = value(.hfEndpoint, default: "https://huggingface.co").trimmingCharacters(in: .whitespaces)
+        while hfEndpoint.hasSuffix("/") { hfEndpoint.removeLast() }
+        guard let endpointURL = URL(string: hfEndpoint), ["http", "https"].contains(endpointURL.scheme ?? ""),
+              endpointURL.host?.isEmpty == false else {
+            throw invalid(.hfEndpoint, hfEndpoint, "expected an http(s) URL such as https://huggingface.co")
+        }
+        let maxPulls = try integer(.maxPulls, default: 2, range: 1...16)
 
         return Settings(
             home: home, hfHome: hfHome, host: host, port: port, llamaServer: llamaServer,
             llamaArgs: llamaArgs, keepAlive: keepAlive, maxLoadedModels: maxLoaded, parallel: parallel,
+            hfEndpoint: hfEndpoint, hfToken: hubToken(environment: environment, hfHome: hfHome), maxPulls: maxPulls,
             sources: sources)
+    }
+
+    /// The token `huggingface_hub` would send: `HF_TOKEN`, else the saved token file.
+    private static func hubToken(environment: [String: String], hfHome: String) -> String? {
+        if let token = environment["HF_TOKEN"]?.trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty {
+            return token
+        }
+        let path = environment["HF_TOKEN_PATH"].flatMap { $0.isEmpty ? nil : $0 } ?? hfHome + "/token"
+        let saved = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        return saved?.isEmpty == false ? saved : nil
     }
 
     /// Checks what can only be checked on the machine itself, at `serve` time.

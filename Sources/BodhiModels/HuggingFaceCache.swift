@@ -1,4 +1,5 @@
 import Foundation
+import BodhiCore
 
 /// Reads models out of a Hugging Face cache (`$HF_HOME/hub`), the layout `huggingface_hub`
 /// writes: `models--{owner}--{repo}/snapshots/{commit}/{path}` linking into `blobs/`, with
@@ -178,5 +179,45 @@ extension HuggingFaceCache {
             try? FileManager.default.removeItem(atPath: current)
             current = (current as NSString).deletingLastPathComponent
         }
+    }
+}
+
+extension HuggingFaceCache {
+    /// `$HF_HOME/hub/models--{owner}--{repo}`.
+    public func repoDirectory(_ repo: String) -> String {
+        hubDirectory + "/models--" + repo.replacingOccurrences(of: "/", with: "--")
+    }
+
+    public func blobPath(repo: String, etag: String) -> String {
+        repoDirectory(repo) + "/blobs/" + etag
+    }
+
+    /// Makes a downloaded blob visible as `snapshots/{commit}/{path}`: a relative link, as
+    /// `huggingface_hub` makes it, created under a temporary name and renamed into place.
+    public func linkSnapshot(repo: String, commit: String, path: String, etag: String) throws {
+        let link = repoDirectory(repo) + "/snapshots/" + commit + "/" + path
+        let depth = path.split(separator: "/").count - 1
+        let target = String(repeating: "../", count: depth + 2) + "blobs/" + etag
+        try FileManager.default.createDirectory(
+            atPath: (link as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let temporary = link + ".bodhi-\(UUID().uuidString).tmp"
+        guard symlink(target, temporary) == 0 else {
+            throw BodhiError.internalError("Could not link \(link): \(String(cString: strerror(errno)))")
+        }
+        guard rename(temporary, link) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw BodhiError.internalError("Could not link \(link): \(reason)")
+        }
+    }
+
+    /// Records that `revision` (a branch or tag) points at `commit`, as `refs/{revision}`.
+    /// A revision that is the commit itself gets no ref, as in `huggingface_hub`.
+    public func writeRef(repo: String, revision: String, commit: String) throws {
+        guard revision != commit else { return }
+        let path = repoDirectory(repo) + "/refs/" + revision
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(commit.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 }

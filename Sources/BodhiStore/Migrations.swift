@@ -1,0 +1,103 @@
+import BodhiCore
+import Foundation
+import SQLKit
+
+/// One step of the schema, applied once, in a transaction, and recorded in
+/// `schema_migrations`. Written with SQLKit's builders so that it runs on every dialect.
+public struct Migration: Sendable {
+    public let version: Int
+    public let name: String
+    let up: @Sendable (any SQLDatabase) async throws -> Void
+    let down: @Sendable (any SQLDatabase) async throws -> Void
+}
+
+extension Migration {
+    /// The schema, in order. Never edit a released step; add a new one.
+    public static let all: [Migration] = [
+        Migration(version: 1, name: "aliases", up: { database in
+            try await database.create(table: "aliases")
+                .column("name", type: .text, .primaryKey(autoIncrement: false))
+                .column("model", type: .text, .notNull)
+                .column("request_defaults", type: .text, .notNull)
+                .column("engine_settings", type: .text, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .column("updated_at", type: .bigint, .notNull)
+                .run()
+            try await database.create(index: "aliases_model").on("aliases").column("model").run()
+        }, down: { database in
+            try await database.drop(table: "aliases").run()
+        }),
+        Migration(version: 2, name: "pulls", up: { database in
+            try await database.create(table: "pulls")
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("reference", type: .text, .notNull)
+                .column("repo", type: .text, .notNull)
+                .column("revision", type: .text, .notNull)
+                .column("commit_sha", type: .text, .notNull)
+                .column("model", type: .text, .notNull)
+                .column("files", type: .text, .notNull)
+                .column("state", type: .text, .notNull)
+                .column("error", type: .text)
+                .column("total_bytes", type: .bigint, .notNull)
+                .column("completed_bytes", type: .bigint, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .column("updated_at", type: .bigint, .notNull)
+                .run()
+            try await database.create(index: "pulls_state").on("pulls").column("state").run()
+        }, down: { database in
+            try await database.drop(table: "pulls").run()
+        }),
+    ]
+}
+
+extension Store {
+    /// The versions applied so far, ascending.
+    public func appliedMigrations() async throws -> [Int] {
+        try await session { database in
+            try await Self.createMigrationTable(database)
+            return try await database.select().column("version").from("schema_migrations")
+                .orderBy("version").all(decodingColumn: "version", as: Int.self)
+        }
+    }
+
+    /// Applies every step not yet applied, up to `target` (all by default). Each step and its
+    /// record commit together, so a failure leaves the schema at the last good step.
+    public func migrate(to target: Int? = nil, migrations: [Migration] = Migration.all) async throws {
+        let applied = Set(try await appliedMigrations())
+        for migration in migrations.sorted(by: { $0.version < $1.version })
+        where !applied.contains(migration.version) && migration.version <= (target ?? Int.max) {
+            do {
+                try await transaction { database in
+                    try await migration.up(database)
+                    try await database.insert(into: "schema_migrations")
+                        .columns("version", "name", "applied_at")
+                        .values(SQLBind(migration.version), SQLBind(migration.name), SQLBind(Int64(Date().timeIntervalSince1970)))
+                        .run()
+                }
+            } catch {
+                throw BodhiError.internalError(
+                    "Database migration \(migration.version) (\(migration.name)) failed: \(String(reflecting: error))")
+            }
+        }
+    }
+
+    /// Reverts applied steps, newest first, down to (not including) `target`.
+    public func revert(to target: Int, migrations: [Migration] = Migration.all) async throws {
+        let applied = Set(try await appliedMigrations())
+        for migration in migrations.sorted(by: { $0.version > $1.version })
+        where applied.contains(migration.version) && migration.version > target {
+            try await transaction { database in
+                try await migration.down(database)
+                try await database.delete(from: "schema_migrations").where("version", .equal, migration.version).run()
+            }
+        }
+    }
+
+    private static func createMigrationTable(_ database: any SQLDatabase) async throws {
+        try await database.create(table: "schema_migrations").ifNotExists()
+            .column("version", type: .bigint, .primaryKey(autoIncrement: false))
+            .column("name", type: .text, .notNull)
+            .column("applied_at", type: .bigint, .notNull)
+            .run()
+    }
+}

@@ -1,0 +1,79 @@
+import BodhiModels
+import Foundation
+import Testing
+@testable import BodhiStore
+
+@Suite struct MigrationTests {
+    static func temporaryStore() async throws -> (Store, String) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-store-\(UUID().uuidString)").path
+        return (try await Store.openSQLite(path: directory + "/bodhi.sqlite"), directory)
+    }
+
+    @Test func migrationsApplyOnceRevertAndReapply() async throws {
+        let (store, directory) = try await Self.temporaryStore()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await store.migrate()
+        try await store.migrate()
+        let all = Migration.all.map(\.version)
+        #expect(try await store.appliedMigrations() == all)
+
+        try await store.revert(to: 0)
+        #expect(try await store.appliedMigrations().isEmpty)
+        try await store.migrate(to: 1)
+        #expect(try await store.appliedMigrations() == [1])
+        try await store.migrate()
+        #expect(try await store.appliedMigrations() == all)
+        await store.close()
+    }
+
+    @Test func aFailingMigrationLeavesTheSchemaAtTheLastGoodStep() async throws {
+        let (store, directory) = try await Self.temporaryStore()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let broken = Migration(version: 99, name: "broken", up: { database in
+            try await database.create(table: "half_done").column("id", type: .text).run()
+            try await database.raw("THIS IS NOT SQL").run()
+        }, down: { _ in })
+        var failed = false
+        do {
+            try await store.migrate(migrations: Migration.all + [broken])
+        } catch {
+            failed = true
+            #expect("\(error)".contains("99 (broken)"))
+        }
+        #expect(failed)
+        #expect(try await store.appliedMigrations() == Migration.all.map(\.version))
+        // The failed step's table was rolled back with it.
+        let tables = try await store.session { database in
+            try await database.raw("SELECT name FROM sqlite_master WHERE type = 'table'").all(decodingColumn: "name", as: String.self)
+        }
+        #expect(!tables.contains("half_done"))
+        await store.close()
+    }
+
+    @Test func pullsSurviveReopeningTheDatabase() async throws {
+        let (store, directory) = try await Self.temporaryStore()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await store.migrate()
+        var record = PullRecord(
+            id: "pull-1", reference: "owner/repo:Q4_0", repo: "owner/repo", revision: "main", commit: "abc",
+            model: "owner/repo:Q4_0", files: [PullFile(path: "m.Q4_0.gguf", size: 10, sha256: String(repeating: "a", count: 64))])
+        try await store.save(record)
+        record.state = .downloading
+        record.completedBytes = 4
+        try await store.save(record)
+        let finished = PullRecord(
+            id: "pull-2", reference: "owner/other", repo: "owner/other", revision: "main", commit: "def",
+            model: "owner/other:F16", files: [], state: .completed)
+        try await store.save(finished)
+        await store.close()
+
+        let reopened = try await Store.openSQLite(path: directory + "/bodhi.sqlite")
+        let unfinished = try await reopened.unfinishedPulls()
+        #expect(unfinished.map(\.id) == ["pull-1"])
+        #expect(unfinished.first?.completedBytes == 4)
+        #expect(unfinished.first?.files == record.files)
+        #expect(try await reopened.pull(id: "pull-2")?.state == .completed)
+        #expect(try await reopened.pulls(limit: 10).count == 2)
+        await reopened.close()
+    }
+}
