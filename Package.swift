@@ -111,7 +111,7 @@ let package = Package(
         .testTarget(
             name: "BodhiServerTests",
             dependencies: [
-                "BodhiServer",
+                "BodhiServer", "BodhiHub",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: strict

@@ -19,6 +19,8 @@ struct BlobDownloader: Sendable {
 
     /// Bytes batched before a disk write; large enough that the hop to the I/O thread is noise.
     static let batchBytes = 4 * 1024 * 1024
+    /// How often progress is reported while bytes arrive.
+    static let progressInterval: Duration = .milliseconds(100)
 
     /// Ensures `file` is a verified blob. `progress` hears the bytes on disk so far.
     func fetch(repo: String, commit: String, file: PullFile, progress: @escaping @Sendable (Int64) async -> Void) async throws {
@@ -73,11 +75,19 @@ struct BlobDownloader: Sendable {
         await progress(offset)
         var batch = ByteBuffer()
         var written = offset
+        var received = offset
+        var lastReport = ContinuousClock.now
         var pendingWrite: Task<Void, any Error>?
         do {
             for try await chunk in response.body {
                 var chunk = chunk
+                received += Int64(chunk.readableBytes)
                 batch.writeBuffer(&chunk)
+                let now = ContinuousClock.now
+                if now - lastReport >= Self.progressInterval {
+                    lastReport = now
+                    await progress(min(received, file.size))
+                }
                 if batch.readableBytes >= Self.batchBytes {
                     try await pendingWrite?.value
                     written += Int64(batch.readableBytes)
@@ -89,7 +99,6 @@ struct BlobDownloader: Sendable {
                     batch = ByteBuffer()
                     // The write of this batch overlaps the receipt of the next.
                     pendingWrite = Task { try await NIOThreadPool.singleton.runIfActive { try blobFile.append(full) } }
-                    await progress(written - Int64(full.readableBytes))
                 }
             }
             try await pendingWrite?.value
@@ -103,11 +112,14 @@ struct BlobDownloader: Sendable {
             closed = true
             unlink(partial)
             throw error
-        } catch is CancellationError {
-            try? await pendingWrite?.value
-            throw CancellationError()
         } catch {
+            // What arrived is good: keep it, so that the next attempt (or a retry after a
+            // cancel) resumes after it.
             try? await pendingWrite?.value
+            let rest = batch
+            // In a task of its own: the thread pool refuses work from a cancelled task.
+            try? await Task { try await NIOThreadPool.singleton.runIfActive { try blobFile.append(rest) } }.value
+            if error is CancellationError || Task.isCancelled { throw CancellationError() }
             throw HubTransportError(message: "The download of \(file.path) broke off: \(error)")
         }
         closed = true

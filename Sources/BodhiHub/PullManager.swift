@@ -27,6 +27,8 @@ public actor PullManager {
     private struct FileDownload {
         let task: Task<Void, Never>
         var waiters: [String: CheckedContinuation<Void, any Error>]
+        /// Nobody waits any more; the task is stopping (and keeping what it has on disk).
+        var stopping = false
     }
     private var downloads: [String: FileDownload] = [:]
     /// Bytes on disk per blob, for progress.
@@ -125,6 +127,7 @@ public actor PullManager {
             cancelRequested.insert(id)
             task.cancel()
             await task.value
+            await waitForStoppingDownloads(of: record.files)
         }
         return pulls[id] ?? record
     }
@@ -166,6 +169,14 @@ public actor PullManager {
         let tasks = Array(running.values)
         for task in tasks { task.cancel() }
         for task in tasks { await task.value }
+        for download in downloads.values { await download.task.value }
+    }
+
+    /// Downloads being stopped write out what they received; wait for that to finish.
+    private func waitForStoppingDownloads(of files: [PullFile]) async {
+        for file in files {
+            if let download = downloads[file.sha256], download.stopping { await download.task.value }
+        }
     }
 
     // MARK: - Running
@@ -234,6 +245,8 @@ public actor PullManager {
     /// Waits for `file`, downloading it unless another pull already is.
     private func fetch(_ file: PullFile, repo: String, commit: String, for id: String) async throws {
         let key = file.sha256
+        // A download that is stopping still writes to the partial file; let it finish first.
+        while let download = downloads[key], download.stopping { await download.task.value }
         if downloads[key] == nil {
             let downloader = self.downloader
             let task = Task {
@@ -288,8 +301,11 @@ public actor PullManager {
     private func stopWaiting(_ key: String, _ id: String) {
         guard var download = downloads[key], let continuation = download.waiters.removeValue(forKey: id) else { return }
         continuation.resume(throwing: CancellationError())
+        if download.waiters.isEmpty {
+            download.stopping = true
+            download.task.cancel()
+        }
         downloads[key] = download
-        if download.waiters.isEmpty { download.task.cancel() }
     }
 
     // MARK: - Reporting
@@ -328,5 +344,18 @@ extension HubClient {
         do { return try await snapshot(repo: repo, revision: revision) } catch let error as HubTransportError {
             throw BodhiError(.hubError, status: 502, error.message)
         }
+    }
+}
+
+extension PullManager {
+    /// A pull manager for the Hub and cache `settings` name.
+    public static func forSettings(
+        _ settings: Settings, http: HTTPClient, repository: (any PullRepository)?, logger: Logger,
+        onModelAdded: @escaping @Sendable (String) async -> Void = { _ in }
+    ) -> PullManager {
+        PullManager(
+            hub: HubClient(endpoint: settings.hfEndpoint, token: settings.hfToken, http: http),
+            cache: HuggingFaceCache(hubDirectory: settings.hubDirectory), repository: repository,
+            maxConcurrent: settings.maxPulls, logger: logger, onModelAdded: onModelAdded)
     }
 }

@@ -111,6 +111,11 @@ public actor ModelCatalog {
         return inRepo.count == 1 ? inRepo[0] : nil
     }
 
+    /// Reads the cache again, e.g. after a pull added files.
+    public func refresh() {
+        rescan()
+    }
+
     private func rescan() {
         byID = Dictionary(cache.scan().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         let now = ContinuousClock.now

@@ -9,6 +9,7 @@ public enum BodhiHTTPServer {
         router.add(middleware: ErrorRenderingMiddleware(maxRequestBodyBytes: services.maxRequestBodyBytes))
         SystemRoutes(services: services).register(on: router)
         OpenAIRoutes(services: services).register(on: router)
+        PullRoutes(services: services).register(on: router)
         ModelRoutes(services: services).register(on: router)
         return router.buildResponder()
     }

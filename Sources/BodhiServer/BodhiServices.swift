@@ -1,4 +1,5 @@
 import BodhiEngine
+import BodhiHub
 import BodhiModels
 
 /// The services the HTTP layer calls; built once by the composition root.
@@ -7,19 +8,22 @@ public struct BodhiServices: Sendable {
     public let supervisor: EngineSupervisor
     public let inference: InferenceService
     public let models: ModelService
+    public let pulls: PullManager
     /// How engines run, for memory estimates.
     public let enginePlan: EnginePlan
     /// Requests with larger bodies are refused with 413.
     public let maxRequestBodyBytes: Int
 
     public init(
-        catalog: ModelCatalog, supervisor: EngineSupervisor, inference: InferenceService, enginePlan: EnginePlan,
+        catalog: ModelCatalog, supervisor: EngineSupervisor, inference: InferenceService, pulls: PullManager,
+        enginePlan: EnginePlan,
         maxRequestBodyBytes: Int = 32 * 1024 * 1024
     ) {
         self.catalog = catalog
         self.supervisor = supervisor
         self.inference = inference
         models = ModelService(catalog: catalog, supervisor: supervisor)
+        self.pulls = pulls
         self.enginePlan = enginePlan
         self.maxRequestBodyBytes = maxRequestBodyBytes
     }

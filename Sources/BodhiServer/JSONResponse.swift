@@ -1,12 +1,29 @@
+import BodhiCore
 import Foundation
 import Hummingbird
 
 extension Response {
-    /// A JSON response with `value` encoded in snake case keys as the APIs use them.
+    /// A JSON response with `value` encoded as Bodhi's APIs write it.
     static func json<Value: Encodable>(_ value: Value, status: HTTPResponse.Status = .ok) throws -> Response {
-        let data = try JSONEncoder().encode(value)
+        let data = try JSONEncoder.bodhiAPI().encode(value)
         return Response(
             status: status, headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// Server-sent events, one `data:` JSON line per element, until the sequence ends.
+    static func eventStream<Events: AsyncSequence & Sendable>(_ events: Events) -> Response
+    where Events.Element: Encodable & Sendable {
+        let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            let encoder = JSONEncoder.bodhiAPI()
+            for try await event in events {
+                var buffer = ByteBuffer(string: "data: ")
+                buffer.writeBytes(try encoder.encode(event))
+                buffer.writeString("\n\n")
+                try await writer.write(buffer)
+            }
+            try await writer.finish(nil)
+        })
     }
 }

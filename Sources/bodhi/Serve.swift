@@ -2,8 +2,10 @@ import ArgumentParser
 import AsyncHTTPClient
 import BodhiCore
 import BodhiEngine
+import BodhiHub
 import BodhiModels
 import BodhiServer
+import BodhiStore
 import Foundation
 import Hummingbird
 import Logging
@@ -35,11 +37,26 @@ struct Serve: AsyncParsableCommand {
         httpConfiguration.timeout = .init(connect: .seconds(5))
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
 
+        let store: Store
+        do {
+            store = try await Store.openSQLite(path: settings.databasePath, logger: logger)
+            try await store.migrate()
+        } catch let error as BodhiError {
+            try? await http.shutdown()
+            throw ValidationFailure(message: error.message)
+        }
+        let hubHTTP = HubClient.makeHTTPClient()
+
         let catalog = ModelCatalog(hubDirectory: settings.hubDirectory)
         let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: http, logger: logger)
+        let pulls = PullManager.forSettings(settings, http: hubHTTP, repository: store, logger: logger) { _ in
+            await catalog.refresh()
+        }
+        await pulls.resumeUnfinished()
         let services = BodhiServices(
             catalog: catalog, supervisor: supervisor,
             inference: InferenceService(catalog: catalog, supervisor: supervisor, http: http, logger: logger),
+            pulls: pulls,
             enginePlan: EnginePlan(slots: settings.parallel, engineArguments: settings.llamaArgs))
         let application = BodhiHTTPServer.application(
             services: services, host: settings.host, port: settings.port, logger: logger,
@@ -55,15 +72,16 @@ struct Serve: AsyncParsableCommand {
             logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = Self.maximumDrain
         let group = ServiceGroup(configuration: groupConfiguration)
-        do {
-            try await group.run()
-        } catch {
-            await supervisor.shutdown()
-            try? await http.shutdown()
-            throw ValidationFailure(message: "Bodhi could not serve on \(settings.host):\(settings.port): \(error)")
-        }
+        var failure: (any Error)?
+        do { try await group.run() } catch { failure = error }
+        await pulls.shutdown()
         await supervisor.shutdown()
-        try await http.shutdown()
+        await store.close()
+        try? await hubHTTP.shutdown()
+        try? await http.shutdown()
+        if let failure {
+            throw ValidationFailure(message: "Bodhi could not serve on \(settings.host):\(settings.port): \(failure)")
+        }
     }
 }
 

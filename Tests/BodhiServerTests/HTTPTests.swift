@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import BodhiCore
 import BodhiEngine
+import BodhiHub
 import BodhiModels
 import BodhiServer
 import Foundation
@@ -28,6 +29,9 @@ import Testing
         let services = BodhiServices(
             catalog: catalog, supervisor: supervisor,
             inference: InferenceService(catalog: catalog, supervisor: supervisor, http: .shared, logger: logger),
+            pulls: PullManager(
+                hub: HubClient(endpoint: "http://127.0.0.1:9", token: nil, http: .shared),
+                cache: HuggingFaceCache(hubDirectory: hub), repository: nil, maxConcurrent: 1, logger: logger),
             enginePlan: EnginePlan(slots: 4, contextSize: nil), maxRequestBodyBytes: maxBody)
         let app = Application(responder: BodhiHTTPServer.responder(services: services))
         try await app.test(.router, test)

@@ -1,0 +1,63 @@
+import BodhiCore
+import BodhiHub
+import BodhiModels
+import Foundation
+import Hummingbird
+
+/// Pulls from Hugging Face under `/bodhi/v1/models/pull`: start (optionally streaming
+/// progress), list, status, progress events, cancel and retry.
+struct PullRoutes {
+    let services: BodhiServices
+
+    struct StartRequest: Decodable {
+        let model: String
+        let revision: String?
+        let stream: Bool?
+    }
+
+    struct PullList: Encodable {
+        let data: [PullRecord]
+    }
+
+    func register(on router: Router<BasicRequestContext>) {
+        let base = "/bodhi/v1/models/pull"
+        router.post(RouterPath(base)) { request, context in
+            let start = try await Self.decode(StartRequest.self, from: request, limit: services.maxRequestBodyBytes)
+            let record = try await services.pulls.start(reference: start.model, revision: start.revision)
+            if start.stream == true {
+                return Response.eventStream(try await services.pulls.events(id: record.id))
+            }
+            return try Response.json(record, status: .accepted)
+        }
+        router.get(RouterPath(base)) { _, _ in
+            try Response.json(PullList(data: await services.pulls.list()))
+        }
+        router.get(RouterPath(base + "/:id")) { _, context in
+            try Response.json(await services.pulls.pull(id: context.parameters.require("id")))
+        }
+        router.get(RouterPath(base + "/:id/events")) { _, context in
+            Response.eventStream(try await services.pulls.events(id: context.parameters.require("id")))
+        }
+        router.post(RouterPath(base + "/:id/cancel")) { _, context in
+            try Response.json(await services.pulls.cancel(id: context.parameters.require("id")))
+        }
+        router.post(RouterPath(base + "/:id/retry")) { _, context in
+            try Response.json(await services.pulls.retry(id: context.parameters.require("id")), status: .accepted)
+        }
+    }
+
+    /// A JSON body, or a 400 that says what was wrong with it.
+    static func decode<Value: Decodable>(_ type: Value.Type, from request: Request, limit: Int) async throws -> Value {
+        let body = try await request.body.collect(upTo: limit)
+        do {
+            return try JSONDecoder().decode(type, from: Data(body.readableBytesView))
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw BodhiError.invalidRequest("The request body lacks '\(key.stringValue)'.", param: key.stringValue)
+        } catch let DecodingError.typeMismatch(_, context) {
+            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw BodhiError.invalidRequest("'\(field)' has the wrong type: \(context.debugDescription)", param: field)
+        } catch {
+            throw BodhiError.invalidRequest("The request body is not valid JSON.")
+        }
+    }
+}
