@@ -90,6 +90,7 @@ let package = Package(
                 "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiServer", "BodhiStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -110,7 +110,7 @@ public actor EngineSupervisor {
     }
 
     private struct Engine {
-        let model: ModelEntry
+        let model: EngineTarget
         var phase: Phase
         var generation: Int
         var inFlight = 0
@@ -137,7 +137,7 @@ public actor EngineSupervisor {
 
     /// An engine for `model`, loading it first if needed. Concurrent callers for a model
     /// that is loading all wait for the same load.
-    public func acquire(_ model: ModelEntry) async throws -> EngineLease {
+    public func acquire(_ model: EngineTarget) async throws -> EngineLease {
         while true {
             if shuttingDown { throw BodhiError.engineUnavailable("Bodhi is shutting down.", retryAfterSeconds: 5) }
             if engines[model.id] == nil { try startLoading(model) }
@@ -177,7 +177,7 @@ public actor EngineSupervisor {
 
     // MARK: Loading
 
-    private func startLoading(_ model: ModelEntry, after delay: Duration = .zero) throws {
+    private func startLoading(_ model: EngineTarget, after delay: Duration = .zero) throws {
         // A crashed engine being restarted still holds its own entry; it does not compete for room.
         let others = engines.values.filter { $0.model.id != model.id }
         if others.count >= configuration.maxLoadedModels {
@@ -202,7 +202,8 @@ public actor EngineSupervisor {
         let apiKey = Self.randomKey()
         let arguments = EngineArguments.build(
             modelPath: model.path, modelName: model.id, port: port,
-            parallel: configuration.parallel, extra: configuration.extraArguments)
+            parallel: model.overrides.parallel ?? configuration.parallel,
+            extra: configuration.extraArguments + model.overrides.arguments)
         let task = Task { try await self.load(model, generation: generation, port: port, apiKey: apiKey, arguments: arguments, after: delay) }
         // A restart keeps the crash history that drives its backoff.
         let previous = engines[model.id]
@@ -213,7 +214,7 @@ public actor EngineSupervisor {
     }
 
     private func load(
-        _ model: ModelEntry, generation: Int, port: Int, apiKey: String, arguments: [String], after delay: Duration
+        _ model: EngineTarget, generation: Int, port: Int, apiKey: String, arguments: [String], after delay: Duration
     ) async throws -> Running {
         do {
             if delay > .zero { try await Task.sleep(for: delay) }
@@ -235,7 +236,7 @@ public actor EngineSupervisor {
         }
     }
 
-    private func spawnAndWait(_ model: ModelEntry, port: Int, apiKey: String, arguments: [String]) async throws -> Running {
+    private func spawnAndWait(_ model: EngineTarget, port: Int, apiKey: String, arguments: [String]) async throws -> Running {
         try FileManager.default.createDirectory(atPath: configuration.logsDirectory, withIntermediateDirectories: true)
         let logPath = configuration.logsDirectory + "/" + Self.logFileName(for: model.id)
         let logStart = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
@@ -273,7 +274,7 @@ public actor EngineSupervisor {
     /// Polls `/health` until the engine answers 200. An engine that exits first failed to
     /// load: its log says why.
     private func waitUntilHealthy(
-        _ child: ChildProcess, port: Int, apiKey: String, model: ModelEntry, logPath: String, logStart: Int
+        _ child: ChildProcess, port: Int, apiKey: String, model: EngineTarget, logPath: String, logStart: Int
     ) async throws {
         let deadline = ContinuousClock.now + configuration.loadTimeout
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/health")
@@ -328,6 +329,11 @@ public actor EngineSupervisor {
     }
 
     /// Stops a model's engine now; requests still running on it fail.
+    /// Stops every engine serving the file at `path`: the model's own and its aliases'.
+    public func unload(usingFile path: String) {
+        for (id, engine) in engines where engine.model.path == path { unload(id) }
+    }
+
     public func unload(_ modelID: String) {
         guard let engine = engines.removeValue(forKey: modelID) else { return }
         logger.info("unloading model", metadata: ["model": "\(modelID)"])
@@ -378,13 +384,13 @@ public actor EngineSupervisor {
             switch engine.phase {
             case .loading(_, let arguments):
                 return EngineStatus(
-                    model: engine.model.id, state: "loading", pid: nil, port: nil, slots: configuration.parallel,
+                    model: engine.model.id, state: "loading", pid: nil, port: nil, slots: engine.model.overrides.parallel ?? configuration.parallel,
                     inFlight: engine.inFlight, memoryBytes: nil, idleSeconds: idle, restarts: engine.restarts,
                     args: EngineArguments.redacted(arguments))
             case .ready(let running):
                 return EngineStatus(
                     model: engine.model.id, state: "ready", pid: running.child.pid, port: running.port,
-                    slots: configuration.parallel, inFlight: engine.inFlight,
+                    slots: engine.model.overrides.parallel ?? configuration.parallel, inFlight: engine.inFlight,
                     memoryBytes: Self.residentMemory(of: running.child.pid), idleSeconds: idle,
                     restarts: engine.restarts, args: EngineArguments.redacted(running.arguments))
             }

@@ -102,9 +102,10 @@ public struct OpenAIErrorBody: Codable, Sendable {
 
 /// Routes an OpenAI-style request to the engine of the model it names. Bodies travel as
 /// they came: Bodhi reads the fields it acts on (`model`, `stream`) and passes everything
-/// else, llama.cpp's extras included, to the engine untouched.
+/// else, llama.cpp's extras included, to the engine untouched — unless the name is an alias
+/// with request defaults, which fill the fields the request left unset.
 public struct InferenceService: Sendable {
-    private let catalog: ModelCatalog
+    private let models: AliasRegistry
     private let supervisor: EngineSupervisor
     private let http: HTTPClient
     private let logger: Logger
@@ -112,8 +113,8 @@ public struct InferenceService: Sendable {
     /// Responses larger than this are refused rather than buffered (non-streaming only).
     static let maxResponseBytes = 256 * 1024 * 1024
 
-    public init(catalog: ModelCatalog, supervisor: EngineSupervisor, http: HTTPClient, logger: Logger) {
-        self.catalog = catalog
+    public init(models: AliasRegistry, supervisor: EngineSupervisor, http: HTTPClient, logger: Logger) {
+        self.models = models
         self.supervisor = supervisor
         self.http = http
         self.logger = logger
@@ -147,7 +148,9 @@ public struct InferenceService: Sendable {
         guard let name = head.model, !name.isEmpty else {
             throw BodhiError.invalidRequest("You must provide a model parameter.", param: "model")
         }
-        let model = try await catalog.resolve(name)
+        let served = try await models.resolve(name)
+        let model = EngineTarget(served)
+        let body = try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body
         let lease = try await supervisor.acquire(model)
         var request = HTTPClientRequest(url: lease.endpoint.baseURL + operation.rawValue)
         request.method = .POST

@@ -1,19 +1,60 @@
+import BodhiCore
 import BodhiModels
 
-/// Model management that involves both the files and the engines running them.
+/// Model management that involves the files, the aliases and the engines running them.
 public struct ModelService: Sendable {
     private let catalog: ModelCatalog
+    private let aliases: AliasRegistry
     private let supervisor: EngineSupervisor
 
-    public init(catalog: ModelCatalog, supervisor: EngineSupervisor) {
+    public init(catalog: ModelCatalog, aliases: AliasRegistry, supervisor: EngineSupervisor) {
         self.catalog = catalog
+        self.aliases = aliases
         self.supervisor = supervisor
     }
 
-    /// Unloads the model if it is loaded, then deletes its files.
-    public func delete(_ name: String) async throws -> ModelEntry {
-        let entry = try await catalog.resolve(name)
-        await supervisor.unload(entry.id)
+    /// Unloads the model (and its aliases' engines), then deletes its files. While aliases
+    /// serve it the delete is refused, unless `force`, which deletes those aliases too.
+    public func delete(_ name: String, force: Bool = false) async throws -> ModelEntry {
+        let entry = try await aliases.resolve(name).entry
+        let dependents = await aliases.aliases(of: entry.id)
+        if !dependents.isEmpty {
+            guard force else {
+                throw BodhiError.conflict(
+                    "The model '\(entry.id)' is served by the aliases \(dependents.map(\.name).joined(separator: ", ")); delete them first, or delete with force (?force=true, `bodhi rm --force`) to remove them too.")
+            }
+            for alias in dependents { try await aliases.delete(alias.name) }
+        }
+        await supervisor.unload(usingFile: entry.path)
         return try await catalog.delete(entry.id)
+    }
+
+    /// A model (or the model an alias serves) with its header facts, the memory it takes as
+    /// it would run, and the aliases that serve it.
+    public func describe(_ name: String, plan: EnginePlan) async throws -> ModelDescription {
+        let served = try await aliases.resolve(name)
+        var plan = plan
+        if let engine = served.alias?.engine {
+            if let parallel = engine.parallel { plan.slots = parallel }
+            if let context = engine.contextSize { plan.contextSize = context > 0 ? context : nil }
+        }
+        var description = try await catalog.describe(served.entry.id, plan: plan)
+        description.aliases = await aliases.aliases(of: served.entry.id).map(\.name)
+        return description
+    }
+
+    /// Every model, described, with the aliases that serve it.
+    public func describeAll(plan: EnginePlan) async -> [ModelDescription] {
+        let all = await aliases.list()
+        return await catalog.describeAll(plan: plan).map { description in
+            var description = description
+            description.aliases = all.filter { $0.model == description.entry.id }.map(\.name)
+            return description
+        }
+    }
+
+    /// An alias changed or went away: its own engine must not keep the old settings.
+    public func aliasChanged(_ name: String) async {
+        await supervisor.unload(name)
     }
 }

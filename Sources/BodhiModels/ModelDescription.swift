@@ -58,6 +58,8 @@ public struct ModelDescription: Sendable, Encodable {
     /// Why the header could not be read, when it could not.
     public let headerError: String?
     public let memoryEstimate: MemoryEstimate?
+    /// The aliases that serve this model.
+    public var aliases: [String] = []
 
     public var capabilities: [String] { info?.capabilities ?? [] }
 
@@ -82,7 +84,6 @@ public struct ModelDescription: Sendable, Encodable {
         try container.encodeIfPresent(info, forKey: .info)
         try container.encodeIfPresent(headerError, forKey: .headerError)
         try container.encodeIfPresent(memoryEstimate, forKey: .memoryEstimate)
-        // Aliases arrive with the store; the field is part of the shape already.
-        try container.encode([String](), forKey: .aliases)
+        try container.encode(aliases, forKey: .aliases)
     }
 }

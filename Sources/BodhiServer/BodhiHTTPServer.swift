@@ -10,6 +10,7 @@ public enum BodhiHTTPServer {
         SystemRoutes(services: services).register(on: router)
         OpenAIRoutes(services: services).register(on: router)
         PullRoutes(services: services).register(on: router)
+        AliasRoutes(services: services).register(on: router)
         ModelRoutes(services: services).register(on: router)
         return router.buildResponder()
     }

@@ -5,6 +5,7 @@ import BodhiModels
 /// The services the HTTP layer calls; built once by the composition root.
 public struct BodhiServices: Sendable {
     public let catalog: ModelCatalog
+    public let aliases: AliasRegistry
     public let supervisor: EngineSupervisor
     public let inference: InferenceService
     public let models: ModelService
@@ -15,14 +16,14 @@ public struct BodhiServices: Sendable {
     public let maxRequestBodyBytes: Int
 
     public init(
-        catalog: ModelCatalog, supervisor: EngineSupervisor, inference: InferenceService, pulls: PullManager,
-        enginePlan: EnginePlan,
-        maxRequestBodyBytes: Int = 32 * 1024 * 1024
+        catalog: ModelCatalog, aliases: AliasRegistry, supervisor: EngineSupervisor, inference: InferenceService,
+        pulls: PullManager, enginePlan: EnginePlan, maxRequestBodyBytes: Int = 32 * 1024 * 1024
     ) {
         self.catalog = catalog
+        self.aliases = aliases
         self.supervisor = supervisor
         self.inference = inference
-        models = ModelService(catalog: catalog, supervisor: supervisor)
+        models = ModelService(catalog: catalog, aliases: aliases, supervisor: supervisor)
         self.pulls = pulls
         self.enginePlan = enginePlan
         self.maxRequestBodyBytes = maxRequestBodyBytes

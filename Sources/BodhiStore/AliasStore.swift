@@ -1,0 +1,57 @@
+import BodhiModels
+import Foundation
+import SQLKit
+
+/// Aliases in the `aliases` table; defaults and engine settings are JSON columns.
+extension Store: AliasRepository {
+    struct AliasRow: Codable {
+        var name: String
+        var model: String
+        var request_defaults: String
+        var engine_settings: String
+        var created_at: Int64
+        var updated_at: Int64
+
+        init(_ alias: Alias) throws {
+            name = alias.name
+            model = alias.model
+            request_defaults = String(decoding: try JSONEncoder().encode(alias.defaults), as: UTF8.self)
+            engine_settings = String(decoding: try JSONEncoder().encode(alias.engine), as: UTF8.self)
+            created_at = Int64(alias.createdAt.timeIntervalSince1970 * 1000)
+            updated_at = Int64(alias.updatedAt.timeIntervalSince1970 * 1000)
+        }
+
+        func alias() throws -> Alias {
+            Alias(
+                name: name, model: model,
+                defaults: try JSONDecoder().decode(RequestDefaults.self, from: Data(request_defaults.utf8)),
+                engine: try JSONDecoder().decode(EngineOverrides.self, from: Data(engine_settings.utf8)),
+                createdAt: Date(timeIntervalSince1970: Double(created_at) / 1000),
+                updatedAt: Date(timeIntervalSince1970: Double(updated_at) / 1000))
+        }
+    }
+
+    public func allAliases() async throws -> [Alias] {
+        try await session { database in
+            try await database.select().column("*").from("aliases").orderBy("name").all(decoding: AliasRow.self)
+        }.map { try $0.alias() }
+    }
+
+    public func saveAlias(_ alias: Alias) async throws {
+        let row = try AliasRow(alias)
+        try await session { database in
+            try await database.insert(into: "aliases").model(row)
+                .onConflict(with: "name") { update in
+                    update.set(excludedValueOf: "model").set(excludedValueOf: "request_defaults")
+                        .set(excludedValueOf: "engine_settings").set(excludedValueOf: "updated_at")
+                }
+                .run()
+        }
+    }
+
+    public func deleteAlias(named name: String) async throws {
+        try await session { database in
+            try await database.delete(from: "aliases").where("name", .equal, name).run()
+        }
+    }
+}

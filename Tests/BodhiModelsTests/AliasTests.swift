@@ -1,0 +1,65 @@
+import BodhiCore
+import Foundation
+import Testing
+@testable import BodhiModels
+
+@Suite struct AliasTests {
+    @Test func engineFlagsComeFromTheAllowListOnly() throws {
+        let fine = EngineOverrides(contextSize: 2048, parallel: 2, extraArgs: ["--flash-attn", "on", "--threads=4", "--no-mmap"])
+        try fine.validate()
+        #expect(fine.arguments == ["--ctx-size", "2048", "--flash-attn", "on", "--threads=4", "--no-mmap"])
+        let refused: [[String]] = [
+            ["--host", "0.0.0.0"], ["--port=80"], ["--api-key", "x"], ["--model", "m.gguf"], ["--chat-template-file", "t.jinja"],
+            ["--threads"], ["--no-mmap=1"], ["--cache-type-k", "/etc/passwd"], ["--threads", "--host"],
+        ]
+        for arguments in refused {
+            #expect(throws: BodhiError.self, "\(arguments)") { try EngineOverrides(extraArgs: arguments).validate() }
+        }
+        #expect(throws: BodhiError.self) { try EngineOverrides(parallel: 0).validate() }
+    }
+
+    @Test func namesAndDefaultsAreChecked() throws {
+        for name in ["smol", "coder:fast", "a.b-c_d"] { try Alias.validate(name: name) }
+        for name in ["", "owner/repo", "-x", String(repeating: "a", count: 129), "with space"] {
+            #expect(throws: BodhiError.self, "\(name)") { try Alias.validate(name: name) }
+        }
+        #expect(throws: BodhiError.self) { try RequestDefaults(topP: 1.5).validate() }
+        #expect(throws: BodhiError.self) { try RequestDefaults(maxTokens: 0).validate() }
+    }
+
+    static func catalog() throws -> ModelCatalog {
+        let hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-alias-\(UUID().uuidString)").path
+        let snapshot = hub + "/models--org--tiny-GGUF/snapshots/abc"
+        try FileManager.default.createDirectory(atPath: snapshot, withIntermediateDirectories: true)
+        try Data(count: 16).write(to: URL(fileURLWithPath: snapshot + "/tiny.Q4_K_M.gguf"))
+        return ModelCatalog(hubDirectory: hub)
+    }
+
+    @Test func aliasesResolveToTheirModelAndRefuseWhatDoesNotExist() async throws {
+        let registry = AliasRegistry(repository: nil, catalog: try Self.catalog())
+        // The model is named loosely and stored by its exact id.
+        let created = try await registry.create(Alias(name: "tiny", model: "org/tiny-gguf:q4_k_m", defaults: .init(temperature: 0)))
+        #expect(created.model == "org/tiny-GGUF:Q4_K_M")
+        let served = try await registry.resolve("tiny")
+        #expect(served.entry.id == "org/tiny-GGUF:Q4_K_M" && served.alias?.defaults.temperature == 0)
+        #expect(try await registry.resolve("org/tiny-GGUF:Q4_K_M").alias == nil)
+
+        do {
+            _ = try await registry.create(Alias(name: "tiny", model: "org/tiny-GGUF:Q4_K_M"))
+            Issue.record("a duplicate alias was created")
+        } catch let error as BodhiError { #expect(error.status == 409) }
+        do {
+            _ = try await registry.create(Alias(name: "ghost", model: "org/none:Q4_0"))
+            Issue.record("an alias of a missing model was created")
+        } catch let error as BodhiError { #expect(error.status == 400 && error.param == "model") }
+
+        let copy = try await registry.copy("tiny", to: "tiny2")
+        #expect(copy.defaults == created.defaults)
+        #expect(await registry.aliases(of: "org/tiny-GGUF:Q4_K_M").map(\.name) == ["tiny", "tiny2"])
+        try await registry.delete("tiny")
+        do {
+            _ = try await registry.alias(named: "tiny")
+            Issue.record("a deleted alias is still there")
+        } catch let error as BodhiError { #expect(error.status == 404) }
+    }
+}
