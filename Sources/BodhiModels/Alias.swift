@@ -163,8 +163,8 @@ public struct EngineOverrides: Codable, Sendable, Equatable {
         "--ubatch-size": true, "-ub": true, "--rope-scaling": true, "--rope-freq-base": true, "--rope-freq-scale": true,
         "--yarn-orig-ctx": true, "--split-mode": true, "-sm": true, "--main-gpu": true, "-mg": true,
         "--tensor-split": true, "-ts": true, "--reasoning-format": true, "--reasoning-budget": true,
-        "--n-predict": true, "-n": true, "--keep": true, "--defrag-thold": true, "--cache-reuse": true,
-        "--mlock": false, "--no-mmap": false, "--no-kv-offload": false, "-nkvo": false, "--cont-batching": false,
+        "--n-predict": true, "-n": true, "--keep": true, "--cache-reuse": true, "--load-mode": true, "-lm": true,
+        "--no-kv-offload": false, "-nkvo": false, "--cont-batching": false,
         "--no-cont-batching": false, "--swa-full": false, "--no-context-shift": false, "--context-shift": false,
     ]
 

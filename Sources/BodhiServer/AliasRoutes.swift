@@ -46,10 +46,10 @@ struct AliasRoutes {
             return try Response.json(await services.aliases.create(body.alias(named: name)), status: .created)
         }
         router.get(RouterPath(base + "/:name")) { _, context in
-            try Response.json(await services.aliases.alias(named: context.parameters.require("name")))
+            try Response.json(await services.aliases.alias(named: context.parameters.decoded("name")))
         }
         router.put(RouterPath(base + "/:name")) { request, context in
-            let name = try context.parameters.require("name")
+            let name = try context.parameters.decoded("name")
             let body = try await PullRoutes.decode(AliasBody.self, from: request, limit: limit)
             if let bodyName = body.name, bodyName != name {
                 throw BodhiError.invalidRequest("The name in the body ('\(bodyName)') differs from the path ('\(name)'); copy the alias to rename it.", param: "name")
@@ -60,10 +60,10 @@ struct AliasRoutes {
         }
         router.post(RouterPath(base + "/:name/copy")) { request, context in
             let body = try await PullRoutes.decode(CopyBody.self, from: request, limit: limit)
-            return try Response.json(await services.aliases.copy(context.parameters.require("name"), to: body.name), status: .created)
+            return try Response.json(await services.aliases.copy(context.parameters.decoded("name"), to: body.name), status: .created)
         }
         router.delete(RouterPath(base + "/:name")) { _, context in
-            let name = try context.parameters.require("name")
+            let name = try context.parameters.decoded("name")
             try await services.aliases.delete(name)
             await services.models.aliasChanged(name)
             return try Response.json(Deleted(name: name))

@@ -33,16 +33,16 @@ struct PullRoutes {
             try Response.json(PullList(data: await services.pulls.list()))
         }
         router.get(RouterPath(base + "/:id")) { _, context in
-            try Response.json(await services.pulls.pull(id: context.parameters.require("id")))
+            try Response.json(await services.pulls.pull(id: context.parameters.decoded("id")))
         }
         router.get(RouterPath(base + "/:id/events")) { _, context in
-            Response.eventStream(try await services.pulls.events(id: context.parameters.require("id")))
+            Response.eventStream(try await services.pulls.events(id: context.parameters.decoded("id")))
         }
         router.post(RouterPath(base + "/:id/cancel")) { _, context in
-            try Response.json(await services.pulls.cancel(id: context.parameters.require("id")))
+            try Response.json(await services.pulls.cancel(id: context.parameters.decoded("id")))
         }
         router.post(RouterPath(base + "/:id/retry")) { _, context in
-            try Response.json(await services.pulls.retry(id: context.parameters.require("id")), status: .accepted)
+            try Response.json(await services.pulls.retry(id: context.parameters.decoded("id")), status: .accepted)
         }
     }
 

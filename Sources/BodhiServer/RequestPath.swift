@@ -8,3 +8,11 @@ extension Request {
         return raw.removingPercentEncoding ?? raw
     }
 }
+
+extension Parameters {
+    /// A path parameter, percent-decoded (clients encode `:` and other characters in names).
+    func decoded(_ name: String) throws -> String {
+        let raw = try require(name)
+        return raw.removingPercentEncoding ?? raw
+    }
+}

@@ -161,7 +161,7 @@ struct BodhiClient {
 
     /// A model id as one path segment.
     static func pathSegment(_ model: String) -> String {
-        model.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? model
+        model.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/:"))) ?? model
     }
 
     /// The memory the server expects `model` to take when loaded (weights and KV cache).

@@ -1,4 +1,5 @@
 @testable import BodhiEngine
+import BodhiModels
 import Foundation
 import Testing
 
@@ -56,5 +57,24 @@ import Testing
 
     @Test func logFileNamesAreSafe() {
         #expect(EngineSupervisor.logFileName(for: "org/a-GGUF:Q4_0") == "org_a-GGUF_Q4_0.log")
+    }
+}
+
+@Suite struct AliasFlagAllowListTests {
+    /// The flags aliases may set must exist in the engine Bodhi builds, or engines fail to load.
+    @Test(.enabled(if: RealEngine.available, "needs BODHI_TEST_ENGINE (make test sets it)"))
+    func everyAllowedFlagIsKnownToTheRealEngine() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try #require(RealEngine.executable))
+        process.arguments = ["--help"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let help = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let known = Set(help.split(whereSeparator: { " ,\n=[".contains($0) }).map(String.init).filter { $0.hasPrefix("-") })
+        let unknown = EngineOverrides.allowedFlags.keys.filter { !known.contains($0) }.sorted()
+        #expect(unknown.isEmpty, "llama-server does not know \(unknown)")
     }
 }

@@ -5,12 +5,12 @@ import Testing
 
 @Suite struct AliasTests {
     @Test func engineFlagsComeFromTheAllowListOnly() throws {
-        let fine = EngineOverrides(contextSize: 2048, parallel: 2, extraArgs: ["--flash-attn", "on", "--threads=4", "--no-mmap"])
+        let fine = EngineOverrides(contextSize: 2048, parallel: 2, extraArgs: ["--flash-attn", "on", "--threads=4", "--no-kv-offload"])
         try fine.validate()
-        #expect(fine.arguments == ["--ctx-size", "2048", "--flash-attn", "on", "--threads=4", "--no-mmap"])
+        #expect(fine.arguments == ["--ctx-size", "2048", "--flash-attn", "on", "--threads=4", "--no-kv-offload"])
         let refused: [[String]] = [
             ["--host", "0.0.0.0"], ["--port=80"], ["--api-key", "x"], ["--model", "m.gguf"], ["--chat-template-file", "t.jinja"],
-            ["--threads"], ["--no-mmap=1"], ["--cache-type-k", "/etc/passwd"], ["--threads", "--host"],
+            ["--threads"], ["--no-kv-offload=1"], ["--cache-type-k", "/etc/passwd"], ["--threads", "--host"],
         ]
         for arguments in refused {
             #expect(throws: BodhiError.self, "\(arguments)") { try EngineOverrides(extraArgs: arguments).validate() }
