@@ -6,6 +6,7 @@ import BodhiModels
 import BodhiStore
 import Foundation
 import NIOCore
+import NIOPosix
 
 /// `bodhi ls`: the models in the Hugging Face cache, and whether the server has them loaded.
 struct ListModels: AsyncParsableCommand {
@@ -148,8 +149,20 @@ struct BodhiClient {
         return try JSONDecoder().decode(Engines.self, from: body).engines
     }
 
+    /// Whether a Bodhi answers on the configured address. A plain connect comes first: the HTTP
+    /// client retries a refused connection until its deadline, which would make every command
+    /// that runs without a server wait that long.
     func isRunning() async -> Bool {
-        (try? await send(HTTPClientRequest(url: settings.clientBaseURL + "/ping"), timeout: .seconds(2))) != nil
+        let host = settings.host == "0.0.0.0" || settings.host == "::" ? "127.0.0.1" : settings.host
+        do {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.seconds(1))
+                .connect(host: host, port: settings.port).get()
+            try? await channel.close()
+        } catch {
+            return false
+        }
+        return (try? await send(HTTPClientRequest(url: settings.clientBaseURL + "/ping"), timeout: .seconds(2))) != nil
     }
 
     func deleteModel(_ model: String, force: Bool) async throws {
