@@ -308,3 +308,17 @@ def test_a_pulled_model_answers_a_chat(puller: BodhiServer, hub: FakeHub):
     with openai.OpenAI(base_url=puller.api_url, api_key="unused", timeout=120, max_retries=0) as client:
         reply = client.chat.completions.create(model="test-org/SmolLM2-GGUF:Q4_1", messages=HELLO, max_tokens=16)
     assert reply.choices[0].message.content
+
+
+def test_a_split_model_is_pulled_whole_and_served_as_one(puller: BodhiServer, hub: FakeHub):
+    parts = {f"big/m.Q4_0-0000{i}-of-00003.gguf": gguf(MB + i, 20 + i) for i in (1, 2, 3)}
+    commit = hub.add_repo("test-org/split-GGUF", parts | {"m.Q8_0.gguf": gguf(1000, 30)}, token=TOKEN)
+    pull = start_pull(puller, "test-org/split-GGUF:Q4_0").json()
+    assert [f["path"] for f in pull["files"]] == sorted(parts)
+    assert pull["total_bytes"] == sum(len(p) for p in parts.values())
+    assert wait_finished(puller, pull["id"])["state"] == "completed"
+    detail = httpx.get(f"{puller.base_url}/bodhi/v1/models/test-org/split-GGUF:Q4_0", timeout=10).json()
+    assert len(detail["parts"]) == 3 and detail["size_bytes"] == pull["total_bytes"]
+    snapshot = hub_dir(puller) / "models--test-org--split-GGUF" / "snapshots" / commit / "big"
+    assert os.readlink(snapshot / "m.Q4_0-00002-of-00003.gguf").startswith("../../../blobs/")
+    assert "test-org/split-GGUF:Q8_0" not in model_ids(puller)
