@@ -39,7 +39,7 @@ struct AliasRoutes {
             try Response.json(AliasList(data: await services.aliases.list()))
         }
         router.post(RouterPath(base)) { request, _ in
-            let body = try await PullRoutes.decode(AliasBody.self, from: request, limit: limit)
+            let body = try await request.decodeJSON(AliasBody.self, limit: limit)
             guard let name = body.name else {
                 throw BodhiError.invalidRequest("The request body lacks 'name'.", param: "name")
             }
@@ -50,7 +50,7 @@ struct AliasRoutes {
         }
         router.put(RouterPath(base + "/:name")) { request, context in
             let name = try context.parameters.decoded("name")
-            let body = try await PullRoutes.decode(AliasBody.self, from: request, limit: limit)
+            let body = try await request.decodeJSON(AliasBody.self, limit: limit)
             if let bodyName = body.name, bodyName != name {
                 throw BodhiError.invalidRequest("The name in the body ('\(bodyName)') differs from the path ('\(name)'); copy the alias to rename it.", param: "name")
             }
@@ -59,7 +59,7 @@ struct AliasRoutes {
             return try Response.json(alias)
         }
         router.post(RouterPath(base + "/:name/copy")) { request, context in
-            let body = try await PullRoutes.decode(CopyBody.self, from: request, limit: limit)
+            let body = try await request.decodeJSON(CopyBody.self, limit: limit)
             return try Response.json(await services.aliases.copy(context.parameters.decoded("name"), to: body.name), status: .created)
         }
         router.delete(RouterPath(base + "/:name")) { _, context in

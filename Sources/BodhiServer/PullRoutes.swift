@@ -21,8 +21,8 @@ struct PullRoutes {
 
     func register(on router: Router<BasicRequestContext>) {
         let base = "/bodhi/v1/models/pull"
-        router.post(RouterPath(base)) { request, context in
-            let start = try await Self.decode(StartRequest.self, from: request, limit: services.maxRequestBodyBytes)
+        router.post(RouterPath(base)) { request, _ in
+            let start = try await request.decodeJSON(StartRequest.self, limit: services.maxRequestBodyBytes)
             let record = try await services.pulls.start(reference: start.model, revision: start.revision)
             if start.stream == true {
                 return Response.eventStream(try await services.pulls.events(id: record.id))
@@ -43,21 +43,6 @@ struct PullRoutes {
         }
         router.post(RouterPath(base + "/:id/retry")) { _, context in
             try Response.json(await services.pulls.retry(id: context.parameters.decoded("id")), status: .accepted)
-        }
-    }
-
-    /// A JSON body, or a 400 that says what was wrong with it.
-    static func decode<Value: Decodable>(_ type: Value.Type, from request: Request, limit: Int) async throws -> Value {
-        let body = try await request.body.collect(upTo: limit)
-        do {
-            return try JSONDecoder().decode(type, from: Data(body.readableBytesView))
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw BodhiError.invalidRequest("The request body lacks '\(key.stringValue)'.", param: key.stringValue)
-        } catch let DecodingError.typeMismatch(_, context) {
-            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw BodhiError.invalidRequest("'\(field)' has the wrong type: \(context.debugDescription)", param: field)
-        } catch {
-            throw BodhiError.invalidRequest("The request body is not valid JSON.")
         }
     }
 }
