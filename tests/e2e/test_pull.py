@@ -322,3 +322,20 @@ def test_a_split_model_is_pulled_whole_and_served_as_one(puller: BodhiServer, hu
     snapshot = hub_dir(puller) / "models--test-org--split-GGUF" / "snapshots" / commit / "big"
     assert os.readlink(snapshot / "m.Q4_0-00002-of-00003.gguf").startswith("../../../blobs/")
     assert "test-org/split-GGUF:Q8_0" not in model_ids(puller)
+
+
+def test_pulls_beyond_the_limit_wait_their_turn(tmp_path: Path, hub: FakeHub):
+    hub.add_repo("test-org/first-GGUF", {"a.Q4_0.gguf": gguf(2 * MB, 40)}, token=TOKEN)
+    hub.add_repo("test-org/second-GGUF", {"b.Q4_0.gguf": gguf(2 * MB, 41)}, token=TOKEN)
+    hub.knobs.bytes_per_second = 1 * MB
+    server = start_puller(tmp_path, hub, BODHI_MAX_PULLS="1")
+    try:
+        first = start_pull(server, "test-org/first-GGUF").json()
+        second = start_pull(server, "test-org/second-GGUF").json()
+        poll_until(lambda: pull_status(server, first["id"])["completed_bytes"] > 0, 30, "the first pull to start")
+        assert pull_status(server, second["id"])["state"] == "queued"
+        hub.knobs.bytes_per_second = None
+        assert wait_finished(server, first["id"])["state"] == "completed"
+        assert wait_finished(server, second["id"])["state"] == "completed"
+    finally:
+        server.stop()
