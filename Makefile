@@ -26,8 +26,12 @@ test:
 	$(SWIFT) build --build-tests
 	$(MAKE) --no-print-directory test-swift test-e2e
 
+# PostgreSQL: BODHI_TEST_POSTGRES_URL if set, else a private server from scripts/test-postgres;
+# without PostgreSQL installed the store tests run on SQLite only (CI always has both).
 test-swift:
-	BODHI_TEST_ENGINE=$$(scripts/bootstrap --print-engine) $(SWIFT) test --skip-build
+	@url="$${BODHI_TEST_POSTGRES_URL:-$$(scripts/test-postgres || true)}"; \
+	if [ -z "$$url" ]; then echo "warning: no PostgreSQL; store tests run on SQLite only" >&2; fi; \
+	BODHI_TEST_POSTGRES_URL="$$url" BODHI_TEST_ENGINE=$$(scripts/bootstrap --print-engine) $(SWIFT) test --skip-build
 
 test-e2e:
 	BODHI_BIN=$(CURDIR)/.build/debug/bodhi $(VENV)/bin/python -m pytest tests/e2e -q

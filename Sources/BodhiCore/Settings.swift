@@ -15,6 +15,7 @@ public enum SettingKey: String, CaseIterable, Sendable {
     case parallel = "BODHI_PARALLEL"
     case hfEndpoint = "HF_ENDPOINT"
     case maxPulls = "BODHI_MAX_PULLS"
+    case databaseURL = "BODHI_DATABASE_URL"
 }
 
 /// Where a setting's value came from, in order of precedence.
@@ -55,12 +56,13 @@ public struct Settings: Sendable {
     public var hfToken: String?
     /// Pulls that download at once; more wait their turn.
     public var maxPulls: Int
+    /// Where Bodhi keeps its data: SQLite in `BODHI_HOME` by default, or PostgreSQL.
+    public var database: DatabaseURL
     public var sources: [SettingKey: SettingSource]
 
     public var hubDirectory: String { hfHome + "/hub" }
     public var logsDirectory: String { home + "/logs" }
     public var settingsFile: String { home + "/settings.yaml" }
-    public var databasePath: String { home + "/bodhi.sqlite" }
 
     /// Engine flags that Bodhi owns: letting extra arguments set them would break isolation
     /// (host, port, key) or Bodhi's bookkeeping (model, alias, slots).
@@ -130,11 +132,17 @@ public struct Settings: Sendable {
             throw invalid(.hfEndpoint, hfEndpoint, "expected an http(s) URL such as https://huggingface.co")
         }
         let maxPulls = try integer(.maxPulls, default: 2, range: 1...16)
+        let databaseText = value(.databaseURL, default: "sqlite:" + home + "/bodhi.sqlite")
+        guard let database = DatabaseURL(databaseText, relativeTo: home) else {
+            throw invalid(.databaseURL, DatabaseURL.redacted(databaseText),
+                          "expected sqlite:PATH or postgres://user:password@host:port/database")
+        }
 
         return Settings(
             home: home, hfHome: hfHome, host: host, port: port, llamaServer: llamaServer,
             llamaArgs: llamaArgs, keepAlive: keepAlive, maxLoadedModels: maxLoaded, parallel: parallel,
             hfEndpoint: hfEndpoint, hfToken: hubToken(environment: environment, hfHome: hfHome), maxPulls: maxPulls,
+            database: database,
             sources: sources)
     }
 

@@ -101,3 +101,15 @@ extension Store {
             .run()
     }
 }
+
+extension Store {
+    /// The tables in the database (the current schema on PostgreSQL), sorted.
+    public func tableNames() async throws -> [String] {
+        let query: SQLQueryString = kind == .sqlite
+            ? "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            : "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema()"
+        return try await session { database in
+            try await database.raw(query).all(decodingColumn: "name", as: String.self)
+        }.sorted()
+    }
+}

@@ -2,20 +2,27 @@ import BodhiCore
 import Foundation
 import Logging
 import SQLKit
+import PostgresKit
 import SQLiteKit
 
 /// Bodhi's database: one dialect-neutral SQLKit layer, so the same queries and migrations run
 /// on SQLite (the default, a file in `BODHI_HOME`) and on PostgreSQL.
 public final class Store: Sendable {
-    private let database: any SQLDatabase
-    /// SQLite has one connection; the gate gives each session (a query or a transaction) the
-    /// connection to itself, so a transaction's statements never interleave with another's.
-    private let gate = SerialGate()
-    private let closeConnection: @Sendable () async throws -> Void
+    private let backend: any StoreBackend
+    /// Which database this is, for messages and for the few checks that differ (tests).
+    public let kind: DatabaseURL.Kind
 
-    private init(database: any SQLDatabase, close: @escaping @Sendable () async throws -> Void) {
-        self.database = database
-        closeConnection = close
+    private init(backend: any StoreBackend, kind: DatabaseURL.Kind) {
+        self.backend = backend
+        self.kind = kind
+    }
+
+    /// Opens the database `url` names.
+    public static func open(_ url: DatabaseURL, logger: Logger = Logger(label: "bodhi.store")) async throws -> Store {
+        switch url.kind {
+        case .sqlite: return try await openSQLite(path: url.location, logger: logger)
+        case .postgres: return try await openPostgres(url: url.location, logger: logger)
+        }
     }
 
     /// Opens (creating if needed) the SQLite database at `path`. WAL lets other processes — a
@@ -29,22 +36,41 @@ public final class Store: Sendable {
             for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 5000"] {
                 try await database.raw(SQLQueryString(pragma)).run()
             }
-            return Store(database: database, close: { try await connection.close() })
+            return Store(backend: SQLiteBackend(database: database, connection: connection), kind: .sqlite)
         } catch {
             throw BodhiError.internalError("Could not open the database at \(path): \(String(reflecting: error))")
         }
     }
 
-    /// Runs `body` with the database to itself.
+    /// Connects to PostgreSQL at `url` (`postgres://user:password@host:port/database`) with a
+    /// small pool; the first connection is made here, so a wrong URL fails at start.
+    public static func openPostgres(url: String, logger: Logger = Logger(label: "bodhi.store")) async throws -> Store {
+        let backend: PostgresBackend
+        do {
+            backend = try PostgresBackend(url: url, logger: logger)
+        } catch {
+            throw BodhiError(.invalidSetting, status: 400, "BODHI_DATABASE_URL is not a PostgreSQL URL Bodhi can use: \(error)")
+        }
+        let store = Store(backend: backend, kind: .postgres)
+        do {
+            try await store.session { database in try await database.raw("SELECT 1").run() }
+        } catch {
+            await backend.close()
+            throw BodhiError.internalError("Could not connect to PostgreSQL at \(DatabaseURL.redacted(url)): \(String(reflecting: error))")
+        }
+        return store
+    }
+
+    /// Runs `body` with one connection to itself.
     public func session<Result: Sendable>(
-        _ body: @Sendable (any SQLDatabase) async throws -> Result
+        _ body: @escaping @Sendable (any SQLDatabase) async throws -> Result
     ) async throws -> Result {
-        try await gate.withTurn { try await body(database) }
+        try await backend.session(body)
     }
 
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
     public func transaction<Result: Sendable>(
-        _ body: @Sendable (any SQLDatabase) async throws -> Result
+        _ body: @escaping @Sendable (any SQLDatabase) async throws -> Result
     ) async throws -> Result {
         try await session { database in
             try await database.raw("BEGIN").run()
@@ -60,7 +86,75 @@ public final class Store: Sendable {
     }
 
     public func close() async {
-        try? await gate.withTurn { try await closeConnection() }
+        await backend.close()
+    }
+}
+
+/// How sessions reach a database.
+protocol StoreBackend: Sendable {
+    func session<Result: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> Result) async throws -> Result
+    func close() async
+}
+
+/// SQLite has one connection; the gate gives each session (a query or a transaction) the
+/// connection to itself, so a transaction's statements never interleave with another's.
+struct SQLiteBackend: StoreBackend {
+    let database: any SQLDatabase
+    let connection: SQLiteConnection
+    let gate = SerialGate()
+
+    func session<Result: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> Result) async throws -> Result {
+        try await gate.withTurn { try await body(database) }
+    }
+
+    func close() async {
+        try? await gate.withTurn { try await connection.close() }
+    }
+}
+
+/// PostgreSQL through PostgresNIO's client, whose pool gives each session a connection of its own.
+final class PostgresBackend: StoreBackend {
+    private let client: PostgresClient
+    private let running: Task<Void, Never>
+
+    init(url: String, logger: Logger) throws {
+        client = PostgresClient(configuration: try Self.configuration(url: url), backgroundLogger: logger)
+        let client = client
+        running = Task { await client.run() }
+    }
+
+    /// `postgres://user:password@host:port/database?sslmode=disable|prefer|require` (libpq's
+    /// `sslmode`, or `tlsmode` as postgres-kit spells it; `prefer` when absent, as in libpq).
+    static func configuration(url: String) throws -> PostgresClient.Configuration {
+        guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty,
+              let user = components.user, !user.isEmpty else {
+            throw BodhiError(.invalidSetting, status: 400, "expected postgres://user:password@host:port/database")
+        }
+        let database = String(components.path.drop(while: { $0 == "/" }))
+        let mode = components.queryItems?.first { $0.name == "sslmode" || $0.name == "tlsmode" }?.value ?? "prefer"
+        let tls: PostgresClient.Configuration.TLS
+        switch mode {
+        case "disable": tls = .disable
+        case "prefer", "allow": tls = .prefer(.makeClientConfiguration())
+        case "require", "verify-ca", "verify-full": tls = .require(.makeClientConfiguration())
+        default: throw BodhiError(.invalidSetting, status: 400, "sslmode must be disable, prefer or require (got \(mode))")
+        }
+        var configuration = PostgresClient.Configuration(
+            host: host, port: components.port ?? 5432, username: user.removingPercentEncoding ?? user,
+            password: components.password?.removingPercentEncoding, database: database.isEmpty ? nil : database, tls: tls)
+        configuration.options.maximumConnections = 8
+        return configuration
+    }
+
+    func session<Result: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> Result) async throws -> Result {
+        try await client.withConnection { connection in
+            try await body(connection.sql(queryLogLevel: .trace))
+        }
+    }
+
+    func close() async {
+        running.cancel()
+        await running.value
     }
 }
 

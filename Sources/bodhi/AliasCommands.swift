@@ -122,18 +122,10 @@ private func withAliases<T: Sendable>(_ server: ServerOptions, _ body: (any Alia
     let settings = try server.settings()
     let client = BodhiClient(settings: settings)
     if await client.isRunning() { return try await body(RemoteAliases(client: client)) }
-    let store = try await Store.openSQLite(path: settings.databasePath)
-    do {
-        try await store.migrate()
+    return try await settings.withStore { store in
         let registry = AliasRegistry(repository: store, catalog: ModelCatalog(hubDirectory: settings.hubDirectory))
         try await registry.load()
-        let result = try await body(LocalAliases(registry: registry))
-        await store.close()
-        return result
-    } catch {
-        await store.close()
-        if let error = error as? BodhiError { throw ValidationFailure(message: error.message) }
-        throw error
+        return try await body(LocalAliases(registry: registry))
     }
 }
 

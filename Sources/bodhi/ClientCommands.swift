@@ -78,10 +78,7 @@ struct RemoveModel: AsyncParsableCommand {
     }
 
     private func deleteWithoutServer(_ settings: Settings) async throws {
-        let store = try await Store.openSQLite(path: settings.databasePath)
-        defer { Task { await store.close() } }
-        do {
-            try await store.migrate()
+        try await settings.withStore { store in
             let catalog = ModelCatalog(hubDirectory: settings.hubDirectory)
             let aliases = AliasRegistry(repository: store, catalog: catalog)
             try await aliases.load()
@@ -92,8 +89,6 @@ struct RemoveModel: AsyncParsableCommand {
             }
             for alias in dependents { try await aliases.delete(alias.name) }
             try await catalog.delete(entry.id)
-        } catch let error as BodhiError {
-            throw ValidationFailure(message: error.message)
         }
     }
 }

@@ -55,10 +55,9 @@ struct PullModel: AsyncParsableCommand {
     private func pullInProcess(settings: Settings, render: (PullRecord) -> Void) async throws -> PullRecord? {
         var logger = Logger(label: "bodhi.pull")
         logger.logLevel = .error
-        let store = try await Store.openSQLite(path: settings.databasePath, logger: logger)
         let http = HubClient.makeHTTPClient()
-        do {
-            try await store.migrate()
+        defer { Task { try? await http.shutdown() } }
+        return try await settings.withStore(logger: logger) { store in
             let pulls = PullManager.forSettings(settings, http: http, repository: store, logger: logger)
             let started = try await pulls.start(reference: model, revision: revision)
             var last: PullRecord?
@@ -67,14 +66,7 @@ struct PullModel: AsyncParsableCommand {
                 last = record
             }
             await pulls.shutdown()
-            await store.close()
-            try? await http.shutdown()
             return last
-        } catch {
-            await store.close()
-            try? await http.shutdown()
-            if let error = error as? BodhiError { throw ValidationFailure(message: error.message) }
-            throw error
         }
     }
 }

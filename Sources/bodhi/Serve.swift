@@ -38,19 +38,16 @@ struct Serve: AsyncParsableCommand {
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
 
         let store: Store
-        do {
-            store = try await Store.openSQLite(path: settings.databasePath, logger: logger)
-            try await store.migrate()
-        } catch let error as BodhiError {
+        do { store = try await settings.openStore(logger: logger) } catch {
             try? await http.shutdown()
-            throw ValidationFailure(message: error.message)
+            throw error
         }
         let hubHTTP = HubClient.makeHTTPClient()
 
         let catalog = ModelCatalog(hubDirectory: settings.hubDirectory)
         let aliases = AliasRegistry(repository: store, catalog: catalog)
         do { try await aliases.load() } catch {
-            throw ValidationFailure(message: "Could not read the aliases from \(settings.databasePath): \(error)")
+            throw ValidationFailure(message: "Could not read the aliases from \(settings.database): \(error)")
         }
         let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: http, logger: logger)
         let pulls = PullManager.forSettings(settings, http: hubHTTP, repository: store, logger: logger) { _ in

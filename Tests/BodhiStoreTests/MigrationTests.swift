@@ -4,14 +4,10 @@ import Testing
 @testable import BodhiStore
 
 @Suite struct MigrationTests {
-    static func temporaryStore() async throws -> (Store, String) {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-store-\(UUID().uuidString)").path
-        return (try await Store.openSQLite(path: directory + "/bodhi.sqlite"), directory)
-    }
-
-    @Test func migrationsApplyOnceRevertAndReapply() async throws {
-        let (store, directory) = try await Self.temporaryStore()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+    @Test(arguments: TestDatabase.available)
+    func migrationsApplyOnceRevertAndReapply(database: TestDatabase) async throws {
+        let (store, dispose) = try await database.makeStore()
+        defer { Task { await dispose() } }
         try await store.migrate()
         try await store.migrate()
         let all = Migration.all.map(\.version)
@@ -23,12 +19,13 @@ import Testing
         #expect(try await store.appliedMigrations() == [1])
         try await store.migrate()
         #expect(try await store.appliedMigrations() == all)
-        await store.close()
+        #expect(try await store.tableNames() == ["aliases", "pulls", "schema_migrations"])
     }
 
-    @Test func aFailingMigrationLeavesTheSchemaAtTheLastGoodStep() async throws {
-        let (store, directory) = try await Self.temporaryStore()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+    @Test(arguments: TestDatabase.available)
+    func aFailingMigrationLeavesTheSchemaAtTheLastGoodStep(database: TestDatabase) async throws {
+        let (store, dispose) = try await database.makeStore()
+        defer { Task { await dispose() } }
         let broken = Migration(version: 99, name: "broken", up: { database in
             try await database.create(table: "half_done").column("id", type: .text).run()
             try await database.raw("THIS IS NOT SQL").run()
@@ -43,15 +40,12 @@ import Testing
         #expect(failed)
         #expect(try await store.appliedMigrations() == Migration.all.map(\.version))
         // The failed step's table was rolled back with it.
-        let tables = try await store.session { database in
-            try await database.raw("SELECT name FROM sqlite_master WHERE type = 'table'").all(decodingColumn: "name", as: String.self)
-        }
-        #expect(!tables.contains("half_done"))
-        await store.close()
+        #expect(!(try await store.tableNames().contains("half_done")))
     }
 
     @Test func pullsSurviveReopeningTheDatabase() async throws {
-        let (store, directory) = try await Self.temporaryStore()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-store-\(UUID().uuidString)").path
+        let store = try await Store.openSQLite(path: directory + "/bodhi.sqlite")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await store.migrate()
         var record = PullRecord(
@@ -76,12 +70,30 @@ import Testing
         #expect(try await reopened.pulls(limit: 10).count == 2)
         await reopened.close()
     }
+
+    @Test(arguments: TestDatabase.available)
+    func pullsAreSavedUpdatedAndFound(database: TestDatabase) async throws {
+        let (store, dispose) = try await database.makeStore()
+        defer { Task { await dispose() } }
+        try await store.migrate()
+        var record = PullRecord(
+            id: "pull-1", reference: "o/r", repo: "o/r", revision: "main", commit: "c", model: "o/r:Q4_0",
+            files: [PullFile(path: "m.Q4_0.gguf", size: 5, sha256: "ab")])
+        try await store.save(record)
+        record.state = .failed
+        record.error = "it broke"
+        try await store.save(record)
+        let loaded = try await store.pull(id: "pull-1")
+        #expect(loaded?.state == .failed && loaded?.error == "it broke" && loaded?.files == record.files)
+        #expect(try await store.unfinishedPulls().isEmpty)
+    }
 }
 
 @Suite struct AliasStoreTests {
-    @Test func aliasesRoundTripAndUpdateInPlace() async throws {
-        let (store, directory) = try await MigrationTests.temporaryStore()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+    @Test(arguments: TestDatabase.available)
+    func aliasesRoundTripAndUpdateInPlace(database: TestDatabase) async throws {
+        let (store, dispose) = try await database.makeStore()
+        defer { Task { await dispose() } }
         try await store.migrate()
         var alias = Alias(
             name: "smol", model: "o/r:Q4_0", defaults: RequestDefaults(temperature: 0.3, stop: ["x"], system: "Hi"),
@@ -95,6 +107,5 @@ import Testing
         #expect(loaded[1].defaults == alias.defaults && loaded[1].engine == alias.engine)
         try await store.deleteAlias(named: "smol")
         #expect(try await store.allAliases().map(\.name) == ["another"])
-        await store.close()
     }
 }

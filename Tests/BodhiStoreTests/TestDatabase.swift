@@ -1,0 +1,46 @@
+import BodhiCore
+import Foundation
+import Testing
+@testable import BodhiStore
+
+/// The databases store tests run against: SQLite always, PostgreSQL when
+/// `BODHI_TEST_POSTGRES_URL` names a server (`make test` and `.ci/run` start one).
+enum TestDatabase: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+
+    static let postgresURL = ProcessInfo.processInfo.environment["BODHI_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    static var available: [TestDatabase] { postgresURL == nil ? [.sqlite] : [.sqlite, .postgres] }
+
+    var testDescription: String { rawValue }
+
+    /// A new, empty database of this kind, and how to throw it away.
+    func makeStore() async throws -> (store: Store, dispose: @Sendable () async -> Void) {
+        switch self {
+        case .sqlite:
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-store-\(UUID().uuidString)").path
+            let store = try await Store.openSQLite(path: directory + "/bodhi.sqlite")
+            return (store, { await store.close(); try? FileManager.default.removeItem(atPath: directory) })
+        case .postgres:
+            let adminURL = try #require(Self.postgresURL)
+            let name = "bodhi_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
+            let admin = try await Store.openPostgres(url: adminURL)
+            try await admin.session { try await $0.raw("CREATE DATABASE \(unsafeRaw: name)").run() }
+            await admin.close()
+            let store = try await Store.openPostgres(url: Self.url(adminURL, database: String(name)))
+            return (store, {
+                await store.close()
+                if let admin = try? await Store.openPostgres(url: adminURL) {
+                    try? await admin.session { try await $0.raw("DROP DATABASE IF EXISTS \(unsafeRaw: name) WITH (FORCE)").run() }
+                    await admin.close()
+                }
+            })
+        }
+    }
+
+    /// `url` with its database replaced.
+    static func url(_ url: String, database: String) -> String {
+        var components = URLComponents(string: url)!
+        components.path = "/" + database
+        return components.string!
+    }
+}
