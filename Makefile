@@ -21,17 +21,18 @@ bootstrap:
 	scripts/bootstrap
 
 ## The whole suite: one debug build serves both the Swift tests and the end-to-end tests.
+# PostgreSQL: BODHI_TEST_POSTGRES_URL if set, else a private server from scripts/test-postgres;
+# without PostgreSQL installed the database tests run on SQLite only (CI always has both).
+export BODHI_TEST_POSTGRES_URL ?= $(shell scripts/test-postgres 2>/dev/null || true)
+
 test:
 	scripts/bootstrap --test
 	$(SWIFT) build --build-tests
+	@if [ -z "$$BODHI_TEST_POSTGRES_URL" ]; then echo "warning: no PostgreSQL; database tests run on SQLite only" >&2; fi
 	$(MAKE) --no-print-directory test-swift test-e2e
 
-# PostgreSQL: BODHI_TEST_POSTGRES_URL if set, else a private server from scripts/test-postgres;
-# without PostgreSQL installed the store tests run on SQLite only (CI always has both).
 test-swift:
-	@url="$${BODHI_TEST_POSTGRES_URL:-$$(scripts/test-postgres || true)}"; \
-	if [ -z "$$url" ]; then echo "warning: no PostgreSQL; store tests run on SQLite only" >&2; fi; \
-	BODHI_TEST_POSTGRES_URL="$$url" BODHI_TEST_ENGINE=$$(scripts/bootstrap --print-engine) $(SWIFT) test --skip-build
+	BODHI_TEST_ENGINE=$$(scripts/bootstrap --print-engine) $(SWIFT) test --skip-build
 
 test-e2e:
 	BODHI_BIN=$(CURDIR)/.build/debug/bodhi $(VENV)/bin/python -m pytest tests/e2e -q

@@ -4,7 +4,7 @@ import SQLKit
 
 /// Aliases in the `aliases` table; defaults and engine settings are JSON columns.
 extension Store: AliasRepository {
-    struct AliasRow: Codable {
+    struct AliasRow: Codable, Sendable {
         var name: String
         var model: String
         var request_defaults: String

@@ -4,7 +4,7 @@ import SQLKit
 
 /// Pulls in the `pulls` table; the file list is JSON in one column.
 extension Store: PullRepository {
-    struct PullRow: Codable {
+    struct PullRow: Codable, Sendable {
         var id: String
         var reference: String
         var repo: String

@@ -2,6 +2,7 @@ import BodhiCore
 import Foundation
 import Logging
 import SQLKit
+import NIOSSL
 import PostgresKit
 import SQLiteKit
 
@@ -43,22 +44,18 @@ public final class Store: Sendable {
     }
 
     /// Connects to PostgreSQL at `url` (`postgres://user:password@host:port/database`) with a
-    /// small pool; the first connection is made here, so a wrong URL fails at start.
+    /// small pool; a first connection is made here, so a wrong URL fails at start.
     public static func openPostgres(url: String, logger: Logger = Logger(label: "bodhi.store")) async throws -> Store {
-        let backend: PostgresBackend
         do {
-            backend = try PostgresBackend(url: url, logger: logger)
+            return Store(backend: try await PostgresBackend.connect(url: url, logger: logger), kind: .postgres)
+        } catch let error as BodhiError {
+            throw BodhiError(error.code, status: error.status, "BODHI_DATABASE_URL is not a PostgreSQL URL Bodhi can use: \(error.message)")
+        } catch let error as PSQLError {
+            let reason = error.serverInfo?[.message] ?? "\(error.code)" + (error.underlying.map { ": \($0)" } ?? "")
+            throw BodhiError.internalError("Could not connect to PostgreSQL at \(DatabaseURL.redacted(url)): \(reason)")
         } catch {
-            throw BodhiError(.invalidSetting, status: 400, "BODHI_DATABASE_URL is not a PostgreSQL URL Bodhi can use: \(error)")
+            throw BodhiError.internalError("Could not connect to PostgreSQL at \(DatabaseURL.redacted(url)): \(error)")
         }
-        let store = Store(backend: backend, kind: .postgres)
-        do {
-            try await store.session { database in try await database.raw("SELECT 1").run() }
-        } catch {
-            await backend.close()
-            throw BodhiError.internalError("Could not connect to PostgreSQL at \(DatabaseURL.redacted(url)): \(String(reflecting: error))")
-        }
-        return store
     }
 
     /// Runs `body` with one connection to itself.
@@ -117,33 +114,71 @@ final class PostgresBackend: StoreBackend {
     private let client: PostgresClient
     private let running: Task<Void, Never>
 
-    init(url: String, logger: Logger) throws {
-        client = PostgresClient(configuration: try Self.configuration(url: url), backgroundLogger: logger)
-        let client = client
+    /// Connects once directly, so that a wrong address, user or password fails at once with the
+    /// server's reason (the pool would keep retrying), then starts the pool.
+    static func connect(url: String, logger: Logger) async throws -> PostgresBackend {
+        let target = try Target(url: url)
+        let probe = try await PostgresConnection.connect(
+            configuration: try target.connectionConfiguration(), id: 0, logger: logger)
+        try? await probe.close()
+        return PostgresBackend(client: PostgresClient(configuration: target.clientConfiguration(), backgroundLogger: logger))
+    }
+
+    private init(client: PostgresClient) {
+        self.client = client
         running = Task { await client.run() }
     }
 
     /// `postgres://user:password@host:port/database?sslmode=disable|prefer|require` (libpq's
     /// `sslmode`, or `tlsmode` as postgres-kit spells it; `prefer` when absent, as in libpq).
-    static func configuration(url: String) throws -> PostgresClient.Configuration {
-        guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty,
-              let user = components.user, !user.isEmpty else {
-            throw BodhiError(.invalidSetting, status: 400, "expected postgres://user:password@host:port/database")
+    struct Target {
+        let host: String
+        let port: Int
+        let user: String
+        let password: String?
+        let database: String?
+        let mode: String
+
+        init(url: String) throws {
+            guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty,
+                  let user = components.user, !user.isEmpty else {
+                throw BodhiError(.invalidSetting, status: 400, "expected postgres://user:password@host:port/database")
+            }
+            self.host = host
+            port = components.port ?? 5432
+            self.user = user.removingPercentEncoding ?? user
+            password = components.password?.removingPercentEncoding
+            let path = String(components.path.drop(while: { $0 == "/" }))
+            database = path.isEmpty ? nil : path
+            mode = components.queryItems?.first { $0.name == "sslmode" || $0.name == "tlsmode" }?.value ?? "prefer"
+            guard ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"].contains(mode) else {
+                throw BodhiError(.invalidSetting, status: 400, "sslmode must be disable, prefer or require (got \(mode))")
+            }
         }
-        let database = String(components.path.drop(while: { $0 == "/" }))
-        let mode = components.queryItems?.first { $0.name == "sslmode" || $0.name == "tlsmode" }?.value ?? "prefer"
-        let tls: PostgresClient.Configuration.TLS
-        switch mode {
-        case "disable": tls = .disable
-        case "prefer", "allow": tls = .prefer(.makeClientConfiguration())
-        case "require", "verify-ca", "verify-full": tls = .require(.makeClientConfiguration())
-        default: throw BodhiError(.invalidSetting, status: 400, "sslmode must be disable, prefer or require (got \(mode))")
+
+        func clientConfiguration() -> PostgresClient.Configuration {
+            let tls: PostgresClient.Configuration.TLS = switch mode {
+            case "disable": .disable
+            case "allow", "prefer": .prefer(.makeClientConfiguration())
+            default: .require(.makeClientConfiguration())
+            }
+            var configuration = PostgresClient.Configuration(
+                host: host, port: port, username: user, password: password, database: database, tls: tls)
+            configuration.options.maximumConnections = 8
+            return configuration
         }
-        var configuration = PostgresClient.Configuration(
-            host: host, port: components.port ?? 5432, username: user.removingPercentEncoding ?? user,
-            password: components.password?.removingPercentEncoding, database: database.isEmpty ? nil : database, tls: tls)
-        configuration.options.maximumConnections = 8
-        return configuration
+
+        func connectionConfiguration() throws -> PostgresConnection.Configuration {
+            let tls: PostgresConnection.Configuration.TLS = switch mode {
+            case "disable": .disable
+            case "allow", "prefer": .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            default: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            }
+            var configuration = PostgresConnection.Configuration(
+                host: host, port: port, username: user, password: password, database: database, tls: tls)
+            configuration.options.connectTimeout = .seconds(10)
+            return configuration
+        }
     }
 
     func session<Result: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> Result) async throws -> Result {

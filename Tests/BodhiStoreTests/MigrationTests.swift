@@ -1,3 +1,4 @@
+import BodhiCore
 import BodhiModels
 import Foundation
 import Testing
@@ -107,5 +108,46 @@ import Testing
         #expect(loaded[1].defaults == alias.defaults && loaded[1].engine == alias.engine)
         try await store.deleteAlias(named: "smol")
         #expect(try await store.allAliases().map(\.name) == ["another"])
+    }
+}
+
+@Suite struct StoreCopyTests {
+    @Test func everyTableWithDataIsCopied() async throws {
+        let (store, dispose) = try await TestDatabase.sqlite.makeStore()
+        defer { Task { await dispose() } }
+        try await store.migrate()
+        let tables = try await store.tableNames().filter { $0 != "schema_migrations" }
+        #expect(tables == Store.copies.map(\.table).sorted(), "add a TableCopy for every new table")
+    }
+
+    @Test(.enabled(if: TestDatabase.postgresURL != nil, "needs BODHI_TEST_POSTGRES_URL"))
+    func anInstallationMovesFromSQLiteToPostgreSQL() async throws {
+        let (source, disposeSource) = try await TestDatabase.sqlite.makeStore()
+        let (target, disposeTarget) = try await TestDatabase.postgres.makeStore()
+        defer { Task { await disposeSource(); await disposeTarget() } }
+        try await source.migrate()
+        for index in 0..<450 {
+            try await source.saveAlias(Alias(name: "a\(index)", model: "o/r:Q4_0", defaults: .init(temperature: 0.5, system: "S\(index)")))
+        }
+        try await source.save(PullRecord(
+            id: "p1", reference: "o/r", repo: "o/r", revision: "main", commit: "c", model: "o/r:Q4_0",
+            files: [PullFile(path: "f.gguf", size: 3, sha256: "x")], state: .completed))
+
+        let counts = try await source.copy(into: target)
+        #expect(counts.map(\.table) == ["aliases", "pulls"])
+        #expect(counts.map(\.rows) == [450, 1])
+        let copied = try await target.allAliases()
+        #expect(copied.count == 450)
+        #expect(copied.first { $0.name == "a7" }?.defaults.system == "S7")
+        #expect(try await target.pull(id: "p1")?.state == .completed)
+
+        // A second run meets a non-empty target and refuses, changing nothing.
+        do {
+            _ = try await source.copy(into: target)
+            Issue.record("copied into a non-empty database")
+        } catch let error as BodhiError {
+            #expect(error.status == 409)
+        }
+        #expect(try await target.rowCount("aliases") == 450)
     }
 }
