@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.2"),
         .package(url: "https://github.com/vapor/postgres-kit.git", from: "2.17.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
     ],
     targets: [
         // fork/exec with a parent-death signal, which Foundation's Process cannot set.
@@ -42,11 +43,22 @@ let package = Package(
             dependencies: ["BodhiCore"],
             swiftSettings: strict
         ),
+        // Users, sessions, API tokens, access requests; bcrypt from hummingbird-auth.
+        .target(
+            name: "BodhiIdentity",
+            dependencies: [
+                "BodhiCore",
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         // The database: SQLKit keeps one dialect-neutral layer for SQLite and PostgreSQL.
         .target(
             name: "BodhiStore",
             dependencies: [
-                "BodhiCore", "BodhiModels",
+                "BodhiCore", "BodhiModels", "BodhiIdentity",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "PostgresKit", package: "postgres-kit"),
@@ -102,7 +114,7 @@ let package = Package(
         ),
         .testTarget(name: "BodhiCoreTests", dependencies: ["BodhiCore"], swiftSettings: strict),
         .testTarget(name: "BodhiModelsTests", dependencies: ["BodhiModels"], swiftSettings: strict),
-        .testTarget(name: "BodhiStoreTests", dependencies: ["BodhiStore"], swiftSettings: strict),
+        .testTarget(name: "BodhiStoreTests", dependencies: ["BodhiStore", "BodhiIdentity"], swiftSettings: strict),
         .testTarget(
             name: "BodhiHubTests",
             dependencies: ["BodhiHub", .product(name: "Hummingbird", package: "hummingbird")],

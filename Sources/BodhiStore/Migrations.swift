@@ -47,6 +47,54 @@ extension Migration {
         }, down: { database in
             try await database.drop(table: "pulls").run()
         }),
+        Migration(version: 3, name: "identity", up: { database in
+            try await database.create(table: "users")
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("username", type: .text, .notNull, .unique)
+                .column("password_hash", type: .text, .notNull)
+                .column("role", type: .text)
+                .column("disabled", type: .int, .notNull)
+                .column("failed_logins", type: .int, .notNull)
+                .column("locked_until", type: .bigint)
+                .column("created_at", type: .bigint, .notNull)
+                .column("updated_at", type: .bigint, .notNull)
+                .run()
+            try await database.create(table: "sessions")
+                .column("id_hash", type: .text, .primaryKey(autoIncrement: false))
+                .column("user_id", type: .text, .notNull, .references("users", "id", onDelete: .cascade))
+                .column("csrf_token", type: .text, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .column("expires_at", type: .bigint, .notNull)
+                .run()
+            try await database.create(index: "sessions_user").on("sessions").column("user_id").run()
+            try await database.create(table: "api_tokens")
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("user_id", type: .text, .notNull, .references("users", "id", onDelete: .cascade))
+                .column("name", type: .text, .notNull)
+                .column("prefix", type: .text, .notNull, .unique)
+                .column("token_hash", type: .text, .notNull)
+                .column("scope", type: .text, .notNull)
+                .column("models", type: .text)
+                .column("created_at", type: .bigint, .notNull)
+                .column("expires_at", type: .bigint)
+                .column("revoked_at", type: .bigint)
+                .column("last_used_at", type: .bigint)
+                .run()
+            try await database.create(index: "api_tokens_user").on("api_tokens").column("user_id").run()
+            try await database.create(table: "access_requests")
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("user_id", type: .text, .notNull, .references("users", "id", onDelete: .cascade))
+                .column("username", type: .text, .notNull)
+                .column("status", type: .text, .notNull)
+                .column("decided_by", type: .text)
+                .column("created_at", type: .bigint, .notNull)
+                .column("decided_at", type: .bigint)
+                .run()
+        }, down: { database in
+            for table in ["access_requests", "api_tokens", "sessions", "users"] {
+                try await database.drop(table: table).run()
+            }
+        }),
     ]
 }
 

@@ -27,6 +27,10 @@ extension Store {
     static let copies: [TableCopy] = [
         TableCopy("aliases", as: AliasRow.self),
         TableCopy("pulls", as: PullRow.self),
+        TableCopy("users", as: UserRow.self),
+        TableCopy("sessions", as: SessionRow.self),
+        TableCopy("api_tokens", as: TokenRow.self),
+        TableCopy("access_requests", as: AccessRequestRow.self),
     ]
 
     /// The number of rows in `table`.
