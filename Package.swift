@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-kit.git", from: "2.17.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // fork/exec with a parent-death signal, which Foundation's Process cannot set.
@@ -95,15 +96,16 @@ let package = Package(
         .target(
             name: "BodhiServer",
             dependencies: [
-                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub",
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "bodhi",
             dependencies: [
-                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiServer", "BodhiStore",
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiServer", "BodhiStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -128,7 +130,7 @@ let package = Package(
         .testTarget(
             name: "BodhiServerTests",
             dependencies: [
-                "BodhiServer", "BodhiHub",
+                "BodhiServer", "BodhiHub", "BodhiStore", "BodhiIdentity",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: strict

@@ -73,7 +73,7 @@ def main() -> int:
         direct: subprocess.Popen | None = None
         direct_log = workdir / "llama-server.log"
         try:
-            bodhi_client = open_client(bodhi.api_url, args.concurrency)
+            bodhi_client = open_client(bodhi.api_url, args.concurrency, bodhi.token)
             chat(bodhi_client, max_tokens=1)  # loads the model
             engine = poll_until(
                 lambda: next(
@@ -87,7 +87,7 @@ def main() -> int:
             wait_until_serving(direct, f"http://127.0.0.1:{port}/health", ENGINE_LOAD_TIMEOUT_S)
             targets = [
                 Target("bodhi", bodhi_client),
-                Target("direct", open_client(f"http://127.0.0.1:{port}/v1", args.concurrency)),
+                Target("direct", open_client(f"http://127.0.0.1:{port}/v1", args.concurrency, "x" * len(bodhi.token))),
             ]
             results = run_benchmarks(targets, args, bodhi.proc.pid)
         except BaseException:
@@ -162,12 +162,12 @@ def start_direct(binary: Path, args: list[str], log_path: Path) -> subprocess.Po
         return subprocess.Popen([str(binary), *args], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
 
-def open_client(base_url: str, concurrency: int) -> httpx.Client:
-    # The same (ignored by the direct server) bearer token for both, so request sizes match.
+def open_client(base_url: str, concurrency: int, token: str) -> httpx.Client:
+    # A bearer token of the same length for both (the direct server ignores it), so request sizes match.
     return httpx.Client(
         base_url=base_url,
         timeout=REQUEST_TIMEOUT_S,
-        headers={"Authorization": "Bearer unused"},
+        headers={"Authorization": f"Bearer {token}"},
         limits=httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2),
     )
 

@@ -57,6 +57,7 @@ public enum KeepAlive: Sendable, Equatable, CustomStringConvertible {
             case "s": total += .milliseconds(Int64((value * 1000).rounded()))
             case "m": total += .milliseconds(Int64((value * 60_000).rounded()))
             case "h": total += .milliseconds(Int64((value * 3_600_000).rounded()))
+            case "d": total += .milliseconds(Int64((value * 86_400_000).rounded()))
             default: return nil
             }
         }
@@ -70,5 +71,13 @@ public enum KeepAlive: Sendable, Equatable, CustomStringConvertible {
         if milliseconds % 60_000 == 0 { return "\(milliseconds / 60_000)m" }
         if milliseconds % 1000 == 0 { return "\(milliseconds / 1000)s" }
         return "\(milliseconds)ms"
+    }
+}
+
+extension Duration {
+    /// `30d`, `12h`, `1h30m`, `90s`, `250ms`, or a plain number of seconds.
+    public init?(parsing text: String) {
+        guard let duration = KeepAlive.parseDuration(text.trimmingCharacters(in: .whitespaces)) else { return nil }
+        self = duration
     }
 }

@@ -143,12 +143,15 @@ public struct InferenceService: Sendable {
         }
     }
 
-    public func handle(_ operation: InferenceOperation, body: ByteBuffer) async throws -> InferenceResult {
+    /// Serves one request. `allowedModels` is the caller's allow-list (an API token's), nil
+    /// when every model is allowed.
+    public func handle(_ operation: InferenceOperation, body: ByteBuffer, allowedModels: [String]? = nil) async throws -> InferenceResult {
         let head = try Self.parseHead(body)
         guard let name = head.model, !name.isEmpty else {
             throw BodhiError.invalidRequest("You must provide a model parameter.", param: "model")
         }
         let served = try await models.resolve(name)
+        try Self.check(served, requestedAs: name, allowedBy: allowedModels)
         let model = EngineTarget(served)
         let body = try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body
         let lease = try await supervisor.acquire(model)
@@ -176,6 +179,18 @@ public struct InferenceService: Sendable {
         } catch {
             await lease.release()
             throw engineStopped(model.id, error)
+        }
+    }
+
+    /// Refuses a model outside the caller's allow-list. The list may name the model as the
+    /// request does, by its id, or by the alias it came through.
+    public static func check(_ served: ServedModel, requestedAs name: String, allowedBy allowed: [String]?) throws {
+        guard let allowed else { return }
+        let names = Set([name, served.name, served.entry.id].map { $0.lowercased() })
+        guard allowed.contains(where: { names.contains($0.lowercased()) }) else {
+            throw BodhiError(.forbidden, status: 403,
+                             "This API token may not use the model '\(name)'; it may use: \(allowed.joined(separator: ", ")).",
+                             param: "model")
         }
     }
 

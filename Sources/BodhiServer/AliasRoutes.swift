@@ -32,7 +32,7 @@ struct AliasRoutes {
         let deleted = true
     }
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<BodhiRequestContext>) {
         let base = "/bodhi/v1/aliases"
         let limit = services.maxRequestBodyBytes
         router.get(RouterPath(base)) { _, _ in

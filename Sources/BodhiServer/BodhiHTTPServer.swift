@@ -4,15 +4,22 @@ import Logging
 /// Builds Bodhi's HTTP application: every route family on one router, errors rendered per
 /// API family.
 public enum BodhiHTTPServer {
-    public static func responder(services: BodhiServices) -> some HTTPResponder<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+    public static func responder(services: BodhiServices) -> some HTTPResponder<BodhiRequestContext> {
+        router(services: services).buildResponder()
+    }
+
+    /// Every route, behind error rendering and access control.
+    public static func router(services: BodhiServices) -> Router<BodhiRequestContext> {
+        let router = Router(context: BodhiRequestContext.self)
         router.add(middleware: ErrorRenderingMiddleware(maxRequestBodyBytes: services.maxRequestBodyBytes))
+        router.add(middleware: AccessMiddleware(identity: services.identity))
         SystemRoutes(services: services).register(on: router)
+        IdentityRoutes(services: services).register(on: router)
         OpenAIRoutes(services: services).register(on: router)
         PullRoutes(services: services).register(on: router)
         AliasRoutes(services: services).register(on: router)
         ModelRoutes(services: services).register(on: router)
-        return router.buildResponder()
+        return router
     }
 
     public static func application(

@@ -1,5 +1,6 @@
 import BodhiEngine
 import BodhiHub
+import BodhiIdentity
 import BodhiModels
 
 /// The services the HTTP layer calls; built once by the composition root.
@@ -10,6 +11,7 @@ public struct BodhiServices: Sendable {
     public let inference: InferenceService
     public let models: ModelService
     public let pulls: PullManager
+    public let identity: IdentityService
     /// How engines run, for memory estimates.
     public let enginePlan: EnginePlan
     /// Requests with larger bodies are refused with 413.
@@ -17,8 +19,9 @@ public struct BodhiServices: Sendable {
 
     public init(
         catalog: ModelCatalog, aliases: AliasRegistry, supervisor: EngineSupervisor, inference: InferenceService,
-        pulls: PullManager, enginePlan: EnginePlan, maxRequestBodyBytes: Int = 32 * 1024 * 1024
+        pulls: PullManager, identity: IdentityService, enginePlan: EnginePlan, maxRequestBodyBytes: Int = 32 * 1024 * 1024
     ) {
+        self.identity = identity
         self.catalog = catalog
         self.aliases = aliases
         self.supervisor = supervisor

@@ -7,7 +7,7 @@ import Hummingbird
 /// was for: OpenAI's error JSON under `/v1`, Bodhi's own JSON elsewhere. As router
 /// middleware it also covers requests that match no route.
 struct ErrorRenderingMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = BodhiRequestContext
     let maxRequestBodyBytes: Int
 
     func handle(

@@ -7,7 +7,7 @@ import Hummingbird
 struct ModelRoutes {
     let services: BodhiServices
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<BodhiRequestContext>) {
         router.get("/bodhi/v1/models") { request, _ in
             let query = try ModelQuery(parameters: Self.parameters(of: request))
             return try Response.json(query.apply(to: await services.models.describeAll(plan: services.enginePlan)))

@@ -8,11 +8,13 @@ import Hummingbird
 struct OpenAIRoutes {
     let services: BodhiServices
 
-    func register(on router: Router<BasicRequestContext>) {
-        router.get("/v1/models") { _, _ in try await listModels() }
-        router.get("/v1/models/**") { request, _ in try await retrieveModel(request) }
+    func register(on router: Router<BodhiRequestContext>) {
+        router.get("/v1/models") { _, context in try await listModels(allowed: context.principal?.allowedModels) }
+        router.get("/v1/models/**") { request, context in try await retrieveModel(request, allowed: context.principal?.allowedModels) }
         for operation in InferenceOperation.allCases {
-            router.post(RouterPath(operation.rawValue)) { request, _ in try await infer(operation, request) }
+            router.post(RouterPath(operation.rawValue)) { request, context in
+                try await infer(operation, request, allowed: context.principal?.allowedModels)
+            }
         }
     }
 
@@ -49,19 +51,25 @@ struct OpenAIRoutes {
         let data: [ModelObject]
     }
 
-    func listModels() async throws -> Response {
+    /// Every model and alias, or those of a token's allow-list.
+    func listModels(allowed: [String]?) async throws -> Response {
         let models = await services.catalog.list().map(ModelObject.init)
         let aliases = await services.aliases.list().map(ModelObject.init)
-        return try .json(ModelList(data: models + aliases))
+        let allowedNames = allowed.map { Set($0.map { $0.lowercased() }) }
+        let visible = (models + aliases).filter { allowedNames?.contains($0.id.lowercased()) ?? true }
+        return try .json(ModelList(data: visible))
     }
 
-    func retrieveModel(_ request: Request) async throws -> Response {
-        try .json(ModelObject(await services.aliases.resolve(request.decodedPath(after: "/v1/models/"))))
+    func retrieveModel(_ request: Request, allowed: [String]?) async throws -> Response {
+        let name = request.decodedPath(after: "/v1/models/")
+        let served = try await services.aliases.resolve(name)
+        try InferenceService.check(served, requestedAs: name, allowedBy: allowed)
+        return try .json(ModelObject(served))
     }
 
-    func infer(_ operation: InferenceOperation, _ request: Request) async throws -> Response {
+    func infer(_ operation: InferenceOperation, _ request: Request, allowed: [String]?) async throws -> Response {
         let body = try await request.body.collect(upTo: services.maxRequestBodyBytes)
-        switch try await services.inference.handle(operation, body: body) {
+        switch try await services.inference.handle(operation, body: body, allowedModels: allowed) {
         case .complete(let status, let contentType, let bytes):
             return Response(status: .init(code: status), headers: [.contentType: contentType], body: .init(byteBuffer: bytes))
         case .events(let stream):

@@ -19,7 +19,7 @@ struct PullRoutes {
         let data: [PullRecord]
     }
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<BodhiRequestContext>) {
         let base = "/bodhi/v1/models/pull"
         router.post(RouterPath(base)) { request, _ in
             let start = try await request.decodeJSON(StartRequest.self, limit: services.maxRequestBodyBytes)

@@ -13,7 +13,7 @@ struct SystemRoutes {
         let engines: [EngineStatus]
     }
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<BodhiRequestContext>) {
         router.get("/ping") { _, _ in try Response.json(Pong()) }
         router.get("/bodhi/v1/engines") { _, _ in try Response.json(Engines(engines: await services.supervisor.status())) }
     }

@@ -190,7 +190,7 @@ struct BodhiClient {
         var payload: [String: Any] = ["model": model, "messages": messages, "stream": true]
         if let maxTokens { payload["max_tokens"] = maxTokens }
         request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: payload)))
-        let response = try await connect { try await HTTPClient.shared.execute(request, timeout: .hours(24)) }
+        let response = try await execute(request, timeout: .hours(24))
         guard response.status == .ok else {
             throw ValidationFailure(message: Self.errorMessage(try await response.body.collect(upTo: 1 << 20)))
         }
@@ -214,15 +214,21 @@ struct BodhiClient {
     }
 
     private func send(_ request: HTTPClientRequest, timeout: TimeAmount) async throws -> ByteBuffer {
-        let response = try await connect { try await HTTPClient.shared.execute(request, timeout: timeout) }
+        let response = try await execute(request, timeout: timeout)
         let body = try await response.body.collect(upTo: 16 << 20)
         guard response.status == .ok else { throw ValidationFailure(message: Self.errorMessage(body)) }
         return body
     }
 
-    private func connect(_ operation: () async throws -> HTTPClientResponse) async throws -> HTTPClientResponse {
+    /// Sends `request` with the API token from `BODHI_TOKEN`, if any; a server that cannot be
+    /// reached is a message that says how to start one.
+    func execute(_ request: HTTPClientRequest, timeout: TimeAmount) async throws -> HTTPClientResponse {
+        var request = request
+        if let token = ProcessInfo.processInfo.environment["BODHI_TOKEN"], !token.isEmpty {
+            request.headers.replaceOrAdd(name: "Authorization", value: "Bearer \(token)")
+        }
         do {
-            return try await operation()
+            return try await HTTPClient.shared.execute(request, timeout: timeout)
         } catch {
             throw ValidationFailure(message: "Bodhi is not running at \(settings.clientBaseURL) (\(error)); start it with `bodhi serve`.")
         }

@@ -80,7 +80,7 @@ extension BodhiClient {
         var payload: [String: Any] = ["model": model, "stream": true]
         if let revision { payload["revision"] = revision }
         request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: payload)))
-        let response = try await HTTPClient.shared.execute(request, timeout: .hours(24 * 7))
+        let response = try await execute(request, timeout: .hours(24 * 7))
         guard response.status == .ok else {
             throw ValidationFailure(message: Self.errorMessage(try await response.body.collect(upTo: 1 << 20)))
         }

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import BodhiCore
 import BodhiEngine
 import BodhiHub
+import BodhiIdentity
 import BodhiModels
 import BodhiServer
 import BodhiStore
@@ -54,15 +55,24 @@ struct Serve: AsyncParsableCommand {
             await catalog.refresh()
         }
         await pulls.resumeUnfinished()
+        let identity = IdentityService(repository: store)
         let services = BodhiServices(
             catalog: catalog, aliases: aliases, supervisor: supervisor,
             inference: InferenceService(models: aliases, supervisor: supervisor, http: http, logger: logger),
-            pulls: pulls,
+            pulls: pulls, identity: identity,
             enginePlan: EnginePlan(slots: settings.parallel, engineArguments: settings.llamaArgs))
         let application = BodhiHTTPServer.application(
             services: services, host: settings.host, port: settings.port, logger: logger,
             onServerRunning: { port in
                 print("Bodhi is listening on http://\(settings.host):\(port) (models from \(settings.hubDirectory))")
+                if (try? await identity.isSetUp()) == false {
+                    print("""
+                        Bodhi is not set up yet: every API but /ping answers 401 until the first admin exists. Create one with
+                          bodhi setup --admin-user admin --admin-password-stdin
+                        then an API token for your clients with
+                          bodhi tokens create --user admin --name my-app --scope power_user
+                        """)
+                }
                 fflush(nil)
             })
         // Services stop in reverse order: the listener first (letting requests in flight finish),

@@ -21,21 +21,8 @@ import Testing
         try Data(count: 64).write(to: URL(fileURLWithPath: snapshot + "/tiny.Q4_K_M.gguf"))
     }
 
-    func withApp(maxBody: Int = 1024, _ test: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
-        let settings = try Settings.resolve(environment: ["HOME": NSHomeDirectory(), "BODHI_LLAMA_SERVER": "/nonexistent"])
-        let catalog = ModelCatalog(hubDirectory: hub)
-        let logger = Logger(label: "test")
-        let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: .shared, logger: logger)
-        let aliases = AliasRegistry(repository: nil, catalog: catalog)
-        let services = BodhiServices(
-            catalog: catalog, aliases: aliases, supervisor: supervisor,
-            inference: InferenceService(models: aliases, supervisor: supervisor, http: .shared, logger: logger),
-            pulls: PullManager(
-                hub: HubClient(endpoint: "http://127.0.0.1:9", token: nil, http: .shared),
-                cache: HuggingFaceCache(hubDirectory: hub), repository: nil, maxConcurrent: 1, logger: logger),
-            enginePlan: EnginePlan(slots: 4, contextSize: nil), maxRequestBodyBytes: maxBody)
-        let app = Application(responder: BodhiHTTPServer.responder(services: services))
-        try await app.test(.router, test)
+    func withApp(maxBody: Int = 1024, _ test: @Sendable (TestApp.Client) async throws -> Void) async throws {
+        try await TestApp.with(hub: hub, maxBody: maxBody) { _, client in try await test(client) }
     }
 
     func json(_ buffer: ByteBuffer) throws -> [String: Any] {
@@ -198,7 +185,7 @@ import Testing
         }
     }
 
-    func send(_ client: any TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil) async throws -> (HTTPResponse.Status, [String: Any]) {
+    func send(_ client: TestApp.Client, _ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil) async throws -> (HTTPResponse.Status, [String: Any]) {
         try await client.execute(uri: uri, method: method, body: body.map { ByteBuffer(string: $0) }) { response in
             (response.status, (try? json(response.body)) ?? [:])
         }

@@ -145,7 +145,12 @@ class StopResult(NamedTuple):
 class BodhiServer:
     """A `bodhi serve` child with a private BODHI_HOME under `workdir`; its output goes to bodhi.log."""
 
-    def __init__(self, workdir: Path, binary: Path | None = None, env: dict[str, str] | None = None):
+    ADMIN = "admin"
+    ADMIN_PASSWORD = "e2e-admin-password"
+
+    def __init__(self, workdir: Path, binary: Path | None = None, env: dict[str, str] | None = None, provision: bool = True):
+        self.provision = provision
+        self.token = ""  # a power_user API token for the admin, once provisioned
         self.binary = binary or bodhi_binary()
         self.extra_env = env or {}
         self.home = workdir / "home"
@@ -169,12 +174,37 @@ class BodhiServer:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             wait_until_serving(self.proc, f"{self.base_url}/ping", STARTUP_TIMEOUT_S)
+            if self.provision:
+                self._provision()
         except Exception as err:
             self.stop()
             raise RuntimeError(f"bodhi did not start: {err}\n--- {self.log_path} ---\n{self.log_tail()}") from err
 
+    def _provision(self) -> None:
+        """The first admin (unless a previous start made it) and an API token, as a person would
+        make them: setup, sign-in, then a token from the signed-in session."""
+        with httpx.Client(base_url=self.base_url, timeout=30) as http:
+            setup = http.post("/bodhi/v1/setup", json={"username": self.ADMIN, "password": self.ADMIN_PASSWORD})
+            assert setup.status_code in (201, 409), setup.text
+            login = http.post("/bodhi/v1/auth/login", json={"username": self.ADMIN, "password": self.ADMIN_PASSWORD})
+            login.raise_for_status()
+            created = http.post("/bodhi/v1/tokens", json={"name": "e2e", "scope": "power_user"},
+                                headers={"X-CSRF-Token": login.json()["csrf_token"]})
+            created.raise_for_status()
+            self.token = created.json()["token"]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Headers that carry the API token."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 120):
+        """Runs a `bodhi` command against this server, with its token."""
+        return run_bodhi(*args, "--port", str(self.port), home=self.home, env={"BODHI_TOKEN": self.token} | (env or {}),
+                         stdin=stdin, timeout=timeout)
+
     def engines(self, timeout: float = 10.0) -> list[dict]:
-        response = httpx.get(f"{self.base_url}/bodhi/v1/engines", timeout=timeout)
+        response = httpx.get(f"{self.base_url}/bodhi/v1/engines", headers=self.auth, timeout=timeout)
         response.raise_for_status()
         return response.json()["engines"]
 

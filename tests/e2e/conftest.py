@@ -35,14 +35,14 @@ def base_url(bodhi: BodhiServer) -> str:
 
 @pytest.fixture(scope="session")
 def client(bodhi: BodhiServer):
-    with openai.OpenAI(base_url=bodhi.api_url, api_key="unused", timeout=CLIENT_TIMEOUT_S, max_retries=0) as c:
+    with openai.OpenAI(base_url=bodhi.api_url, api_key=bodhi.token, timeout=CLIENT_TIMEOUT_S, max_retries=0) as c:
         yield c
 
 
 @pytest.fixture(scope="session")
 def http(bodhi: BodhiServer):
     """Raw HTTP for what the openai package cannot express (bad bodies, early disconnects)."""
-    with httpx.Client(base_url=bodhi.base_url, timeout=CLIENT_TIMEOUT_S) as c:
+    with httpx.Client(base_url=bodhi.base_url, headers=bodhi.auth, timeout=CLIENT_TIMEOUT_S) as c:
         yield c
 
 

@@ -63,7 +63,7 @@ def test_an_alias_with_engine_settings_runs_its_own_engine(bodhi: BodhiServer, h
 
 def test_cli_manages_aliases_and_rm_refuses_a_model_they_serve(bodhi: BodhiServer):
     def cli(*args: str):
-        return run_bodhi(*args, "--port", str(bodhi.port), home=bodhi.home)
+        return bodhi.cli(*args)
 
     made = cli("alias", "set", "smol-cli", DEFAULT_MODEL, "--temperature", "0.5", "--stop", "END", "--ctx-size", "2048")
     assert made.returncode == 0, made.stderr

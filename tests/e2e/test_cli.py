@@ -8,7 +8,7 @@ from bodhi_process import DEFAULT_MODEL, BodhiServer, run_bodhi
 
 
 def bodhi_cli(server: BodhiServer, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return run_bodhi(*args, "--port", str(server.port), home=server.home, stdin=stdin)
+    return server.cli(*args, stdin=stdin)
 
 
 def test_run_answers_a_prompt_then_ls_and_ps_show_the_loaded_model(bodhi: BodhiServer):

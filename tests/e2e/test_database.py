@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -33,23 +34,30 @@ def empty_database():
 
 def test_an_installation_moves_to_postgresql_and_serves_from_it(tmp_path: Path, empty_database: str):
     with BodhiServer(tmp_path / "sqlite") as server:
-        created = httpx.post(f"{server.base_url}/bodhi/v1/aliases", timeout=30,
+        created = httpx.post(f"{server.base_url}/bodhi/v1/aliases", timeout=30, headers=server.auth,
                              json={"name": "smol", "model": DEFAULT_MODEL, "defaults": {"temperature": 0.2}})
         assert created.status_code == 201, created.text
         refused = run_bodhi("db", "migrate-to", empty_database, "--port", str(server.port), home=server.home)
         assert refused.returncode != 0 and "stop it first" in refused.stderr
         home = server.home
+        token = server.token
 
     moved = run_bodhi("db", "migrate-to", empty_database, home=home)
     assert moved.returncode == 0, moved.stderr
-    assert "aliases   1" in moved.stdout and "Row counts match" in moved.stdout
+    rows = dict(line.split() for line in moved.stdout.splitlines() if re.fullmatch(r"[a-z_]+\s+\d+", line))
+    assert rows["aliases"] == "1" and rows["users"] == "1" and rows["api_tokens"] == "1"
+    assert "Row counts match" in moved.stdout
     again = run_bodhi("db", "migrate-to", empty_database, home=home)
     assert again.returncode != 0 and "not empty" in again.stderr
 
-    with BodhiServer(tmp_path / "postgres", env={"BODHI_DATABASE_URL": empty_database}) as server:
-        ids = [m["id"] for m in httpx.get(f"{server.api_url}/models", timeout=30).json()["data"]]
+    # The admin and the token moved too: the same token works against PostgreSQL.
+    with BodhiServer(tmp_path / "postgres", env={"BODHI_DATABASE_URL": empty_database}) as moved_server:
+        old_token = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{moved_server.api_url}/models", headers=old_token, timeout=30).status_code == 200
+        server = moved_server
+        ids = [m["id"] for m in httpx.get(f"{server.api_url}/models", headers=server.auth, timeout=30).json()["data"]]
         assert "smol" in ids
-        alias = httpx.get(f"{server.base_url}/bodhi/v1/aliases/smol", timeout=30).json()
+        alias = httpx.get(f"{server.base_url}/bodhi/v1/aliases/smol", headers=server.auth, timeout=30).json()
         assert alias["defaults"]["temperature"] == 0.2
 
 

@@ -37,7 +37,7 @@ def add_model(hf_home: Path, repo_id: str, file_name: str, source: Path | None =
 
 
 def client_for(server: BodhiServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.api_url, api_key="unused", timeout=120, max_retries=0)
+    return openai.OpenAI(base_url=server.api_url, api_key=server.token, timeout=120, max_retries=0)
 
 
 def load_default_model(server: BodhiServer) -> ProcessRef:
@@ -127,7 +127,7 @@ def test_rm_unloads_and_deletes_a_model(tmp_path: Path):
         client.chat.completions.create(model="test/doomed-GGUF:Q4_1", messages=HELLO, max_tokens=2)
         engine = ProcessRef.of(server.engine("test/doomed-GGUF:Q4_1")["pid"])
 
-        result = run_bodhi("rm", "test/doomed-GGUF:Q4_1", "--port", str(server.port), home=server.home, timeout=60)
+        result = server.cli("rm", "test/doomed-GGUF:Q4_1", timeout=60)
         assert result.returncode == 0, result.stderr
 
         assert [m.id for m in client.models.list()] == []
@@ -166,6 +166,6 @@ def test_a_model_the_engine_cannot_load_gets_the_engines_reason(tmp_path: Path):
 def test_oversized_body_is_413(tmp_path: Path):
     with BodhiServer(tmp_path) as server:
         body = b'{"model": "' + DEFAULT_MODEL.encode() + b'", "prompt": "' + b"x" * (33 * 1024 * 1024) + b'"}'
-        response = httpx.post(f"{server.api_url}/completions", content=body, timeout=60)
+        response = httpx.post(f"{server.api_url}/completions", content=body, headers=server.auth, timeout=60)
         assert response.status_code == 413
         assert "limit" in response.json()["error"]["message"]

@@ -63,11 +63,11 @@ def gguf(size: int, seed: int) -> bytes:
 
 
 def start_pull(server: BodhiServer, model: str, **extra) -> httpx.Response:
-    return httpx.post(f"{server.base_url}/bodhi/v1/models/pull", json={"model": model} | extra, timeout=60)
+    return httpx.post(f"{server.base_url}/bodhi/v1/models/pull", json={"model": model} | extra, headers=server.auth, timeout=60)
 
 
 def pull_status(server: BodhiServer, pull_id: str) -> dict:
-    response = httpx.get(f"{server.base_url}/bodhi/v1/models/pull/{pull_id}", timeout=10)
+    response = httpx.get(f"{server.base_url}/bodhi/v1/models/pull/{pull_id}", headers=server.auth, timeout=10)
     response.raise_for_status()
     return response.json()
 
@@ -79,7 +79,7 @@ def wait_finished(server: BodhiServer, pull_id: str, timeout: float = 60) -> dic
 
 
 def model_ids(server: BodhiServer) -> list[str]:
-    return [m["id"] for m in httpx.get(f"{server.api_url}/models", timeout=10).json()["data"]]
+    return [m["id"] for m in httpx.get(f"{server.api_url}/models", headers=server.auth, timeout=10).json()["data"]]
 
 
 def test_pull_streams_progress_and_huggingface_hub_sees_the_download(puller: BodhiServer, hub: FakeHub):
@@ -88,7 +88,7 @@ def test_pull_streams_progress_and_huggingface_hub_sees_the_download(puller: Bod
 
     events = []
     with httpx.stream("POST", f"{puller.base_url}/bodhi/v1/models/pull",
-                      json={"model": "test-org/tiny-GGUF", "stream": True}, timeout=60) as response:
+                      json={"model": "test-org/tiny-GGUF", "stream": True}, headers=puller.auth, timeout=60) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -120,7 +120,7 @@ def test_pull_streams_progress_and_huggingface_hub_sees_the_download(puller: Bod
     assert all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in hub.requests_to("hub"))
     assert hub.requests_to("files") and not any("authorization" in r.headers for r in hub.requests_to("files"))
 
-    listed = httpx.get(f"{puller.base_url}/bodhi/v1/models/pull", timeout=10).json()["data"]
+    listed = httpx.get(f"{puller.base_url}/bodhi/v1/models/pull", headers=puller.auth, timeout=10).json()["data"]
     assert any(p["id"] == events[-1]["id"] and p["state"] == "completed" for p in listed)
 
 
@@ -191,7 +191,7 @@ def test_a_checksum_mismatch_leaves_nothing_behind_and_retry_succeeds(puller: Bo
     assert "test-org/corrupt-GGUF:Q4_0" not in model_ids(puller)
 
     hub.knobs.corrupt.clear()
-    retried = httpx.post(f"{puller.base_url}/bodhi/v1/models/pull/{pull['id']}/retry", timeout=10)
+    retried = httpx.post(f"{puller.base_url}/bodhi/v1/models/pull/{pull['id']}/retry", headers=puller.auth, timeout=10)
     assert retried.status_code == 202
     assert wait_finished(puller, pull["id"])["state"] == "completed"
     assert "test-org/corrupt-GGUF:Q4_0" in model_ids(puller)
@@ -202,14 +202,14 @@ def test_cancel_keeps_the_partial_file_and_retry_continues_it(puller: BodhiServe
     hub.knobs.bytes_per_second = 1 * MB
     pull = start_pull(puller, "test-org/slow-GGUF").json()
     poll_until(lambda: pull_status(puller, pull["id"])["completed_bytes"] > 0, 30, "progress")
-    cancelled = httpx.post(f"{puller.base_url}/bodhi/v1/models/pull/{pull['id']}/cancel", timeout=10).json()
+    cancelled = httpx.post(f"{puller.base_url}/bodhi/v1/models/pull/{pull['id']}/cancel", headers=puller.auth, timeout=10).json()
     assert cancelled["state"] == "cancelled"
     assert "test-org/slow-GGUF:Q4_0" not in model_ids(puller)
     partial = list((hub_dir(puller) / "models--test-org--slow-GGUF" / "blobs").glob("*.incomplete"))
     assert len(partial) == 1 and partial[0].stat().st_size > 0
 
     hub.knobs.bytes_per_second = None
-    httpx.post(f"{puller.base_url}/bodhi/v1/models/pull/{pull['id']}/retry", timeout=10).raise_for_status()
+    httpx.post(f"{puller.base_url}/bodhi/v1/models/pull/{pull['id']}/retry", headers=puller.auth, timeout=10).raise_for_status()
     assert wait_finished(puller, pull["id"])["state"] == "completed"
     last_get = [r for r in hub.requests_to("files", "GET")][-1]
     assert last_get.headers.get("range", "").startswith("bytes=")
@@ -274,12 +274,12 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_file(tmp_path: Path, hub: Fa
 def test_cli_pull_through_the_server_and_without_one(puller: BodhiServer, hub: FakeHub, tmp_path: Path):
     hub.add_repo("test-org/cli-GGUF", {"cli.Q4_0.gguf": gguf(MB, 14), "cli.Q8_0.gguf": gguf(MB, 15)}, token=TOKEN)
     env = {"HF_HOME": puller.extra_env["HF_HOME"], "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN}
-    lines = run_bodhi("pull", "test-org/cli-GGUF:Q4_0", "--json", "--port", str(puller.port), home=puller.home, env=env)
+    lines = puller.cli("pull", "test-org/cli-GGUF:Q4_0", "--json", env=env)
     assert lines.returncode == 0, lines.stderr
     events = [json.loads(line) for line in lines.stdout.splitlines()]
     assert events[-1]["state"] == "completed" and events[-1]["model"] == "test-org/cli-GGUF:Q4_0"
 
-    quiet = run_bodhi("pull", "test-org/cli-GGUF:Q8_0", "--quiet", "--port", str(puller.port), home=puller.home, env=env)
+    quiet = puller.cli("pull", "test-org/cli-GGUF:Q8_0", "--quiet", env=env)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout.strip() == "test-org/cli-GGUF:Q8_0"
     assert {"test-org/cli-GGUF:Q4_0", "test-org/cli-GGUF:Q8_0"} <= set(model_ids(puller))
@@ -305,7 +305,7 @@ def test_a_pulled_model_answers_a_chat(puller: BodhiServer, hub: FakeHub):
     hub.add_repo("test-org/SmolLM2-GGUF", {"SmolLM2-135M-Instruct.Q4_1.gguf": default}, token=TOKEN)
     pull = start_pull(puller, "hf.co/test-org/SmolLM2-GGUF:Q4_1").json()
     assert wait_finished(puller, pull["id"], timeout=120)["state"] == "completed"
-    with openai.OpenAI(base_url=puller.api_url, api_key="unused", timeout=120, max_retries=0) as client:
+    with openai.OpenAI(base_url=puller.api_url, api_key=puller.token, timeout=120, max_retries=0) as client:
         reply = client.chat.completions.create(model="test-org/SmolLM2-GGUF:Q4_1", messages=HELLO, max_tokens=16)
     assert reply.choices[0].message.content
 
@@ -317,7 +317,7 @@ def test_a_split_model_is_pulled_whole_and_served_as_one(puller: BodhiServer, hu
     assert [f["path"] for f in pull["files"]] == sorted(parts)
     assert pull["total_bytes"] == sum(len(p) for p in parts.values())
     assert wait_finished(puller, pull["id"])["state"] == "completed"
-    detail = httpx.get(f"{puller.base_url}/bodhi/v1/models/test-org/split-GGUF:Q4_0", timeout=10).json()
+    detail = httpx.get(f"{puller.base_url}/bodhi/v1/models/test-org/split-GGUF:Q4_0", headers=puller.auth, timeout=10).json()
     assert len(detail["parts"]) == 3 and detail["size_bytes"] == pull["total_bytes"]
     snapshot = hub_dir(puller) / "models--test-org--split-GGUF" / "snapshots" / commit / "big"
     assert os.readlink(snapshot / "m.Q4_0-00002-of-00003.gguf").startswith("../../../blobs/")

@@ -1,0 +1,84 @@
+import BodhiCore
+import BodhiEngine
+import BodhiHub
+import BodhiIdentity
+import BodhiModels
+import BodhiServer
+import BodhiStore
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Testing
+
+/// Bodhi's whole router on a temporary SQLite database with an admin `root` already set up
+/// (unless asked not to), and a client that sends root's power_user token by default.
+struct TestApp: Sendable {
+    let services: BodhiServices
+    let store: Store
+    let rootToken: String
+
+    static func with(
+        hub: String, maxBody: Int = 1024, setUp: Bool = true,
+        _ test: @Sendable (TestApp, Client) async throws -> Void
+    ) async throws {
+        let settings = try Settings.resolve(environment: ["HOME": NSHomeDirectory(), "BODHI_LLAMA_SERVER": "/nonexistent"])
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-app-\(UUID().uuidString)").path
+        let store = try await Store.openSQLite(path: directory + "/bodhi.sqlite")
+        try await store.migrate()
+        let identity = IdentityService(repository: store, bcryptCost: 4)
+        var rootToken = ""
+        if setUp {
+            _ = try await identity.setup(username: "root", password: "root password")
+            rootToken = try await identity.createToken(forUser: "root", name: "tests", scope: .powerUser, models: nil, expiresIn: nil).token
+        }
+        let catalog = ModelCatalog(hubDirectory: hub)
+        let logger = Logger(label: "test")
+        let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: .shared, logger: logger)
+        let aliases = AliasRegistry(repository: store, catalog: catalog)
+        let services = BodhiServices(
+            catalog: catalog, aliases: aliases, supervisor: supervisor,
+            inference: InferenceService(models: aliases, supervisor: supervisor, http: .shared, logger: logger),
+            pulls: PullManager(
+                hub: HubClient(endpoint: "http://127.0.0.1:9", token: nil, http: .shared),
+                cache: HuggingFaceCache(hubDirectory: hub), repository: nil, maxConcurrent: 1, logger: logger),
+            identity: identity,
+            enginePlan: EnginePlan(slots: 4, contextSize: nil), maxRequestBodyBytes: maxBody)
+        let app = TestApp(services: services, store: store, rootToken: rootToken)
+        let application = Application(responder: BodhiHTTPServer.responder(services: services))
+        do {
+            try await application.test(.router) { client in
+                try await test(app, Client(inner: client, authorization: setUp ? "Bearer \(app.rootToken)" : nil))
+            }
+        } catch {
+            await store.close()
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+        await store.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// A test client that sends credentials with every request unless told otherwise.
+    struct Client: Sendable {
+        let inner: any TestClientProtocol
+        let authorization: String?
+
+        @discardableResult
+        func execute<Return>(
+            uri: String, method: HTTPRequest.Method, headers: HTTPFields = [:], body: ByteBuffer? = nil,
+            _ check: @escaping @Sendable (TestResponse) async throws -> Return
+        ) async throws -> Return {
+            var headers = headers
+            if let authorization, headers[.authorization] == nil, headers[.cookie] == nil {
+                headers[.authorization] = authorization
+            }
+            return try await inner.execute(uri: uri, method: method, headers: headers, body: body, testCallback: check)
+        }
+
+        /// The same client with other credentials (or none).
+        func with(authorization: String?) -> Client {
+            Client(inner: inner, authorization: authorization)
+        }
+    }
+}
