@@ -131,6 +131,7 @@ let package = Package(
             name: "BodhiServerTests",
             dependencies: [
                 "BodhiServer", "BodhiHub", "BodhiStore", "BodhiIdentity",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: strict
