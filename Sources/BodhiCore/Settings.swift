@@ -59,6 +59,9 @@ public struct Settings: Sendable {
     /// Where Bodhi keeps its data: SQLite in `BODHI_HOME` by default, or PostgreSQL.
     public var database: DatabaseURL
     public var sources: [SettingKey: SettingSource]
+    /// Each setting as written where it came from, and its default, for the settings API.
+    public var texts: [SettingKey: String]
+    public var defaults: [SettingKey: String]
 
     public var hubDirectory: String { hfHome + "/hub" }
     public var logsDirectory: String { home + "/logs" }
@@ -86,9 +89,13 @@ public struct Settings: Sendable {
         resolver.file = try loadFile(at: resolver.filePath)
 
         var sources: [SettingKey: SettingSource] = [.home: homeSource]
+        var texts: [SettingKey: String] = [.home: home]
+        var defaults: [SettingKey: String] = [.home: userHome + "/.bodhi"]
         func value(_ key: SettingKey, default fallback: String) -> String {
             let (text, source) = resolver.raw(key) ?? (fallback, .defaultValue)
             sources[key] = source
+            texts[key] = text
+            defaults[key] = fallback
             return text
         }
         func invalid(_ key: SettingKey, _ text: String, _ expectation: String) -> BodhiError {
@@ -143,7 +150,7 @@ public struct Settings: Sendable {
             llamaArgs: llamaArgs, keepAlive: keepAlive, maxLoadedModels: maxLoaded, parallel: parallel,
             hfEndpoint: hfEndpoint, hfToken: hubToken(environment: environment, hfHome: hfHome), maxPulls: maxPulls,
             database: database,
-            sources: sources)
+            sources: sources, texts: texts, defaults: defaults)
     }
 
     /// The token `huggingface_hub` would send: `HF_TOKEN`, else the saved token file.

@@ -329,6 +329,25 @@ public actor EngineSupervisor {
     }
 
     /// Stops a model's engine now; requests still running on it fail.
+    /// Takes changed settings: keep-alive and the loaded-model limit apply at once (an idle
+    /// engine past the new keep-alive unloads at the next check), slots and extra arguments
+    /// to engines started afterwards.
+    public func reconfigure(_ settings: Settings) {
+        configuration.keepAlive = settings.keepAlive
+        configuration.maxLoadedModels = settings.maxLoadedModels
+        configuration.parallel = settings.parallel
+        configuration.extraArguments = settings.llamaArgs
+        unloadIdleEngines()
+        // Fewer places than loaded models: the least recently used idle ones go.
+        while engines.count > configuration.maxLoadedModels,
+              let leastRecent = engines.values.filter({ engine in
+                  if case .ready = engine.phase { return engine.inFlight == 0 }
+                  return false
+              }).min(by: { $0.lastUsed < $1.lastUsed }) {
+            unload(leastRecent.model.id)
+        }
+    }
+
     /// Stops every engine serving the file at `path`: the model's own and its aliases'.
     public func unload(usingFile path: String) {
         for (id, engine) in engines where engine.model.path == path { unload(id) }

@@ -15,6 +15,7 @@ public enum BodhiHTTPServer {
         router.add(middleware: AccessMiddleware(identity: services.identity))
         SystemRoutes(services: services).register(on: router)
         IdentityRoutes(services: services).register(on: router)
+        SettingsRoutes(services: services).register(on: router)
         OpenAIRoutes(services: services).register(on: router)
         PullRoutes(services: services).register(on: router)
         AliasRoutes(services: services).register(on: router)

@@ -1,3 +1,4 @@
+import BodhiCore
 import BodhiEngine
 import BodhiHub
 import BodhiIdentity
@@ -12,6 +13,7 @@ public struct BodhiServices: Sendable {
     public let models: ModelService
     public let pulls: PullManager
     public let identity: IdentityService
+    public let settings: SettingsEditor
     /// How engines run, for memory estimates.
     public let enginePlan: EnginePlan
     /// Requests with larger bodies are refused with 413.
@@ -19,9 +21,11 @@ public struct BodhiServices: Sendable {
 
     public init(
         catalog: ModelCatalog, aliases: AliasRegistry, supervisor: EngineSupervisor, inference: InferenceService,
-        pulls: PullManager, identity: IdentityService, enginePlan: EnginePlan, maxRequestBodyBytes: Int = 32 * 1024 * 1024
+        pulls: PullManager, identity: IdentityService, settings: SettingsEditor, enginePlan: EnginePlan,
+        maxRequestBodyBytes: Int = 32 * 1024 * 1024
     ) {
         self.identity = identity
+        self.settings = settings
         self.catalog = catalog
         self.aliases = aliases
         self.supervisor = supervisor

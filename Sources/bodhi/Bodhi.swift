@@ -17,11 +17,16 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Port to listen on or connect to (BODHI_PORT, default 1135).")
     var port: String?
 
-    /// Settings with these flags on top; a bad value ends the command with its message.
-    func settings() throws -> Settings {
+    /// The settings these flags set.
+    var flags: [SettingKey: (flag: String, value: String)] {
         var flags: [SettingKey: (flag: String, value: String)] = [:]
         if let host { flags[.host] = ("--host", host) }
         if let port { flags[.port] = ("--port", port) }
+        return flags
+    }
+
+    /// Settings with these flags on top; a bad value ends the command with its message.
+    func settings() throws -> Settings {
         do {
             return try Settings.resolve(flags: flags)
         } catch let error as BodhiError {

@@ -60,6 +60,7 @@ struct Serve: AsyncParsableCommand {
             catalog: catalog, aliases: aliases, supervisor: supervisor,
             inference: InferenceService(models: aliases, supervisor: supervisor, http: http, logger: logger),
             pulls: pulls, identity: identity,
+            settings: SettingsEditor(settings: settings, flags: server.flags) { changed in await supervisor.reconfigure(changed) },
             enginePlan: EnginePlan(slots: settings.parallel, engineArguments: settings.llamaArgs))
         let application = BodhiHTTPServer.application(
             services: services, host: settings.host, port: settings.port, logger: logger,

@@ -17,13 +17,15 @@ struct TestApp: Sendable {
     let services: BodhiServices
     let store: Store
     let rootToken: String
+    /// BODHI_HOME of this app.
+    let home: String
 
     static func with(
         hub: String, maxBody: Int = 1024, setUp: Bool = true,
         _ test: @Sendable (TestApp, Client) async throws -> Void
     ) async throws {
-        let settings = try Settings.resolve(environment: ["HOME": NSHomeDirectory(), "BODHI_LLAMA_SERVER": "/nonexistent"])
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-app-\(UUID().uuidString)").path
+        let settings = try Settings.resolve(environment: ["HOME": NSHomeDirectory(), "BODHI_LLAMA_SERVER": "/nonexistent", "BODHI_HOME": directory])
         let store = try await Store.openSQLite(path: directory + "/bodhi.sqlite")
         try await store.migrate()
         let identity = IdentityService(repository: store, bcryptCost: 4)
@@ -43,8 +45,11 @@ struct TestApp: Sendable {
                 hub: HubClient(endpoint: "http://127.0.0.1:9", token: nil, http: .shared),
                 cache: HuggingFaceCache(hubDirectory: hub), repository: nil, maxConcurrent: 1, logger: logger),
             identity: identity,
+            settings: SettingsEditor(settings: settings, environment: ["HOME": NSHomeDirectory(), "BODHI_LLAMA_SERVER": "/nonexistent", "BODHI_HOME": directory]) { changed in
+                await supervisor.reconfigure(changed)
+            },
             enginePlan: EnginePlan(slots: 4, contextSize: nil), maxRequestBodyBytes: maxBody)
-        let app = TestApp(services: services, store: store, rootToken: rootToken)
+        let app = TestApp(services: services, store: store, rootToken: rootToken, home: directory)
         let application = Application(responder: BodhiHTTPServer.responder(services: services))
         do {
             try await application.test(.router) { client in
