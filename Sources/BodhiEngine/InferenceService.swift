@@ -150,8 +150,7 @@ public struct InferenceService: Sendable {
         guard let name = head.model, !name.isEmpty else {
             throw BodhiError.invalidRequest("You must provide a model parameter.", param: "model")
         }
-        let served = try await models.resolve(name)
-        try Self.check(served, requestedAs: name, allowedBy: allowedModels)
+        let served = try await resolve(name, allowedBy: allowedModels)
         let model = EngineTarget(served)
         let body = try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body
         let lease = try await supervisor.acquire(model)
@@ -182,16 +181,22 @@ public struct InferenceService: Sendable {
         }
     }
 
-    /// Refuses a model outside the caller's allow-list. The list may name the model as the
-    /// request does, by its id, or by the alias it came through.
-    public static func check(_ served: ServedModel, requestedAs name: String, allowedBy allowed: [String]?) throws {
-        guard let allowed else { return }
-        let names = Set([name, served.name, served.entry.id].map { $0.lowercased() })
-        guard allowed.contains(where: { names.contains($0.lowercased()) }) else {
-            throw BodhiError(.forbidden, status: 403,
-                             "This API token may not use the model '\(name)'; it may use: \(allowed.joined(separator: ", ")).",
-                             param: "model")
+    /// The model `name` serves, if the caller's allow-list (nil: everything) has it. The list
+    /// may name the model as the request does, by its id, or by the alias it came through. A
+    /// name outside the list is refused whether or not it exists, so a token learns nothing
+    /// about models it may not use.
+    public func resolve(_ name: String, allowedBy allowed: [String]?) async throws -> ServedModel {
+        guard let allowed else { return try await models.resolve(name) }
+        let refusal = BodhiError(.forbidden, status: 403,
+                                 "This API token may not use the model '\(name)'; it may use: \(allowed.joined(separator: ", ")).",
+                                 param: "model")
+        guard let served = try? await models.resolve(name) else {
+            if allowed.contains(where: { $0.lowercased() == name.lowercased() }) { return try await models.resolve(name) }
+            throw refusal
         }
+        let names = Set([name, served.name, served.entry.id].map { $0.lowercased() })
+        guard allowed.contains(where: { names.contains($0.lowercased()) }) else { throw refusal }
+        return served
     }
 
     /// Sends a request to an engine. llama-server closes idle keep-alive connections after a

@@ -62,9 +62,7 @@ struct OpenAIRoutes {
 
     func retrieveModel(_ request: Request, allowed: [String]?) async throws -> Response {
         let name = request.decodedPath(after: "/v1/models/")
-        let served = try await services.aliases.resolve(name)
-        try InferenceService.check(served, requestedAs: name, allowedBy: allowed)
-        return try .json(ModelObject(served))
+        return try .json(ModelObject(await services.inference.resolve(name, allowedBy: allowed)))
     }
 
     func infer(_ operation: InferenceOperation, _ request: Request, allowed: [String]?) async throws -> Response {
