@@ -38,6 +38,12 @@ struct Serve: AsyncParsableCommand {
         httpConfiguration.timeout = .init(connect: .seconds(5))
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
 
+        // The key for secrets at rest: checked (or generated, 0600) at start, so a bad
+        // BODHI_ENCRYPTION_KEY stops Bodhi here rather than at the first secret it stores.
+        do { _ = try SecretBox.load(environment: ProcessInfo.processInfo.environment, home: settings.home) } catch let error as BodhiError {
+            try? await http.shutdown()
+            throw ValidationFailure(message: error.message)
+        }
         let store: Store
         do { store = try await settings.openStore(logger: logger) } catch {
             try? await http.shutdown()

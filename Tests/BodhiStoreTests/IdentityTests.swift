@@ -122,6 +122,20 @@ import Testing
         await expectError(400) { _ = try await identity.createToken(forUser: "root", name: "x", scope: .admin, models: nil, expiresIn: nil) }
     }
 
+    @Test(arguments: TestDatabase.available)
+    func aPasswordChangeEndsEverySession(database: TestDatabase) async throws {
+        let (identity, dispose) = try await Self.service(database)
+        defer { Task { await dispose() } }
+        let admin = try await identity.setup(username: "root", password: "correct horse")
+        let other = try await identity.login(username: "root", password: "correct horse", client: "a")
+        await expectError(403) { try await identity.changePassword(userID: admin.id, current: "wrong one", new: "battery staple") }
+        await expectError(400) { try await identity.changePassword(userID: admin.id, current: "correct horse", new: "short") }
+        try await identity.changePassword(userID: admin.id, current: "correct horse", new: "battery staple")
+        await expectError(401) { _ = try await identity.authenticate(sessionToken: other.sessionToken) }
+        await expectError(401) { _ = try await identity.login(username: "root", password: "correct horse", client: "a") }
+        _ = try await identity.login(username: "root", password: "battery staple", client: "a")
+    }
+
     @Test func secretsAreRandomComparedInConstantTimeAndSealed() throws {
         #expect(Secrets.randomBase62(32) != Secrets.randomBase62(32))
         #expect(Secrets.constantTimeEquals("abc", "abc") && !Secrets.constantTimeEquals("abc", "abd") && !Secrets.constantTimeEquals("abc", "ab"))
