@@ -33,7 +33,8 @@ public final class Store: Sendable {
             try FileManager.default.createDirectory(
                 atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
-            let database = connection.sql(queryLogLevel: .trace)
+            // No query logging at any level: binds carry hashes and CSRF tokens.
+            let database = connection.sql(queryLogLevel: nil)
             for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 5000"] {
                 try await database.raw(SQLQueryString(pragma)).run()
             }
@@ -183,7 +184,7 @@ final class PostgresBackend: StoreBackend {
 
     func session<Result: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> Result) async throws -> Result {
         try await client.withConnection { connection in
-            try await body(connection.sql(queryLogLevel: .trace))
+            try await body(connection.sql(queryLogLevel: nil))
         }
     }
 

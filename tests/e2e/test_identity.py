@@ -12,13 +12,15 @@ import pytest
 from bodhi_process import DEFAULT_MODEL, HELLO, BodhiServer, poll_until, run_bodhi
 
 PASSWORD = "the admin's password"
+SECRETS: list[str] = [PASSWORD]  # every secret these tests handle; none may reach Bodhi's log
 
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory):
     """A Bodhi nobody has set up yet."""
-    # Keep-alive comes from no environment variable here, so an admin may change it (below).
-    server = BodhiServer(tmp_path_factory.mktemp("fresh"), provision=False, env={"BODHI_KEEP_ALIVE": ""})
+    # Keep-alive comes from no environment variable here, so an admin may change it (below);
+    # the log is as verbose as it gets, for the check that no secret reaches it.
+    server = BodhiServer(tmp_path_factory.mktemp("fresh"), provision=False, env={"BODHI_KEEP_ALIVE": "", "BODHI_LOG_LEVEL": "trace"})
     server.start()
     yield server
     server.stop()
@@ -58,6 +60,7 @@ def test_tokens_from_the_cli_work_with_the_openai_client_within_their_models(fre
                   "--models", DEFAULT_MODEL, "--expires", "1h")
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()
+    SECRETS.append(token)
     assert token.startswith("bodhi_") and "not shown again" in created.stderr
 
     with openai.OpenAI(base_url=fresh.api_url, api_key=token, timeout=120, max_retries=0) as client:
@@ -102,6 +105,7 @@ def test_a_newcomer_registers_requests_access_and_a_manager_lets_them_in(fresh: 
     # A session makes its own tokens; a token cannot.
     made = newbie.post("/bodhi/v1/tokens", json={"name": "laptop", "scope": "user", "expires_in": "30d"})
     assert made.status_code == 201
+    SECRETS.extend([made.json()["token"], "newbie password", *newbie.cookies.values(), newbie.headers["X-CSRF-Token"]])
     assert httpx.get(f"{fresh.base_url}/bodhi/v1/tokens", headers={"Authorization": f"Bearer {made.json()['token']}"},
                      timeout=30).status_code == 403
     assert newbie.post("/bodhi/v1/tokens", json={"name": "too much", "scope": "power_user"}).status_code == 403
@@ -132,3 +136,10 @@ def test_keep_alive_changed_by_an_admin_applies_at_once(fresh: BodhiServer):
         poll_until(lambda: not admin.get("/bodhi/v1/engines").json()["engines"], 30, "the idle engine to unload")
     finally:
         admin.delete("/bodhi/v1/settings/BODHI_KEEP_ALIVE")
+
+
+def test_no_password_token_or_cookie_reaches_the_log(fresh: BodhiServer):
+    log = Path(fresh.log_path).read_text(errors="replace")
+    assert len(SECRETS) >= 4
+    leaked = [secret[:12] + "..." for secret in SECRETS if secret in log]
+    assert not leaked, f"secrets in {fresh.log_path}: {leaked}"
