@@ -93,10 +93,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Ollama's API, translated to the engines' OpenAI-compatible one.
+        .target(
+            name: "BodhiOllama",
+            dependencies: [
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "BodhiServer",
             dependencies: [
-                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity",
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiOllama",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],

@@ -117,6 +117,8 @@ public actor EngineSupervisor {
         var lastUsed: ContinuousClock.Instant
         var consecutiveCrashes = 0
         var restarts = 0
+        /// A request's own keep-alive (Ollama's `keep_alive`), overriding the setting.
+        var keepAlive: KeepAlive?
     }
 
     private var configuration: EngineConfiguration
@@ -170,7 +172,7 @@ public actor EngineSupervisor {
         engine.inFlight = max(0, engine.inFlight - 1)
         engine.lastUsed = .now
         engines[modelID] = engine
-        if engine.inFlight == 0, case .idle(.zero) = configuration.keepAlive {
+        if engine.inFlight == 0, case .idle(.zero) = engine.keepAlive ?? configuration.keepAlive {
             unload(modelID)
         }
     }
@@ -374,9 +376,23 @@ public actor EngineSupervisor {
         await shutdown()
     }
 
+    /// Sets the keep-alive of a loaded engine (until it unloads), as Ollama's `keep_alive` does;
+    /// zero unloads it once idle, at once if it is idle now.
+    public func setKeepAlive(_ keepAlive: KeepAlive, for engineID: String) {
+        guard engines[engineID] != nil else { return }
+        engines[engineID]!.keepAlive = keepAlive
+        if case .idle(.zero) = keepAlive, engines[engineID]!.inFlight == 0 { unload(engineID) }
+    }
+
+    /// When an engine unloads for idleness; nil for never.
+    public func expiry(of engineID: String) -> ContinuousClock.Instant? {
+        guard let engine = engines[engineID], case .idle(let keepAlive) = engine.keepAlive ?? configuration.keepAlive else { return nil }
+        return engine.lastUsed + keepAlive
+    }
+
     func unloadIdleEngines(now: ContinuousClock.Instant = .now) {
-        guard case .idle(let keepAlive) = configuration.keepAlive else { return }
         for (id, engine) in engines where engine.inFlight == 0 {
+            guard case .idle(let keepAlive) = engine.keepAlive ?? configuration.keepAlive else { continue }
             if case .ready = engine.phase, now - engine.lastUsed >= keepAlive { unload(id) }
         }
     }

@@ -17,6 +17,7 @@ public enum BodhiHTTPServer {
         IdentityRoutes(services: services).register(on: router)
         SettingsRoutes(services: services).register(on: router)
         OpenAIRoutes(services: services).register(on: router)
+        OllamaRoutes(services: services).register(on: router)
         PullRoutes(services: services).register(on: router)
         AliasRoutes(services: services).register(on: router)
         ModelRoutes(services: services).register(on: router)

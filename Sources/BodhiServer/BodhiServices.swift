@@ -2,6 +2,7 @@ import BodhiCore
 import BodhiEngine
 import BodhiHub
 import BodhiIdentity
+import BodhiOllama
 import BodhiModels
 
 /// The services the HTTP layer calls; built once by the composition root.
@@ -14,6 +15,7 @@ public struct BodhiServices: Sendable {
     public let pulls: PullManager
     public let identity: IdentityService
     public let settings: SettingsEditor
+    public let ollama: OllamaService
     /// How engines run, for memory estimates.
     public let enginePlan: EnginePlan
     /// Requests with larger bodies are refused with 413.
@@ -32,6 +34,9 @@ public struct BodhiServices: Sendable {
         self.inference = inference
         models = ModelService(catalog: catalog, aliases: aliases, supervisor: supervisor)
         self.pulls = pulls
+        ollama = OllamaService(
+            inference: inference, aliases: aliases, catalog: catalog, supervisor: supervisor, models: models, pulls: pulls,
+            plan: enginePlan)
         self.enginePlan = enginePlan
         self.maxRequestBodyBytes = maxRequestBodyBytes
     }

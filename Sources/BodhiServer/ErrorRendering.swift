@@ -43,6 +43,9 @@ struct ErrorRenderingMiddleware: RouterMiddleware {
         let body: Data
         if path.hasPrefix("/v1/") || path == "/v1" {
             body = (try? JSONEncoder().encode(OpenAIErrorBody(error))) ?? Data()
+        } else if path.hasPrefix("/api/") {
+            // Ollama's shape: a bare message.
+            body = (try? JSONEncoder().encode(["error": error.message])) ?? Data()
         } else {
             body = (try? JSONEncoder().encode(BodhiErrorBody(error))) ?? Data()
         }

@@ -1,0 +1,358 @@
+import BodhiCore
+import BodhiEngine
+import BodhiHub
+import BodhiModels
+import Foundation
+import NIOCore
+
+/// Ollama's API on Bodhi's models: requests are translated to the engine's OpenAI-compatible
+/// endpoints and the answers back, streaming as NDJSON by default, as Ollama does.
+public struct OllamaService: Sendable {
+    let inference: InferenceService
+    let aliases: AliasRegistry
+    let catalog: ModelCatalog
+    let supervisor: EngineSupervisor
+    let models: ModelService
+    let pulls: PullManager
+    let plan: EnginePlan
+
+    /// The Ollama API version Bodhi follows.
+    public static let version = "0.13.0"
+
+    public init(
+        inference: InferenceService, aliases: AliasRegistry, catalog: ModelCatalog, supervisor: EngineSupervisor,
+        models: ModelService, pulls: PullManager, plan: EnginePlan
+    ) {
+        self.inference = inference
+        self.aliases = aliases
+        self.catalog = catalog
+        self.supervisor = supervisor
+        self.models = models
+        self.pulls = pulls
+        self.plan = plan
+    }
+
+    /// An answer: one JSON object, or NDJSON lines as they come.
+    public enum Reply: Sendable {
+        case json(ByteBuffer)
+        case lines(LineStream)
+    }
+
+    /// NDJSON lines, produced while the receiver takes them.
+    public struct LineStream: Sendable {
+        let produce: @Sendable (_ emit: (ByteBuffer) async throws -> Void) async -> Void
+
+        public func forward(to emit: (ByteBuffer) async throws -> Void) async {
+            await produce(emit)
+        }
+    }
+
+    // MARK: Names
+
+    /// The model an Ollama name serves (see `OllamaNames`), within the caller's allow-list.
+    func resolve(_ name: String, allowed: [String]?) async throws -> ServedModel {
+        for candidate in OllamaNames.candidates(for: name) {
+            do {
+                return try await inference.resolve(candidate, allowedBy: allowed)
+            } catch let error as BodhiError where error.code == .modelNotFound {
+                continue
+            }
+        }
+        throw OllamaNames.notFound(name)
+    }
+
+    // MARK: Chat and generate
+
+    public func chat(_ body: ByteBuffer, allowed: [String]?) async throws -> Reply {
+        let request = try OllamaJSON.object(from: body)
+        let name = try OllamaJSON.modelName(request)
+        let served = try await resolve(name, allowed: allowed)
+        guard let messages = request["messages"] as? [Any] else {
+            if request["messages"] == nil { return try await loadOrUnload(served, name: name, request: request, field: "message") }
+            throw BodhiError.invalidRequest("messages must be a list of messages")
+        }
+        var openAI = try Self.samplingFields(request)
+        openAI["messages"] = try messages.map(Self.openAIMessage)
+        if let tools = request["tools"] { openAI["tools"] = tools }
+        if let think = request["think"] as? Bool { openAI["chat_template_kwargs"] = ["enable_thinking": think] }
+        return try await run(.chatCompletions, openAI, served: served, name: name, request: request, field: .message)
+    }
+
+    public func generate(_ body: ByteBuffer, allowed: [String]?) async throws -> Reply {
+        let request = try OllamaJSON.object(from: body)
+        let name = try OllamaJSON.modelName(request)
+        let served = try await resolve(name, allowed: allowed)
+        let prompt = request["prompt"] as? String ?? ""
+        if prompt.isEmpty, request["suffix"] == nil {
+            return try await loadOrUnload(served, name: name, request: request, field: "response")
+        }
+        if let suffix = request["suffix"] as? String, !suffix.isEmpty {
+            throw BodhiError.invalidRequest("\(name) does not support insert")
+        }
+        if request["images"] as? [Any] != nil {
+            throw BodhiError.invalidRequest("\(name) does not support images")
+        }
+        var openAI = try Self.samplingFields(request)
+        if request["raw"] as? Bool == true {
+            openAI["prompt"] = prompt
+            return try await run(.completions, openAI, served: served, name: name, request: request, field: .response)
+        }
+        var messages: [JSONObject] = []
+        if let system = request["system"] as? String, !system.isEmpty { messages.append(["role": "system", "content": system]) }
+        messages.append(["role": "user", "content": prompt])
+        openAI["messages"] = messages
+        if let think = request["think"] as? Bool { openAI["chat_template_kwargs"] = ["enable_thinking": think] }
+        return try await run(.chatCompletions, openAI, served: served, name: name, request: request, field: .response)
+    }
+
+    /// Where a reply's text goes: `message.content` for chat, `response` for generate.
+    enum Field { case message, response }
+
+    /// Fields of the OpenAI request from Ollama's `options`, `format`, `stream`.
+    static func samplingFields(_ request: JSONObject) throws -> JSONObject {
+        var fields: JSONObject = [:]
+        let renamed = [
+            "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p", "seed": "seed",
+            "stop": "stop", "repeat_penalty": "repeat_penalty", "presence_penalty": "presence_penalty",
+            "frequency_penalty": "frequency_penalty", "repeat_last_n": "repeat_last_n", "typical_p": "typical_p",
+            "mirostat": "mirostat", "mirostat_tau": "mirostat_tau", "mirostat_eta": "mirostat_eta",
+            "num_predict": "max_tokens", "num_keep": "n_keep",
+        ]
+        if let options = request["options"] {
+            guard let options = options as? JSONObject else { throw BodhiError.invalidRequest("options must be an object") }
+            for (key, value) in options {
+                if let target = renamed[key] { fields[target] = value }
+            }
+            if let predict = fields["max_tokens"] as? Int, predict < 0 { fields["max_tokens"] = nil }
+        }
+        switch request["format"] {
+        case nil, is NSNull: break
+        case let text as String where text == "json": fields["response_format"] = ["type": "json_object"]
+        case let text as String where text.isEmpty: break
+        case let schema as JSONObject:
+            fields["response_format"] = ["type": "json_schema", "json_schema": ["name": "response", "schema": schema]]
+        default: throw BodhiError.invalidRequest("format must be \"json\" or a JSON schema")
+        }
+        let stream = request["stream"] as? Bool ?? true
+        fields["stream"] = stream
+        if stream { fields["stream_options"] = ["include_usage": true] }
+        return fields
+    }
+
+    /// An Ollama message as OpenAI's: tool call arguments go from objects to JSON strings.
+    static func openAIMessage(_ value: Any) throws -> JSONObject {
+        guard var message = value as? JSONObject, message["role"] is String else {
+            throw BodhiError.invalidRequest("each message needs a role and content")
+        }
+        if let images = message["images"] as? [Any], !images.isEmpty {
+            throw BodhiError.invalidRequest("this model does not support images")
+        }
+        message["images"] = nil
+        if message["content"] == nil { message["content"] = "" }
+        if let calls = message["tool_calls"] as? [JSONObject] {
+            message["tool_calls"] = calls.enumerated().map { index, call -> JSONObject in
+                let function = call["function"] as? JSONObject ?? [:]
+                let arguments = function["arguments"].flatMap { try? JSONSerialization.data(withJSONObject: $0) }
+                    .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+                return ["id": "call_\(index)", "type": "function",
+                        "function": ["name": function["name"] ?? "", "arguments": arguments]]
+            }
+        }
+        if let toolName = message.removeValue(forKey: "tool_name") { message["name"] = toolName }
+        if message["thinking"] != nil { message["thinking"] = nil }
+        return message
+    }
+
+    /// Sends the translated request and translates the answer, streaming or not.
+    private func run(
+        _ operation: InferenceOperation, _ openAI: JSONObject, served: ServedModel, name: String, request: JSONObject, field: Field
+    ) async throws -> Reply {
+        var openAI = openAI
+        openAI["model"] = served.name
+        let keepAlive = try Self.keepAlive(request)
+        let started = ContinuousClock.now
+        let engineID = EngineTarget(served).id
+        let result = try await inference.handle(operation, body: OllamaJSON.buffer(openAI), allowedModels: nil)
+        if let keepAlive { await supervisor.setKeepAlive(keepAlive, for: engineID) }
+        switch result {
+        case .complete(let status, _, let body):
+            let object = (try? OllamaJSON.object(from: body)) ?? [:]
+            guard status == 200 else { throw Self.engineError(status: status, object) }
+            var reply = Reply.Translation(name: name, field: field, started: started, streaming: false)
+            reply.absorb(object)
+            return .json(OllamaJSON.buffer(reply.final()))
+        case .events(let stream):
+            return .lines(LineStream { emit in
+                var reply = Reply.Translation(name: name, field: field, started: started, streaming: true)
+                await stream.forward { event in
+                    guard let data = SSEFramer.data(of: event), data != "[DONE]",
+                          let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? JSONObject else { return }
+                    if let error = object["error"] as? JSONObject {
+                        try await emit(OllamaJSON.buffer(["error": error["message"] ?? "the engine failed"], newline: true))
+                        reply.failed = true
+                        return
+                    }
+                    for line in reply.absorb(object) { try await emit(OllamaJSON.buffer(line, newline: true)) }
+                }
+                if !reply.failed { try? await emit(OllamaJSON.buffer(reply.final(), newline: true)) }
+            })
+        }
+    }
+
+    /// An empty prompt loads the model (or, with `keep_alive: 0`, unloads it), as in Ollama.
+    private func loadOrUnload(_ served: ServedModel, name: String, request: JSONObject, field: String) async throws -> Reply {
+        let target = EngineTarget(served)
+        var reply: JSONObject = ["model": name, "created_at": OllamaJSON.timestamp(), "done": true]
+        reply[field] = field == "message" ? ["role": "assistant", "content": ""] as JSONObject : ""
+        if case .idle(.zero) = try Self.keepAlive(request) {
+            await supervisor.unload(target.id)
+            reply["done_reason"] = "unload"
+        } else {
+            let lease = try await supervisor.acquire(target)
+            await lease.release()
+            if let keepAlive = try Self.keepAlive(request) { await supervisor.setKeepAlive(keepAlive, for: target.id) }
+            reply["done_reason"] = "load"
+        }
+        let stream = request["stream"] as? Bool ?? true
+        let line = OllamaJSON.buffer(reply, newline: true)
+        return stream ? .lines(LineStream { emit in try? await emit(line) }) : .json(OllamaJSON.buffer(reply))
+    }
+
+    /// Ollama's `keep_alive`: a duration ("5m"), seconds, 0 (unload when done), negative (forever).
+    static func keepAlive(_ request: JSONObject) throws -> KeepAlive? {
+        switch request["keep_alive"] {
+        case nil, is NSNull: return nil
+        case let number as NSNumber:
+            let seconds = number.doubleValue
+            return seconds < 0 ? .forever : .idle(.milliseconds(Int64(seconds * 1000)))
+        case let text as String:
+            guard let keepAlive = KeepAlive(parsing: text) else {
+                throw BodhiError.invalidRequest("keep_alive must be a duration such as \"5m\", a number of seconds, 0 or negative")
+            }
+            return keepAlive
+        default:
+            throw BodhiError.invalidRequest("keep_alive must be a duration such as \"5m\", a number of seconds, 0 or negative")
+        }
+    }
+
+    static func engineError(status: Int, _ object: JSONObject) -> BodhiError {
+        let message = (object["error"] as? JSONObject)?["message"] as? String ?? "the engine answered \(status)"
+        return BodhiError(status >= 500 ? .engineFailed : .invalidRequest, status: status, message)
+    }
+}
+
+extension OllamaService.Reply {
+    /// Accumulates an OpenAI answer (whole or in chunks) into Ollama's shape.
+    struct Translation {
+        let name: String
+        let field: OllamaService.Field
+        let started: ContinuousClock.Instant
+        let streaming: Bool
+        var finishReason: String?
+        var usage: JSONObject?
+        var timings: JSONObject?
+        var content = ""
+        var thinking = ""
+        /// Tool calls arrive in pieces by index; arguments are concatenated strings.
+        var toolCalls: [Int: (name: String, arguments: String)] = [:]
+        var streamed = false
+        var failed = false
+
+        init(name: String, field: OllamaService.Field, started: ContinuousClock.Instant, streaming: Bool) {
+            self.name = name
+            self.field = field
+            self.started = started
+            self.streaming = streaming
+        }
+
+        /// Takes one OpenAI object (a whole response or a stream chunk); returns the lines to
+        /// send now.
+        @discardableResult
+        mutating func absorb(_ object: JSONObject) -> [JSONObject] {
+            if let usage = object["usage"] as? JSONObject { self.usage = usage }
+            if let timings = object["timings"] as? JSONObject { self.timings = timings }
+            guard let choice = (object["choices"] as? [JSONObject])?.first else { return [] }
+            if let reason = choice["finish_reason"] as? String { finishReason = reason }
+            var lines: [JSONObject] = []
+            if let delta = choice["delta"] as? JSONObject {
+                streamed = true
+                let text = delta["content"] as? String ?? ""
+                let reasoning = delta["reasoning_content"] as? String ?? ""
+                collectToolCalls(delta["tool_calls"])
+                if !text.isEmpty || !reasoning.isEmpty { lines.append(chunk(text: text, thinking: reasoning)) }
+            } else if let message = choice["message"] as? JSONObject {
+                content = message["content"] as? String ?? ""
+                thinking = message["reasoning_content"] as? String ?? ""
+                collectToolCalls(message["tool_calls"])
+            } else if let text = choice["text"] as? String {
+                // Completions carry `text` both whole and in stream chunks.
+                if streaming {
+                    streamed = true
+                    if !text.isEmpty { lines.append(chunk(text: text, thinking: "")) }
+                } else {
+                    content = text
+                }
+            }
+            return lines
+        }
+
+        private mutating func collectToolCalls(_ value: Any?) {
+            guard let calls = value as? [JSONObject] else { return }
+            for (position, call) in calls.enumerated() {
+                let index = call["index"] as? Int ?? position
+                let function = call["function"] as? JSONObject ?? [:]
+                var entry = toolCalls[index] ?? (name: "", arguments: "")
+                if let name = function["name"] as? String, !name.isEmpty { entry.name = name }
+                entry.arguments += function["arguments"] as? String ?? ""
+                toolCalls[index] = entry
+            }
+        }
+
+        private func chunk(text: String, thinking: String) -> JSONObject {
+            var line: JSONObject = ["model": name, "created_at": OllamaJSON.timestamp(), "done": false]
+            switch field {
+            case .message:
+                var message: JSONObject = ["role": "assistant", "content": text]
+                if !thinking.isEmpty { message["thinking"] = thinking }
+                line["message"] = message
+            case .response:
+                line["response"] = text
+                if !thinking.isEmpty { line["thinking"] = thinking }
+            }
+            return line
+        }
+
+        /// The closing object: the whole text when not streamed, the reason, and Ollama's
+        /// counts and durations (nanoseconds).
+        func final() -> JSONObject {
+            var line: JSONObject = ["model": name, "created_at": OllamaJSON.timestamp(), "done": true]
+            let text = streamed ? "" : content
+            let calls: [JSONObject] = toolCalls.keys.sorted().compactMap { index in
+                guard let call = toolCalls[index] else { return nil }
+                let arguments = (try? JSONSerialization.jsonObject(with: Data(call.arguments.utf8))) ?? [String: Any]()
+                return ["function": ["name": call.name, "arguments": arguments] as JSONObject]
+            }
+            switch field {
+            case .message:
+                var message: JSONObject = ["role": "assistant", "content": text]
+                if !streamed, !thinking.isEmpty { message["thinking"] = thinking }
+                if !calls.isEmpty { message["tool_calls"] = calls }
+                line["message"] = message
+            case .response:
+                line["response"] = text
+                if !streamed, !thinking.isEmpty { line["thinking"] = thinking }
+            }
+            line["done_reason"] = finishReason == "length" ? "length" : "stop"
+            let elapsed = ContinuousClock.now - started
+            line["total_duration"] = Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+            line["load_duration"] = 0
+            let promptTokens = usage?["prompt_tokens"] as? Int ?? timings?["prompt_n"] as? Int ?? 0
+            let completionTokens = usage?["completion_tokens"] as? Int ?? timings?["predicted_n"] as? Int ?? 0
+            line["prompt_eval_count"] = promptTokens
+            line["eval_count"] = completionTokens
+            line["prompt_eval_duration"] = Int64(((timings?["prompt_ms"] as? Double) ?? 0) * 1_000_000)
+            line["eval_duration"] = Int64(((timings?["predicted_ms"] as? Double) ?? 0) * 1_000_000)
+            return line
+        }
+    }
+}
