@@ -339,3 +339,21 @@ def test_pulls_beyond_the_limit_wait_their_turn(tmp_path: Path, hub: FakeHub):
         assert wait_finished(server, second["id"])["state"] == "completed"
     finally:
         server.stop()
+
+
+def test_the_ollama_client_pulls_with_progress(puller: BodhiServer, hub: FakeHub):
+    import ollama
+
+    content = gguf(3 * MB, 50)
+    hub.add_repo("test-org/ollama-GGUF", {"o.Q4_K_M.gguf": content}, token=TOKEN)
+    client = ollama.Client(host=puller.base_url, headers=puller.auth)
+    updates = list(client.pull("hf.co/test-org/ollama-GGUF:Q4_K_M", stream=True))
+    statuses = [u.status for u in updates]
+    assert statuses[0] == "pulling manifest" and statuses[-1] == "success"
+    progress = [u for u in updates if u.status.startswith("pulling ") and u.total]
+    assert progress and progress[-1].completed == progress[-1].total == len(content)
+    assert progress[-1].digest == "sha256:" + __import__("hashlib").sha256(content).hexdigest()
+    assert "test-org/ollama-GGUF:Q4_K_M" in [m.model for m in client.list().models]
+    with pytest.raises(ollama.ResponseError) as missing:
+        client.pull("hf.co/test-org/no-such-GGUF", stream=False)
+    assert missing.value.status_code == 404

@@ -1,0 +1,104 @@
+"""The official `ollama` Python client against Bodhi, as a program written for Ollama runs it:
+only the host (and a token header) change."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import ollama
+import pytest
+from bodhi_process import DEFAULT_MODEL, BodhiServer, poll_until
+
+QUESTION = [{"role": "user", "content": "Say hello."}]
+
+
+@pytest.fixture(scope="module")
+def client(bodhi: BodhiServer) -> ollama.Client:
+    return ollama.Client(host=bodhi.base_url, headers=bodhi.auth, timeout=120)
+
+
+def test_root_and_version_answer_like_ollama(bodhi: BodhiServer):
+    assert httpx.get(bodhi.base_url + "/", timeout=10).text == "Ollama is running"
+    assert httpx.head(bodhi.base_url + "/", timeout=10).status_code == 200
+    assert httpx.get(bodhi.base_url + "/api/version", timeout=10).json()["version"]
+
+
+def test_list_and_show_agree_with_the_openai_listing(client: ollama.Client, bodhi: BodhiServer, http: httpx.Client):
+    names = [m.model for m in client.list().models]
+    assert DEFAULT_MODEL in names
+    assert set(names) >= {m["id"] for m in http.get("/v1/models").json()["data"] if "/" in m["id"]}
+    listed = next(m for m in client.list().models if m.model == DEFAULT_MODEL)
+    assert listed.size > 50_000_000 and len(listed.digest) == 64
+    assert listed.details.format == "gguf" and listed.details.family == "llama" and listed.details.quantization_level
+
+    shown = client.show(DEFAULT_MODEL)
+    assert "completion" in shown.capabilities
+    assert shown.modelinfo["general.architecture"] == "llama"
+    assert shown.modelinfo["llama.context_length"] == 8192
+    assert shown.template and "FROM " in shown.modelfile
+    # hf.co/ names, as Ollama writes Hugging Face models, name the same model.
+    assert client.show("hf.co/" + DEFAULT_MODEL).modelinfo == shown.modelinfo
+
+
+def test_chat_streams_and_answers_whole(client: ollama.Client):
+    whole = client.chat(model=DEFAULT_MODEL, messages=QUESTION, stream=False, options={"num_predict": 8, "temperature": 0})
+    assert whole.message.role == "assistant" and whole.message.content
+    assert whole.done and whole.done_reason in ("stop", "length")
+    assert whole.eval_count and whole.eval_count <= 8 and whole.prompt_eval_count > 0
+    assert whole.total_duration > 0 and whole.eval_duration > 0
+
+    parts = list(client.chat(model=DEFAULT_MODEL, messages=QUESTION, stream=True, options={"num_predict": 8, "temperature": 0}))
+    assert not parts[0].done and parts[-1].done
+    assert "".join(p.message.content for p in parts) == whole.message.content
+
+
+def test_generate_with_system_raw_and_json_format(client: ollama.Client):
+    answer = client.generate(model=DEFAULT_MODEL, prompt="Why is the sky blue?", system="Answer in one word.",
+                             options={"num_predict": 6}, stream=False)
+    assert answer.response and answer.done
+    streamed = "".join(p.response for p in client.generate(model=DEFAULT_MODEL, prompt="1, 2, 3,", raw=True, stream=True,
+                                                           options={"num_predict": 6, "temperature": 0}))
+    assert streamed
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}}, "required": ["name"]}
+    formatted = client.generate(model=DEFAULT_MODEL, prompt="Give a JSON object with a key name.", format=schema,
+                                options={"num_predict": 100, "temperature": 0}, stream=False)
+    assert isinstance(json.loads(formatted.response)["name"], str)
+    loose = client.generate(model=DEFAULT_MODEL, prompt="Reply with a JSON object.", format="json",
+                            options={"num_predict": 4}, stream=False)
+    assert loose.response.lstrip().startswith("{")
+
+
+def test_embed_and_the_older_embeddings(client: ollama.Client):
+    embedded = client.embed(model=DEFAULT_MODEL, input=["first text", "second text"])
+    assert len(embedded.embeddings) == 2 and len(embedded.embeddings[0]) == 576
+    older = client.embeddings(model=DEFAULT_MODEL, prompt="first text")
+    assert len(older.embedding) == 576
+
+
+def test_copy_makes_an_alias_and_delete_removes_it(client: ollama.Client, http: httpx.Client):
+    client.copy(DEFAULT_MODEL, "smol-copy")
+    assert "smol-copy:latest" in [m.model for m in client.list().models]
+    assert "smol-copy" in [m["id"] for m in http.get("/v1/models").json()["data"]]
+    assert client.chat(model="smol-copy", messages=QUESTION, options={"num_predict": 2}).message is not None
+    client.delete("smol-copy:latest")
+    assert "smol-copy:latest" not in [m.model for m in client.list().models]
+
+
+def test_keep_alive_zero_unloads_and_ps_shows_it(client: ollama.Client):
+    client.generate(model=DEFAULT_MODEL, prompt="Hi", options={"num_predict": 2})
+    assert DEFAULT_MODEL in [m.model for m in client.ps().models]
+    loaded = next(m for m in client.ps().models if m.model == DEFAULT_MODEL)
+    assert loaded.size > 0 and loaded.expires_at is not None
+    unloaded = client.generate(model=DEFAULT_MODEL, prompt="", keep_alive=0)
+    assert unloaded.done_reason == "unload"
+    poll_until(lambda: DEFAULT_MODEL not in [m.model for m in client.ps().models], 10, "the model to unload")
+
+
+def test_errors_raise_response_error_with_ollama_status(client: ollama.Client, bodhi: BodhiServer):
+    with pytest.raises(ollama.ResponseError) as missing:
+        client.chat(model="nobody/nothing:Q4_0", messages=QUESTION)
+    assert missing.value.status_code == 404 and "not found, try pulling it first" in missing.value.error
+    with pytest.raises(ollama.ResponseError) as unauthenticated:
+        ollama.Client(host=bodhi.base_url).list()
+    assert unauthenticated.value.status_code == 401
