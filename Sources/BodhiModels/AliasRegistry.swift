@@ -7,6 +7,12 @@ public struct ServedModel: Sendable, Equatable {
     public let name: String
     public let entry: ModelEntry
     public let alias: Alias?
+
+    public init(name: String, entry: ModelEntry, alias: Alias?) {
+        self.name = name
+        self.entry = entry
+        self.alias = alias
+    }
 }
 
 /// The aliases, kept in memory for the request path and written through to the database.

@@ -5,7 +5,7 @@ import Foundation
 /// name that is not known (yet) triggers a rescan before it is reported missing, so files
 /// that appear while Bodhi runs are served without a restart.
 public actor ModelCatalog {
-    private let cache: HuggingFaceCache
+    public nonisolated let cache: HuggingFaceCache
     private var byID: [String: ModelEntry] = [:]
     /// When each entry's file was last seen on disk; a recent sighting spares the hot path a stat.
     private var seenAt: [String: ContinuousClock.Instant] = [:]

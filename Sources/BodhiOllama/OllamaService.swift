@@ -15,6 +15,7 @@ public struct OllamaService: Sendable {
     let models: ModelService
     let pulls: PullManager
     let plan: EnginePlan
+    let uploads: BlobUploads
 
     /// The Ollama API version Bodhi follows.
     public static let version = "0.13.0"
@@ -30,6 +31,7 @@ public struct OllamaService: Sendable {
         self.models = models
         self.pulls = pulls
         self.plan = plan
+        uploads = BlobUploads(hubDirectory: catalog.cache.hubDirectory)
     }
 
     /// An answer: one JSON object, or NDJSON lines as they come.

@@ -42,6 +42,16 @@ struct OllamaRoutes {
             try await ollama.delete(try await request.body.collect(upTo: limit))
             return Response(status: .ok)
         }
+        router.post("/api/create") { request, _ in
+            Self.render(try await ollama.create(try await request.body.collect(upTo: limit)))
+        }
+        router.head("/api/blobs/:digest") { _, context in
+            Response(status: try ollama.hasBlob(context.parameters.decoded("digest")) ? .ok : .notFound)
+        }
+        router.post("/api/blobs/:digest") { request, context in
+            try await ollama.storeBlob(context.parameters.decoded("digest"), body: request.body)
+            return Response(status: .created)
+        }
         router.post("/api/copy") { request, _ in
             try await ollama.copy(try await request.body.collect(upTo: limit))
             return Response(status: .ok)

