@@ -16,6 +16,7 @@ public enum SettingKey: String, CaseIterable, Sendable {
     case hfEndpoint = "HF_ENDPOINT"
     case maxPulls = "BODHI_MAX_PULLS"
     case databaseURL = "BODHI_DATABASE_URL"
+    case ollamaPort = "BODHI_OLLAMA_PORT"
 }
 
 /// Where a setting's value came from, in order of precedence.
@@ -58,6 +59,8 @@ public struct Settings: Sendable {
     public var maxPulls: Int
     /// Where Bodhi keeps its data: SQLite in `BODHI_HOME` by default, or PostgreSQL.
     public var database: DatabaseURL
+    /// A second listener for tools that expect Ollama's address (e.g. 11434); nil for none.
+    public var ollamaPort: Int?
     public var sources: [SettingKey: SettingSource]
     /// Each setting as written where it came from, and its default, for the settings API.
     public var texts: [SettingKey: String]
@@ -139,6 +142,14 @@ public struct Settings: Sendable {
             throw invalid(.hfEndpoint, hfEndpoint, "expected an http(s) URL such as https://huggingface.co")
         }
         let maxPulls = try integer(.maxPulls, default: 2, range: 1...16)
+        let ollamaPortText = value(.ollamaPort, default: "").trimmingCharacters(in: .whitespaces)
+        var ollamaPort: Int?
+        if !ollamaPortText.isEmpty {
+            guard let number = Int(ollamaPortText), (1...65535).contains(number), number != port else {
+                throw invalid(.ollamaPort, ollamaPortText, "expected a port from 1 to 65535 other than BODHI_PORT, or nothing for no second listener")
+            }
+            ollamaPort = number
+        }
         let databaseText = value(.databaseURL, default: "sqlite:" + home + "/bodhi.sqlite")
         guard let database = DatabaseURL(databaseText, relativeTo: home) else {
             throw invalid(.databaseURL, DatabaseURL.redacted(databaseText),
@@ -149,7 +160,7 @@ public struct Settings: Sendable {
             home: home, hfHome: hfHome, host: host, port: port, llamaServer: llamaServer,
             llamaArgs: llamaArgs, keepAlive: keepAlive, maxLoadedModels: maxLoaded, parallel: parallel,
             hfEndpoint: hfEndpoint, hfToken: hubToken(environment: environment, hfHome: hfHome), maxPulls: maxPulls,
-            database: database,
+            database: database, ollamaPort: ollamaPort,
             sources: sources, texts: texts, defaults: defaults)
     }
 

@@ -84,8 +84,19 @@ struct Serve: AsyncParsableCommand {
             })
         // Services stop in reverse order: the listener first (letting requests in flight finish),
         // then the engines. A stream can run for minutes, so the drain is bounded.
+        var listeners: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: application)]
+        if let ollamaPort = settings.ollamaPort {
+            // The same API (Ollama's, OpenAI's, Bodhi's) and the same access rules on Ollama's
+            // address, for tools that hard-code it.
+            listeners.append(.init(service: BodhiHTTPServer.application(
+                services: services, host: settings.host, port: ollamaPort, logger: logger,
+                onServerRunning: { port in
+                    print("Ollama-compatible listener on http://\(settings.host):\(port)")
+                    fflush(nil)
+                })))
+        }
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [.init(service: EngineSupervisorService(supervisor: supervisor)), .init(service: application)],
+            services: [.init(service: EngineSupervisorService(supervisor: supervisor))] + listeners,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = Self.maximumDrain

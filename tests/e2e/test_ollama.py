@@ -143,3 +143,23 @@ def test_create_from_an_uploaded_gguf_blob(client: ollama.Client, bodhi: BodhiSe
         assert reply.message.content
     finally:
         client.delete("uploaded")
+
+
+def test_a_second_listener_on_ollamas_port_serves_the_same_api(tmp_path):
+    from bodhi_process import free_port
+
+    port = free_port()
+    with BodhiServer(tmp_path, env={"BODHI_OLLAMA_PORT": str(port)}) as server:
+        assert f"Ollama-compatible listener on http://127.0.0.1:{port}" in server.log_tail()
+        on_ollamas_port = ollama.Client(host=f"http://127.0.0.1:{port}", headers=server.auth)
+        assert DEFAULT_MODEL in [m.model for m in on_ollamas_port.list().models]
+        with pytest.raises(ollama.ResponseError) as refused:
+            ollama.Client(host=f"http://127.0.0.1:{port}").list()
+        assert refused.value.status_code == 401
+
+
+def test_an_invalid_ollama_port_stops_bodhi(tmp_path):
+    from bodhi_process import run_bodhi
+
+    result = run_bodhi("serve", home=tmp_path, env={"BODHI_OLLAMA_PORT": "eleven"}, timeout=30)
+    assert result.returncode != 0 and "BODHI_OLLAMA_PORT" in result.stderr
