@@ -93,9 +93,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Ollama's API, translated to the engines' OpenAI-compatible one.
+        // Other vendors' APIs (Ollama, Anthropic) translated to the engines' OpenAI-compatible one.
         .target(
-            name: "BodhiOllama",
+            name: "BodhiCompatibility",
             dependencies: [
                 "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -106,7 +106,7 @@ let package = Package(
         .target(
             name: "BodhiServer",
             dependencies: [
-                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiOllama",
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiCompatibility",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
@@ -126,6 +126,7 @@ let package = Package(
         ),
         .testTarget(name: "BodhiCoreTests", dependencies: ["BodhiCore"], swiftSettings: strict),
         .testTarget(name: "BodhiModelsTests", dependencies: ["BodhiModels"], swiftSettings: strict),
+        .testTarget(name: "BodhiCompatibilityTests", dependencies: ["BodhiCompatibility"], swiftSettings: strict),
         .testTarget(name: "BodhiStoreTests", dependencies: ["BodhiStore", "BodhiIdentity"], swiftSettings: strict),
         .testTarget(
             name: "BodhiHubTests",

@@ -58,6 +58,7 @@ enum AccessPolicy {
         "POST /v1/chat/completions": .user,
         "POST /v1/completions": .user,
         "POST /v1/embeddings": .user,
+        "POST /v1/messages": .user,
         "GET /bodhi/v1/models": .user,
         "GET /bodhi/v1/models/**": .user,
         "GET /bodhi/v1/engines": .user,

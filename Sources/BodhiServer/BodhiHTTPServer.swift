@@ -18,6 +18,7 @@ public enum BodhiHTTPServer {
         SettingsRoutes(services: services).register(on: router)
         OpenAIRoutes(services: services).register(on: router)
         OllamaRoutes(services: services).register(on: router)
+        AnthropicRoutes(services: services).register(on: router)
         PullRoutes(services: services).register(on: router)
         AliasRoutes(services: services).register(on: router)
         ModelRoutes(services: services).register(on: router)

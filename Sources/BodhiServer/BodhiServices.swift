@@ -2,7 +2,7 @@ import BodhiCore
 import BodhiEngine
 import BodhiHub
 import BodhiIdentity
-import BodhiOllama
+import BodhiCompatibility
 import BodhiModels
 
 /// The services the HTTP layer calls; built once by the composition root.
@@ -16,6 +16,7 @@ public struct BodhiServices: Sendable {
     public let identity: IdentityService
     public let settings: SettingsEditor
     public let ollama: OllamaService
+    public let anthropic: AnthropicService
     /// How engines run, for memory estimates.
     public let enginePlan: EnginePlan
     /// Requests with larger bodies are refused with 413.
@@ -37,6 +38,7 @@ public struct BodhiServices: Sendable {
         ollama = OllamaService(
             inference: inference, aliases: aliases, catalog: catalog, supervisor: supervisor, models: models, pulls: pulls,
             plan: enginePlan)
+        anthropic = AnthropicService(inference: inference)
         self.enginePlan = enginePlan
         self.maxRequestBodyBytes = maxRequestBodyBytes
     }

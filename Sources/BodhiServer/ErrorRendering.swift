@@ -41,7 +41,9 @@ struct ErrorRenderingMiddleware: RouterMiddleware {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let retryAfter = error.retryAfterSeconds { headers[.retryAfter] = String(retryAfter) }
         let body: Data
-        if path.hasPrefix("/v1/") || path == "/v1" {
+        if path == "/v1/messages" || path.hasPrefix("/v1/messages/") {
+            body = (try? JSONSerialization.data(withJSONObject: anthropicError(error))) ?? Data()
+        } else if path.hasPrefix("/v1/") || path == "/v1" {
             body = (try? JSONEncoder().encode(OpenAIErrorBody(error))) ?? Data()
         } else if path.hasPrefix("/api/") {
             // Ollama's shape: a bare message.
@@ -51,6 +53,21 @@ struct ErrorRenderingMiddleware: RouterMiddleware {
         }
         return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
+}
+
+/// Anthropic's error JSON: `{"type": "error", "error": {"type", "message"}}`.
+func anthropicError(_ error: BodhiError) -> [String: Any] {
+    let type = switch error.status {
+    case 400, 422: "invalid_request_error"
+    case 401: "authentication_error"
+    case 403: "permission_error"
+    case 404: "not_found_error"
+    case 413: "request_too_large"
+    case 429: "rate_limit_error"
+    case 503: "overloaded_error"
+    default: "api_error"
+    }
+    return ["type": "error", "error": ["type": type, "message": error.message]]
 }
 
 /// Bodhi's own error JSON: `{"error": {"code", "message"}}`.

@@ -1,5 +1,5 @@
 import BodhiCore
-import BodhiOllama
+import BodhiCompatibility
 import Hummingbird
 
 /// Ollama's API under `/api`, and its root probe.
@@ -63,11 +63,11 @@ struct OllamaRoutes {
     }
 
     /// One JSON object, or NDJSON lines written as they come.
-    static func render(_ reply: OllamaService.Reply) -> Response {
+    static func render(_ reply: TranslatedReply) -> Response {
         switch reply {
         case .json(let body):
             return json(body)
-        case .lines(let lines):
+        case .stream(let lines):
             return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: ResponseBody { writer in
                 await lines.forward { line in try await writer.write(line) }
                 try await writer.finish(nil)

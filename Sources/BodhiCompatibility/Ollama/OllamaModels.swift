@@ -9,7 +9,7 @@ extension OllamaService {
 
     /// `/api/embed`: `input` is a string or a list of strings.
     public func embed(_ body: ByteBuffer, allowed: [String]?) async throws -> ByteBuffer {
-        let request = try OllamaJSON.object(from: body)
+        let request = try JSONBody.object(from: body)
         let name = try OllamaJSON.modelName(request)
         guard let input = request["input"], input is String || input is [Any] else {
             throw BodhiError.invalidRequest("input must be a string or a list of strings")
@@ -17,30 +17,30 @@ extension OllamaService {
         let started = ContinuousClock.now
         let (vectors, promptTokens) = try await embeddings(of: input, name: name, allowed: allowed, request: request)
         let elapsed = ContinuousClock.now - started
-        return OllamaJSON.buffer([
+        return JSONBody.buffer([
             "model": name, "embeddings": vectors, "load_duration": 0, "prompt_eval_count": promptTokens,
-            "total_duration": Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000,
+            "total_duration": JSONBody.nanoseconds(elapsed),
         ])
     }
 
     /// `/api/embeddings`, the older form: one `prompt`, one `embedding`.
     public func legacyEmbeddings(_ body: ByteBuffer, allowed: [String]?) async throws -> ByteBuffer {
-        let request = try OllamaJSON.object(from: body)
+        let request = try JSONBody.object(from: body)
         let name = try OllamaJSON.modelName(request)
         let prompt = request["prompt"] as? String ?? ""
-        if prompt.isEmpty { return OllamaJSON.buffer(["embedding": [Double]()]) }
+        if prompt.isEmpty { return JSONBody.buffer(["embedding": [Double]()]) }
         let (vectors, _) = try await embeddings(of: prompt, name: name, allowed: allowed, request: request)
-        return OllamaJSON.buffer(["embedding": vectors.first ?? []])
+        return JSONBody.buffer(["embedding": vectors.first ?? []])
     }
 
     private func embeddings(of input: Any, name: String, allowed: [String]?, request: JSONObject) async throws -> ([Any], Int) {
         let served = try await resolve(name, allowed: allowed)
         let keepAlive = try Self.keepAlive(request)
-        let body = OllamaJSON.buffer(["model": served.name, "input": input])
+        let body = JSONBody.buffer(["model": served.name, "input": input])
         let result = try await inference.handle(.embeddings, body: body, allowedModels: nil)
         if let keepAlive { await supervisor.setKeepAlive(keepAlive, for: EngineTarget(served).id) }
         guard case .complete(let status, _, let bytes) = result else { throw BodhiError.internalError("The engine streamed embeddings.") }
-        let object = (try? OllamaJSON.object(from: bytes)) ?? [:]
+        let object = (try? JSONBody.object(from: bytes)) ?? [:]
         guard status == 200 else { throw Self.engineError(status: status, object) }
         let data = (object["data"] as? [JSONObject] ?? []).sorted { ($0["index"] as? Int ?? 0) < ($1["index"] as? Int ?? 0) }
         let tokens = (object["usage"] as? JSONObject)?["prompt_tokens"] as? Int ?? 0
@@ -62,7 +62,7 @@ extension OllamaService {
             let names = Set(allowed.flatMap { [$0.lowercased(), OllamaNames.display($0, isAlias: true).lowercased()] })
             entries = entries.filter { names.contains(($0["name"] as? String ?? "").lowercased()) }
         }
-        return OllamaJSON.buffer(["models": entries])
+        return JSONBody.buffer(["models": entries])
     }
 
     static func tag(name: String, description: ModelDescription, modified: Date) -> JSONObject {
@@ -96,7 +96,7 @@ extension OllamaService {
     /// `/api/show`: what the GGUF header says, the chat template, and an alias's defaults as
     /// Ollama's `parameters`.
     public func show(_ body: ByteBuffer, allowed: [String]?) async throws -> ByteBuffer {
-        let request = try OllamaJSON.object(from: body)
+        let request = try JSONBody.object(from: body)
         let name = try OllamaJSON.modelName(request)
         let served = try await resolve(name, allowed: allowed)
         let description = try await models.describe(served.name, plan: plan)
@@ -126,7 +126,7 @@ extension OllamaService {
             "modified_at": OllamaJSON.timestamp(description.entry.modified),
         ]
         if let system = served.alias?.defaults.system { reply["system"] = system }
-        return OllamaJSON.buffer(reply)
+        return JSONBody.buffer(reply)
     }
 
     /// An alias's defaults in Ollama's `PARAMETER` form, one per line.
@@ -166,13 +166,13 @@ extension OllamaService {
             }
             entries.append(entry)
         }
-        return OllamaJSON.buffer(["models": entries])
+        return JSONBody.buffer(["models": entries])
     }
 
     /// `/api/delete`: an alias goes alone; a model goes with its files (refused while aliases
     /// serve it).
     public func delete(_ body: ByteBuffer) async throws {
-        let request = try OllamaJSON.object(from: body)
+        let request = try JSONBody.object(from: body)
         let name = try OllamaJSON.modelName(request)
         let served = try await resolve(name, allowed: nil)
         if let alias = served.alias {
@@ -186,7 +186,7 @@ extension OllamaService {
     /// `/api/copy`: the destination becomes an alias of the source (a copy of it, if the
     /// source is an alias).
     public func copy(_ body: ByteBuffer) async throws {
-        let request = try OllamaJSON.object(from: body)
+        let request = try JSONBody.object(from: body)
         guard let source = request["source"] as? String, let destination = request["destination"] as? String,
               !source.isEmpty, !destination.isEmpty else {
             throw BodhiError.invalidRequest("source and destination are required")
@@ -206,8 +206,8 @@ extension OllamaService {
     // MARK: Pull
 
     /// `/api/pull`: Bodhi's pull, reported in Ollama's progress shape.
-    public func pull(_ body: ByteBuffer) async throws -> Reply {
-        let request = try OllamaJSON.object(from: body)
+    public func pull(_ body: ByteBuffer) async throws -> TranslatedReply {
+        let request = try JSONBody.object(from: body)
         let name = try OllamaJSON.modelName(request)
         let record = try await pulls.start(reference: name)
         let events = try await pulls.events(id: record.id)
@@ -216,17 +216,17 @@ extension OllamaService {
             var last = record
             for await update in events { last = update }
             guard last.state == .completed else { throw BodhiError(.hubError, status: 500, last.error ?? "pull \(last.state.rawValue)") }
-            return .json(OllamaJSON.buffer(["status": "success"]))
+            return .json(JSONBody.buffer(["status": "success"]))
         }
-        return .lines(LineStream { emit in
+        return .stream(ChunkStream { emit in
             do {
-                try await emit(OllamaJSON.buffer(["status": "pulling manifest"], newline: true))
+                try await emit(JSONBody.buffer(["status": "pulling manifest"], newline: true))
                 var last = record
                 for await update in events {
                     last = update
                     if update.state == .downloading || update.state == .completed {
                         let digest = update.files.first?.sha256 ?? ""
-                        try await emit(OllamaJSON.buffer([
+                        try await emit(JSONBody.buffer([
                             "status": "pulling \(digest.prefix(12))", "digest": "sha256:\(digest)",
                             "total": update.totalBytes, "completed": update.completedBytes,
                         ], newline: true))
@@ -234,10 +234,10 @@ extension OllamaService {
                 }
                 if last.state == .completed {
                     for status in ["verifying sha256 digest", "writing manifest", "success"] {
-                        try await emit(OllamaJSON.buffer(["status": status], newline: true))
+                        try await emit(JSONBody.buffer(["status": status], newline: true))
                     }
                 } else {
-                    try await emit(OllamaJSON.buffer(["error": last.error ?? "pull \(last.state.rawValue)"], newline: true))
+                    try await emit(JSONBody.buffer(["error": last.error ?? "pull \(last.state.rawValue)"], newline: true))
                 }
             } catch {
                 return

@@ -34,21 +34,6 @@ public struct OllamaService: Sendable {
         uploads = BlobUploads(hubDirectory: catalog.cache.hubDirectory)
     }
 
-    /// An answer: one JSON object, or NDJSON lines as they come.
-    public enum Reply: Sendable {
-        case json(ByteBuffer)
-        case lines(LineStream)
-    }
-
-    /// NDJSON lines, produced while the receiver takes them.
-    public struct LineStream: Sendable {
-        let produce: @Sendable (_ emit: (ByteBuffer) async throws -> Void) async -> Void
-
-        public func forward(to emit: (ByteBuffer) async throws -> Void) async {
-            await produce(emit)
-        }
-    }
-
     // MARK: Names
 
     /// The model an Ollama name serves (see `OllamaNames`), within the caller's allow-list.
@@ -65,8 +50,8 @@ public struct OllamaService: Sendable {
 
     // MARK: Chat and generate
 
-    public func chat(_ body: ByteBuffer, allowed: [String]?) async throws -> Reply {
-        let request = try OllamaJSON.object(from: body)
+    public func chat(_ body: ByteBuffer, allowed: [String]?) async throws -> TranslatedReply {
+        let request = try JSONBody.object(from: body)
         let name = try OllamaJSON.modelName(request)
         let served = try await resolve(name, allowed: allowed)
         guard let messages = request["messages"] as? [Any] else {
@@ -80,8 +65,8 @@ public struct OllamaService: Sendable {
         return try await run(.chatCompletions, openAI, served: served, name: name, request: request, field: .message)
     }
 
-    public func generate(_ body: ByteBuffer, allowed: [String]?) async throws -> Reply {
-        let request = try OllamaJSON.object(from: body)
+    public func generate(_ body: ByteBuffer, allowed: [String]?) async throws -> TranslatedReply {
+        let request = try JSONBody.object(from: body)
         let name = try OllamaJSON.modelName(request)
         let served = try await resolve(name, allowed: allowed)
         let prompt = request["prompt"] as? String ?? ""
@@ -168,41 +153,41 @@ public struct OllamaService: Sendable {
     /// Sends the translated request and translates the answer, streaming or not.
     private func run(
         _ operation: InferenceOperation, _ openAI: JSONObject, served: ServedModel, name: String, request: JSONObject, field: Field
-    ) async throws -> Reply {
+    ) async throws -> TranslatedReply {
         var openAI = openAI
         openAI["model"] = served.name
         let keepAlive = try Self.keepAlive(request)
         let started = ContinuousClock.now
         let engineID = EngineTarget(served).id
-        let result = try await inference.handle(operation, body: OllamaJSON.buffer(openAI), allowedModels: nil)
+        let result = try await inference.handle(operation, body: JSONBody.buffer(openAI), allowedModels: nil)
         if let keepAlive { await supervisor.setKeepAlive(keepAlive, for: engineID) }
         switch result {
         case .complete(let status, _, let body):
-            let object = (try? OllamaJSON.object(from: body)) ?? [:]
+            let object = (try? JSONBody.object(from: body)) ?? [:]
             guard status == 200 else { throw Self.engineError(status: status, object) }
-            var reply = Reply.Translation(name: name, field: field, started: started, streaming: false)
+            var reply = Translation(name: name, field: field, started: started, streaming: false)
             reply.absorb(object)
-            return .json(OllamaJSON.buffer(reply.final()))
+            return .json(JSONBody.buffer(reply.final()))
         case .events(let stream):
-            return .lines(LineStream { emit in
-                var reply = Reply.Translation(name: name, field: field, started: started, streaming: true)
+            return .stream(ChunkStream { emit in
+                var reply = Translation(name: name, field: field, started: started, streaming: true)
                 await stream.forward { event in
                     guard let data = SSEFramer.data(of: event), data != "[DONE]",
                           let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? JSONObject else { return }
                     if let error = object["error"] as? JSONObject {
-                        try await emit(OllamaJSON.buffer(["error": error["message"] ?? "the engine failed"], newline: true))
+                        try await emit(JSONBody.buffer(["error": error["message"] ?? "the engine failed"], newline: true))
                         reply.failed = true
                         return
                     }
-                    for line in reply.absorb(object) { try await emit(OllamaJSON.buffer(line, newline: true)) }
+                    for line in reply.absorb(object) { try await emit(JSONBody.buffer(line, newline: true)) }
                 }
-                if !reply.failed { try? await emit(OllamaJSON.buffer(reply.final(), newline: true)) }
+                if !reply.failed { try? await emit(JSONBody.buffer(reply.final(), newline: true)) }
             })
         }
     }
 
     /// An empty prompt loads the model (or, with `keep_alive: 0`, unloads it), as in Ollama.
-    private func loadOrUnload(_ served: ServedModel, name: String, request: JSONObject, field: String) async throws -> Reply {
+    private func loadOrUnload(_ served: ServedModel, name: String, request: JSONObject, field: String) async throws -> TranslatedReply {
         let target = EngineTarget(served)
         var reply: JSONObject = ["model": name, "created_at": OllamaJSON.timestamp(), "done": true]
         reply[field] = field == "message" ? ["role": "assistant", "content": ""] as JSONObject : ""
@@ -216,8 +201,8 @@ public struct OllamaService: Sendable {
             reply["done_reason"] = "load"
         }
         let stream = request["stream"] as? Bool ?? true
-        let line = OllamaJSON.buffer(reply, newline: true)
-        return stream ? .lines(LineStream { emit in try? await emit(line) }) : .json(OllamaJSON.buffer(reply))
+        let line = JSONBody.buffer(reply, newline: true)
+        return stream ? .stream(ChunkStream { emit in try? await emit(line) }) : .json(JSONBody.buffer(reply))
     }
 
     /// Ollama's `keep_alive`: a duration ("5m"), seconds, 0 (unload when done), negative (forever).
@@ -243,7 +228,7 @@ public struct OllamaService: Sendable {
     }
 }
 
-extension OllamaService.Reply {
+extension OllamaService {
     /// Accumulates an OpenAI answer (whole or in chunks) into Ollama's shape.
     struct Translation {
         let name: String
@@ -346,7 +331,7 @@ extension OllamaService.Reply {
             }
             line["done_reason"] = finishReason == "length" ? "length" : "stop"
             let elapsed = ContinuousClock.now - started
-            line["total_duration"] = Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+            line["total_duration"] = JSONBody.nanoseconds(elapsed)
             line["load_duration"] = 0
             let promptTokens = usage?["prompt_tokens"] as? Int ?? timings?["prompt_n"] as? Int ?? 0
             let completionTokens = usage?["completion_tokens"] as? Int ?? timings?["predicted_n"] as? Int ?? 0

@@ -9,8 +9,8 @@ extension OllamaService {
     /// `/api/create`: a new name for an existing model (or alias) with its own system prompt
     /// and parameters, or a model from uploaded GGUF blobs. Either way the result is a Bodhi
     /// alias, listed by `/api/tags` and `/v1/models`.
-    public func create(_ body: ByteBuffer) async throws -> Reply {
-        let request = try OllamaJSON.object(from: body)
+    public func create(_ body: ByteBuffer) async throws -> TranslatedReply {
+        let request = try JSONBody.object(from: body)
         let name = try OllamaJSON.modelName(request)
         for unsupported in ["quantize", "adapters"] where request[unsupported] != nil {
             throw BodhiError.invalidRequest("\(unsupported) is not supported by Bodhi")
@@ -59,12 +59,12 @@ extension OllamaService {
         }
         statuses += [["status": "writing manifest"], ["status": "success"]]
         if request["stream"] as? Bool ?? true {
-            let lines = statuses.map { OllamaJSON.buffer($0, newline: true) }
-            return .lines(LineStream { emit in
+            let lines = statuses.map { JSONBody.buffer($0, newline: true) }
+            return .stream(ChunkStream { emit in
                 for line in lines { try? await emit(line) }
             })
         }
-        return .json(OllamaJSON.buffer(["status": "success"]))
+        return .json(JSONBody.buffer(["status": "success"]))
     }
 
     /// Ollama's model parameters onto an alias: sampling defaults, and `num_ctx` as the

@@ -2,11 +2,11 @@ import BodhiCore
 import Foundation
 import NIOCore
 
-/// Ollama's request and response bodies are open-ended JSON objects (options, formats, tool
-/// schemas); they are read and written as dictionaries and mapped field by field.
+/// Ollama's and Anthropic's bodies are open-ended JSON objects (options, formats, tool schemas,
+/// content blocks); they are read and written as dictionaries and mapped field by field.
 typealias JSONObject = [String: Any]
 
-enum OllamaJSON {
+enum JSONBody {
     static func object(from buffer: ByteBuffer) throws -> JSONObject {
         guard buffer.readableBytes > 0 else { throw BodhiError.invalidRequest("The request body is empty; send a JSON object.") }
         guard let object = try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? JSONObject else {
@@ -21,6 +21,13 @@ enum OllamaJSON {
         return ByteBuffer(data: data)
     }
 
+    /// Nanoseconds in a duration, as Ollama reports times.
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+    }
+}
+
+enum OllamaJSON {
     /// Ollama's timestamps: RFC 3339 with fractions of a second.
     static func timestamp(_ date: Date = Date()) -> String {
         date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(separator: .omitted))

@@ -1,0 +1,293 @@
+import BodhiCore
+import BodhiEngine
+import BodhiModels
+import Foundation
+import NIOCore
+
+/// Anthropic's Messages API (`POST /v1/messages`) on Bodhi's models: content blocks, system
+/// prompts and tools are translated to the engine's chat completions, and answers back into
+/// messages or Anthropic's stream of events.
+public struct AnthropicService: Sendable {
+    let inference: InferenceService
+
+    public init(inference: InferenceService) {
+        self.inference = inference
+    }
+
+    public func messages(_ body: ByteBuffer, allowed: [String]?) async throws -> TranslatedReply {
+        let request = try JSONBody.object(from: body)
+        guard let name = request["model"] as? String, !name.isEmpty else {
+            throw BodhiError.invalidRequest("model: Field required", param: "model")
+        }
+        guard let maxTokens = request["max_tokens"] as? Int, maxTokens > 0 else {
+            throw BodhiError.invalidRequest("max_tokens: Field required (a positive integer)", param: "max_tokens")
+        }
+        let served = try await inference.resolve(name, allowedBy: allowed)
+        var chat = try Self.chatRequest(request)
+        chat["model"] = served.name
+        chat["max_tokens"] = maxTokens
+        let stream = request["stream"] as? Bool ?? false
+        chat["stream"] = stream
+        if stream { chat["stream_options"] = ["include_usage": true] }
+
+        let id = "msg_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
+        switch try await inference.handle(.chatCompletions, body: JSONBody.buffer(chat), allowedModels: nil) {
+        case .complete(let status, _, let bytes):
+            let object = (try? JSONBody.object(from: bytes)) ?? [:]
+            guard status == 200 else {
+                let message = (object["error"] as? JSONObject)?["message"] as? String ?? "the engine answered \(status)"
+                throw BodhiError(status >= 500 ? .engineFailed : .invalidRequest, status: status, message)
+            }
+            var message = Message(id: String(id), model: name)
+            message.absorb(object)
+            return .json(JSONBody.buffer(message.whole()))
+        case .events(let events):
+            return .stream(ChunkStream { emit in
+                var message = Message(id: String(id), model: name)
+                do {
+                    for event in message.start() { try await emit(Self.sse(event)) }
+                    await events.forward { event in
+                        guard let data = SSEFramer.data(of: event), data != "[DONE]",
+                              let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? JSONObject else { return }
+                        if let error = object["error"] as? JSONObject {
+                            message.failed = true
+                            try await emit(Self.sse(["type": "error", "error": ["type": "api_error", "message": error["message"] ?? "the engine failed"]]))
+                            return
+                        }
+                        for translated in message.absorb(object) { try await emit(Self.sse(translated)) }
+                    }
+                    if !message.failed {
+                        for event in message.finish() { try await emit(Self.sse(event)) }
+                    }
+                } catch {
+                    return
+                }
+            })
+        }
+    }
+
+    /// One server-sent event, named by its type as Anthropic's stream names them.
+    static func sse(_ event: JSONObject) -> ByteBuffer {
+        var buffer = ByteBuffer(string: "event: \(event["type"] as? String ?? "message")\ndata: ")
+        var payload = JSONBody.buffer(event)
+        buffer.writeBuffer(&payload)
+        buffer.writeString("\n\n")
+        return buffer
+    }
+
+    // MARK: Requests
+
+    /// The chat completion request for a Messages request.
+    static func chatRequest(_ request: JSONObject) throws -> JSONObject {
+        var messages: [JSONObject] = []
+        switch request["system"] {
+        case nil, is NSNull: break
+        case let text as String: messages.append(["role": "system", "content": text])
+        case let blocks as [JSONObject]: messages.append(["role": "system", "content": try text(of: blocks)])
+        default: throw BodhiError.invalidRequest("system must be a string or a list of text blocks", param: "system")
+        }
+        guard let incoming = request["messages"] as? [JSONObject], !incoming.isEmpty else {
+            throw BodhiError.invalidRequest("messages: Field required (a non-empty list)", param: "messages")
+        }
+        for message in incoming { messages += try chatMessages(message) }
+        var chat: JSONObject = ["messages": messages]
+        for (from, to) in [("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"), ("stop_sequences", "stop")] {
+            if let value = request[from] { chat[to] = value }
+        }
+        if let tools = request["tools"] as? [JSONObject] {
+            chat["tools"] = tools.map { tool -> JSONObject in
+                var function: JSONObject = ["name": tool["name"] ?? "", "parameters": tool["input_schema"] ?? ["type": "object"]]
+                if let description = tool["description"] { function["description"] = description }
+                return ["type": "function", "function": function]
+            }
+        }
+        if let choice = request["tool_choice"] as? JSONObject {
+            switch choice["type"] as? String {
+            case "auto": chat["tool_choice"] = "auto"
+            case "any": chat["tool_choice"] = "required"
+            case "none": chat["tool_choice"] = "none"
+            case "tool": chat["tool_choice"] = ["type": "function", "function": ["name": choice["name"] ?? ""]]
+            default: throw BodhiError.invalidRequest("tool_choice.type must be auto, any, tool or none", param: "tool_choice")
+            }
+        }
+        return chat
+    }
+
+    /// One Anthropic message as chat messages: tool results become `tool` messages of their own.
+    static func chatMessages(_ message: JSONObject) throws -> [JSONObject] {
+        guard let role = message["role"] as? String, role == "user" || role == "assistant" else {
+            throw BodhiError.invalidRequest("messages: role must be user or assistant", param: "messages")
+        }
+        if let text = message["content"] as? String { return [["role": role, "content": text]] }
+        guard let blocks = message["content"] as? [JSONObject] else {
+            throw BodhiError.invalidRequest("messages: content must be a string or a list of content blocks", param: "messages")
+        }
+        var texts: [String] = []
+        var toolCalls: [JSONObject] = []
+        var toolResults: [JSONObject] = []
+        for block in blocks {
+            switch block["type"] as? String {
+            case "text":
+                texts.append(block["text"] as? String ?? "")
+            case "tool_use":
+                let input = (try? JSONSerialization.data(withJSONObject: block["input"] ?? [String: Any]()))
+                    .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+                toolCalls.append(["id": block["id"] ?? "", "type": "function", "function": ["name": block["name"] ?? "", "arguments": input]])
+            case "tool_result":
+                let content: String
+                switch block["content"] {
+                case let text as String: content = text
+                case let inner as [JSONObject]: content = try text(of: inner)
+                default: content = ""
+                }
+                toolResults.append(["role": "tool", "tool_call_id": block["tool_use_id"] ?? "", "content": content])
+            case "image", "document":
+                throw BodhiError.invalidRequest("this model does not support \(block["type"] as? String ?? "") content", param: "messages")
+            default:
+                throw BodhiError.invalidRequest("unknown content block type '\(block["type"] as? String ?? "")'", param: "messages")
+            }
+        }
+        var result = toolResults
+        if !texts.isEmpty || !toolCalls.isEmpty {
+            var chat: JSONObject = ["role": role, "content": texts.joined(separator: "\n")]
+            if !toolCalls.isEmpty { chat["tool_calls"] = toolCalls }
+            result.append(chat)
+        }
+        return result
+    }
+
+    static func text(of blocks: [JSONObject]) throws -> String {
+        try blocks.map { block in
+            guard block["type"] as? String == "text" else {
+                throw BodhiError.invalidRequest("only text blocks are supported here", param: "messages")
+            }
+            return block["text"] as? String ?? ""
+        }.joined(separator: "\n")
+    }
+}
+
+extension AnthropicService {
+    /// Builds a message from a whole chat completion or its stream chunks, and the stream's
+    /// events on the way.
+    struct Message {
+        let id: String
+        let model: String
+        var text = ""
+        /// Tool calls by their index in the chat stream: id, name, JSON arguments so far.
+        var tools: [Int: (id: String, name: String, arguments: String)] = [:]
+        var finishReason: String?
+        var inputTokens = 0
+        var outputTokens = 0
+        var failed = false
+        /// The content block open in the stream, and the next block's index.
+        var openBlock: (index: Int, kind: String, toolIndex: Int?)?
+        var nextBlock = 0
+
+        init(id: String, model: String) {
+            self.id = id
+            self.model = model
+        }
+
+        func envelope(content: [JSONObject], stopReason: String?) -> JSONObject {
+            [
+                "id": id, "type": "message", "role": "assistant", "model": model, "content": content,
+                "stop_reason": stopReason ?? NSNull(), "stop_sequence": NSNull(),
+                "usage": ["input_tokens": inputTokens, "output_tokens": outputTokens],
+            ]
+        }
+
+        var stopReason: String {
+            switch finishReason {
+            case "length": return "max_tokens"
+            case "tool_calls": return "tool_use"
+            default: return tools.isEmpty ? "end_turn" : "tool_use"
+            }
+        }
+
+        func whole() -> JSONObject {
+            var content: [JSONObject] = []
+            if !text.isEmpty { content.append(["type": "text", "text": text]) }
+            for index in tools.keys.sorted() {
+                guard let tool = tools[index] else { continue }
+                let input = (try? JSONSerialization.jsonObject(with: Data(tool.arguments.utf8))) ?? [String: Any]()
+                content.append(["type": "tool_use", "id": tool.id, "name": tool.name, "input": input])
+            }
+            return envelope(content: content, stopReason: stopReason)
+        }
+
+        func start() -> [JSONObject] {
+            [["type": "message_start", "message": envelope(content: [], stopReason: nil)], ["type": "ping"]]
+        }
+
+        /// Takes a whole response or a chunk; returns the stream events it makes.
+        @discardableResult
+        mutating func absorb(_ object: JSONObject) -> [JSONObject] {
+            if let usage = object["usage"] as? JSONObject {
+                inputTokens = usage["prompt_tokens"] as? Int ?? inputTokens
+                outputTokens = usage["completion_tokens"] as? Int ?? outputTokens
+            }
+            guard let choice = (object["choices"] as? [JSONObject])?.first else { return [] }
+            if let reason = choice["finish_reason"] as? String { finishReason = reason }
+            if let message = choice["message"] as? JSONObject {
+                text = message["content"] as? String ?? ""
+                for (position, call) in (message["tool_calls"] as? [JSONObject] ?? []).enumerated() {
+                    let function = call["function"] as? JSONObject ?? [:]
+                    tools[position] = (call["id"] as? String ?? "toolu_\(position)", function["name"] as? String ?? "",
+                                       function["arguments"] as? String ?? "{}")
+                }
+                return []
+            }
+            guard let delta = choice["delta"] as? JSONObject else { return [] }
+            var events: [JSONObject] = []
+            if let piece = delta["content"] as? String, !piece.isEmpty {
+                if openBlock?.kind != "text" {
+                    events += closeBlock()
+                    events.append(openBlock(kind: "text", block: ["type": "text", "text": ""], toolIndex: nil))
+                }
+                text += piece
+                events.append(["type": "content_block_delta", "index": openBlock!.index, "delta": ["type": "text_delta", "text": piece]])
+            }
+            for (position, call) in (delta["tool_calls"] as? [JSONObject] ?? []).enumerated() {
+                let toolIndex = call["index"] as? Int ?? position
+                let function = call["function"] as? JSONObject ?? [:]
+                if tools[toolIndex] == nil {
+                    let toolID = call["id"] as? String ?? "toolu_\(toolIndex)"
+                    tools[toolIndex] = (toolID, function["name"] as? String ?? "", "")
+                    events += closeBlock()
+                    events.append(openBlock(
+                        kind: "tool_use", block: ["type": "tool_use", "id": toolID, "name": tools[toolIndex]!.name, "input": [String: Any]()],
+                        toolIndex: toolIndex))
+                }
+                if let piece = function["arguments"] as? String, !piece.isEmpty {
+                    tools[toolIndex]!.arguments += piece
+                    if let open = openBlock, open.toolIndex == toolIndex {
+                        events.append(["type": "content_block_delta", "index": open.index, "delta": ["type": "input_json_delta", "partial_json": piece]])
+                    }
+                }
+            }
+            return events
+        }
+
+        private mutating func openBlock(kind: String, block: JSONObject, toolIndex: Int?) -> JSONObject {
+            openBlock = (nextBlock, kind, toolIndex)
+            nextBlock += 1
+            return ["type": "content_block_start", "index": openBlock!.index, "content_block": block]
+        }
+
+        private mutating func closeBlock() -> [JSONObject] {
+            guard let open = openBlock else { return [] }
+            openBlock = nil
+            return [["type": "content_block_stop", "index": open.index]]
+        }
+
+        mutating func finish() -> [JSONObject] {
+            var events = closeBlock()
+            events.append([
+                "type": "message_delta", "delta": ["stop_reason": stopReason, "stop_sequence": NSNull()],
+                "usage": ["input_tokens": inputTokens, "output_tokens": outputTokens],
+            ])
+            events.append(["type": "message_stop"])
+            return events
+        }
+    }
+}

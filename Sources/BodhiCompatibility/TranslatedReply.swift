@@ -1,0 +1,17 @@
+import NIOCore
+
+/// What a translated request answers: one JSON object, or chunks (NDJSON lines, SSE events)
+/// written as they come.
+public enum TranslatedReply: Sendable {
+    case json(ByteBuffer)
+    case stream(ChunkStream)
+}
+
+/// Chunks produced while the receiver takes them.
+public struct ChunkStream: Sendable {
+    let produce: @Sendable (_ emit: (ByteBuffer) async throws -> Void) async -> Void
+
+    public func forward(to emit: (ByteBuffer) async throws -> Void) async {
+        await produce(emit)
+    }
+}
