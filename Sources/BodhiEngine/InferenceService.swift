@@ -12,6 +12,8 @@ public enum InferenceOperation: String, Sendable, CaseIterable {
     case chatCompletions = "/v1/chat/completions"
     case completions = "/v1/completions"
     case embeddings = "/v1/embeddings"
+    /// llama-server's fill-in-the-middle (native format), for Ollama's `suffix`.
+    case infill = "/infill"
 
     var streams: Bool { self != .embeddings }
 }

@@ -11,7 +11,7 @@ struct OpenAIRoutes {
     func register(on router: Router<BodhiRequestContext>) {
         router.get("/v1/models") { _, context in try await listModels(allowed: context.principal?.allowedModels) }
         router.get("/v1/models/**") { request, context in try await retrieveModel(request, allowed: context.principal?.allowedModels) }
-        for operation in InferenceOperation.allCases {
+        for operation in InferenceOperation.allCases where operation.rawValue.hasPrefix("/v1/") {
             router.post(RouterPath(operation.rawValue)) { request, context in
                 try await infer(operation, request, allowed: context.principal?.allowedModels)
             }

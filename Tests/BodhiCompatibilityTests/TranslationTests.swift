@@ -32,6 +32,18 @@ import Testing
         #expect(final["prompt_eval_count"] as? Int == 7 && final["eval_count"] as? Int == 3 && final["done"] as? Bool == true)
     }
 
+    @Test func infillAnswersInLlamaServersNativeFormatBecomeOllamas() {
+        var streamed = OllamaService.Translation(name: "coder", field: .response, started: .now, streaming: true)
+        #expect(streamed.absorb(["content": "c = a", "stop": false]).first?["response"] as? String == "c = a")
+        streamed.absorb(["content": "", "stop": true, "stop_type": "limit", "tokens_evaluated": 12, "tokens_predicted": 4])
+        let end = streamed.final()
+        #expect(end["done_reason"] as? String == "length" && end["prompt_eval_count"] as? Int == 12 && end["eval_count"] as? Int == 4)
+
+        var whole = OllamaService.Translation(name: "coder", field: .response, started: .now, streaming: false)
+        whole.absorb(["content": " + b", "stop": true, "stop_type": "eos", "tokens_evaluated": 9, "tokens_predicted": 3])
+        #expect(whole.final()["response"] as? String == " + b" && whole.final()["done_reason"] as? String == "stop")
+    }
+
     @Test func ollamaOptionsAndFormatsMapToTheEngine() throws {
         let fields = try OllamaService.samplingFields([
             "options": ["temperature": 0.1, "num_predict": 5, "num_ctx": 4096, "stop": ["x"]],

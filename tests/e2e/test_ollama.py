@@ -69,6 +69,14 @@ def test_generate_with_system_raw_and_json_format(client: ollama.Client):
     assert loose.response.lstrip().startswith("{")
 
 
+def test_fill_in_the_middle_needs_a_model_with_fim_tokens(client: ollama.Client):
+    # SmolLM2's GGUF has no fill-in-the-middle tokens: the engine refuses, Ollama's words.
+    assert "insert" not in client.show(DEFAULT_MODEL).capabilities
+    with pytest.raises(ollama.ResponseError) as refused:
+        client.generate(model=DEFAULT_MODEL, prompt="def add(a, b):\n    ", suffix="\n    return c\n")
+    assert refused.value.status_code == 400 and "does not support insert" in refused.value.error
+
+
 def test_embed_and_the_older_embeddings(client: ollama.Client):
     embedded = client.embed(model=DEFAULT_MODEL, input=["first text", "second text"])
     assert len(embedded.embeddings) == 2 and len(embedded.embeddings[0]) == 576

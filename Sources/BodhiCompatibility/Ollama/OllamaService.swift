@@ -74,7 +74,13 @@ public struct OllamaService: Sendable {
             return try await loadOrUnload(served, name: name, request: request, field: "response")
         }
         if let suffix = request["suffix"] as? String, !suffix.isEmpty {
-            throw BodhiError.invalidRequest("\(name) does not support insert")
+            // Fill in the middle: llama-server's /infill, which refuses models without FIM tokens.
+            var infill = try Self.samplingFields(request)
+            infill["input_prefix"] = prompt
+            infill["input_suffix"] = suffix
+            if let limit = infill.removeValue(forKey: "max_tokens") { infill["n_predict"] = limit }
+            infill["stream_options"] = nil
+            return try await run(.infill, infill, served: served, name: name, request: request, field: .response)
         }
         if request["images"] as? [Any] != nil {
             throw BodhiError.invalidRequest("\(name) does not support images")
@@ -164,6 +170,7 @@ public struct OllamaService: Sendable {
         switch result {
         case .complete(let status, _, let body):
             let object = (try? JSONBody.object(from: body)) ?? [:]
+            if operation == .infill, status == 501 { throw BodhiError.invalidRequest("\(name) does not support insert") }
             guard status == 200 else { throw Self.engineError(status: status, object) }
             var reply = Translation(name: name, field: field, started: started, streaming: false)
             reply.absorb(object)
@@ -258,6 +265,19 @@ extension OllamaService {
         mutating func absorb(_ object: JSONObject) -> [JSONObject] {
             if let usage = object["usage"] as? JSONObject { self.usage = usage }
             if let timings = object["timings"] as? JSONObject { self.timings = timings }
+            // llama-server's native format (/infill): `content`, `stop`, token counts.
+            if object["choices"] == nil, let text = object["content"] as? String {
+                if let evaluated = object["tokens_evaluated"] as? Int, let predicted = object["tokens_predicted"] as? Int {
+                    usage = ["prompt_tokens": evaluated, "completion_tokens": predicted]
+                }
+                if object["stop_type"] as? String == "limit" { finishReason = "length" }
+                if streaming {
+                    streamed = true
+                    return text.isEmpty ? [] : [chunk(text: text, thinking: "")]
+                }
+                content = text
+                return []
+            }
             guard let choice = (object["choices"] as? [JSONObject])?.first else { return [] }
             if let reason = choice["finish_reason"] as? String { finishReason = reason }
             var lines: [JSONObject] = []

@@ -16,7 +16,8 @@ public struct GGUFModelInfo: Sendable, Equatable, Codable {
     public let tokenizerModel: String?
     public let bosTokenID: Int?
     public let eosTokenID: Int?
-    /// What the model can do beyond completion: `tools`, `thinking`, `vision`, `embedding`.
+    /// What the model can do beyond completion: `tools`, `thinking`, `vision`, `embedding`,
+    /// `insert` (fill-in-the-middle tokens).
     public let capabilities: [String]
 
     enum CodingKeys: String, CodingKey {
@@ -77,6 +78,9 @@ public struct GGUFModelInfo: Sendable, Equatable, Codable {
         }
         if metadata.keys.contains(where: { $0.hasPrefix("clip.vision") || $0.contains(".vision.") }) { found.append("vision") }
         if let architecture, metadata["\(architecture).pooling_type"] != nil, template.isEmpty { found.append("embedding") }
+        let fim = ["fim_pre_token_id", "fim_suf_token_id", "fim_mid_token_id"].allSatisfy { metadata["tokenizer.ggml.\($0)"] != nil }
+            || ["prefix_token_id", "suffix_token_id", "middle_token_id"].allSatisfy { metadata["tokenizer.ggml.\($0)"] != nil }
+        if fim { found.append("insert") }
         return found
     }
 
