@@ -350,6 +350,28 @@ public actor EngineSupervisor {
         }
     }
 
+    /// Each loaded engine's own `/health`: ready engines are asked (2 s at most), loading ones
+    /// reported as loading.
+    public func probe() async -> [(engine: String, healthy: Bool, detail: String)] {
+        var results: [(engine: String, healthy: Bool, detail: String)] = []
+        for (id, engine) in engines.sorted(by: { $0.key < $1.key }) {
+            guard case .ready(let running) = engine.phase else {
+                results.append((id, true, "loading"))
+                continue
+            }
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(running.port)/health")
+            request.headers.add(name: "Authorization", value: "Bearer \(running.apiKey)")
+            do {
+                let response = try await http.execute(request, timeout: .seconds(2))
+                _ = try? await response.body.collect(upTo: 64 * 1024)
+                results.append((id, response.status == .ok, response.status == .ok ? "ok" : "answered \(response.status.code)"))
+            } catch {
+                results.append((id, false, "no answer: \(error)"))
+            }
+        }
+        return results
+    }
+
     /// Stops every engine serving the file at `path`: the model's own and its aliases'.
     public func unload(usingFile path: String) {
         for (id, engine) in engines where engine.model.path == path { unload(id) }

@@ -32,6 +32,9 @@ enum AccessPolicy {
     static let rules: [String: Rule] = [
         // Liveness and first run.
         "GET /ping": .open,
+        "GET /health": .open,
+        "GET /health/live": .open,
+        "GET /health/ready": .open,
         "GET /bodhi/v1/setup": .open,
         "POST /bodhi/v1/setup": .open,
         // Sign-in.

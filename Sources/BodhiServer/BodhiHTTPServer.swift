@@ -11,6 +11,7 @@ public enum BodhiHTTPServer {
     /// Every route, behind error rendering and access control.
     public static func router(services: BodhiServices) -> Router<BodhiRequestContext> {
         let router = Router(context: BodhiRequestContext.self)
+        router.add(middleware: APIVersioningMiddleware())
         router.add(middleware: ErrorRenderingMiddleware(maxRequestBodyBytes: services.maxRequestBodyBytes))
         router.add(middleware: AccessMiddleware(identity: services.identity))
         SystemRoutes(services: services).register(on: router)

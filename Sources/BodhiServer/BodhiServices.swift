@@ -17,6 +17,7 @@ public struct BodhiServices: Sendable {
     public let settings: SettingsEditor
     public let ollama: OllamaService
     public let anthropic: AnthropicService
+    public let readiness: Readiness
     /// How engines run, for memory estimates.
     public let enginePlan: EnginePlan
     /// Requests with larger bodies are refused with 413.
@@ -24,9 +25,10 @@ public struct BodhiServices: Sendable {
 
     public init(
         catalog: ModelCatalog, aliases: AliasRegistry, supervisor: EngineSupervisor, inference: InferenceService,
-        pulls: PullManager, identity: IdentityService, settings: SettingsEditor, enginePlan: EnginePlan,
+        pulls: PullManager, identity: IdentityService, settings: SettingsEditor, readiness: Readiness, enginePlan: EnginePlan,
         maxRequestBodyBytes: Int = 32 * 1024 * 1024
     ) {
+        self.readiness = readiness
         self.identity = identity
         self.settings = settings
         self.catalog = catalog

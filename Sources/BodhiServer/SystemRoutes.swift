@@ -15,6 +15,16 @@ struct SystemRoutes {
 
     func register(on router: Router<BodhiRequestContext>) {
         router.get("/ping") { _, _ in try Response.json(Pong()) }
+        // Kubernetes: liveness says the process answers; readiness that it can serve.
+        router.get("/health/live") { _, _ in try Response.json(["status": "alive"]) }
+        router.get("/health/ready") { _, _ in
+            let report = await services.readiness.check()
+            return try Response.json(report, status: report.ready ? .ok : .serviceUnavailable)
+        }
+        router.get("/health") { _, _ in
+            let report = await services.readiness.check()
+            return try Response.json(["status": report.status], status: report.ready ? .ok : .serviceUnavailable)
+        }
         router.get("/bodhi/v1/engines") { _, _ in try Response.json(Engines(engines: await services.supervisor.status())) }
     }
 }

@@ -83,6 +83,11 @@ public final class Store: Sendable {
         }
     }
 
+    /// A trivial query, for health checks.
+    public func ping() async throws {
+        try await session { try await $0.raw("SELECT 1").run() }
+    }
+
     public func close() async {
         await backend.close()
     }

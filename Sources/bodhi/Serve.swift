@@ -67,6 +67,9 @@ struct Serve: AsyncParsableCommand {
             inference: InferenceService(models: aliases, supervisor: supervisor, http: http, logger: logger),
             pulls: pulls, identity: identity,
             settings: SettingsEditor(settings: settings, flags: server.flags) { changed in await supervisor.reconfigure(changed) },
+            readiness: Readiness(
+                databasePing: { try await store.ping() }, hubDirectory: settings.hubDirectory,
+                engineBinary: settings.llamaServer, supervisor: supervisor),
             enginePlan: EnginePlan(slots: settings.parallel, engineArguments: settings.llamaArgs))
         let application = BodhiHTTPServer.application(
             services: services, host: settings.host, port: settings.port, logger: logger,

@@ -48,6 +48,8 @@ struct TestApp: Sendable {
             settings: SettingsEditor(settings: settings, environment: ["HOME": NSHomeDirectory(), "BODHI_LLAMA_SERVER": "/nonexistent", "BODHI_HOME": directory]) { changed in
                 await supervisor.reconfigure(changed)
             },
+            readiness: Readiness(
+                databasePing: { try await store.ping() }, hubDirectory: hub, engineBinary: "/bin/sh", supervisor: supervisor),
             enginePlan: EnginePlan(slots: 4, contextSize: nil), maxRequestBodyBytes: maxBody)
         let app = TestApp(services: services, store: store, rootToken: rootToken, home: directory)
         let application = Application(responder: BodhiHTTPServer.responder(services: services))

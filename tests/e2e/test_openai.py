@@ -243,3 +243,12 @@ def test_engine_killed_mid_stream(bodhi: BodhiServer, client: openai.OpenAI):
     )
     assert response.choices
     assert bodhi.engine()["pid"] != pid
+
+
+def test_readiness_reports_each_loaded_engine(client: openai.OpenAI, bodhi: BodhiServer):
+    client.chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, max_tokens=1)
+    ready = httpx.get(f"{bodhi.base_url}/health/ready", timeout=30)
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    engine = ready.json()["components"][f"engine:{DEFAULT_MODEL}"]
+    assert engine == {"status": "ok", "detail": "ok", "required": False}
+    assert ready.headers["Bodhi-API-Version"] == "1.0" and ready.headers["X-Request-Id"]

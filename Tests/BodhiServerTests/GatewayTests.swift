@@ -1,0 +1,75 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+@testable import BodhiServer
+
+@Suite struct GatewayTests {
+    let hub: String
+
+    init() throws {
+        hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-gateway-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: hub, withIntermediateDirectories: true)
+    }
+
+    @Test func everyResponseCarriesTheVersionAndARequestID() async throws {
+        try await TestApp.with(hub: hub) { _, client in
+            for (uri, method) in [("/ping", HTTPRequest.Method.get), ("/v1/models", .get), ("/bodhi/v1/nothing", .get), ("/api/tags", .get)] {
+                try await client.execute(uri: uri, method: method) { response in
+                    #expect(response.headers[APIVersioning.versionHeader] == APIVersioning.version, "\(uri)")
+                    #expect(response.headers[APIVersioning.requestIDHeader]?.isEmpty == false, "\(uri)")
+                }
+            }
+            // Refused requests too, and a client's own id comes back.
+            try await client.with(authorization: nil).execute(
+                uri: "/v1/models", method: .get, headers: [APIVersioning.requestIDHeader: "trace-42"]
+            ) { response in
+                #expect(response.status == .unauthorized)
+                #expect(response.headers[APIVersioning.requestIDHeader] == "trace-42")
+                #expect(response.headers[APIVersioning.versionHeader] == APIVersioning.version)
+            }
+        }
+    }
+
+    @Test func deprecatedRoutesPointToTheirSuccessor() async throws {
+        try await TestApp.with(hub: hub) { app, client in
+            try await client.execute(uri: "/api/embeddings", method: .post, body: ByteBuffer(string: #"{"model":"x"}"#)) { response in
+                #expect(response.headers[APIVersioning.deprecationHeader] == "@1795564800")
+                #expect(response.headers[APIVersioning.sunsetHeader] == "Thu, 25 Nov 2027 00:00:00 GMT")
+                #expect(response.headers[APIVersioning.linkHeader] == #"</api/embed>; rel="successor-version""#)
+            }
+            try await client.execute(uri: "/api/embed", method: .post, body: ByteBuffer(string: #"{"model":"x"}"#)) { response in
+                #expect(response.headers[APIVersioning.deprecationHeader] == nil)
+            }
+            // Every deprecation names a registered route.
+            let routes = Set(BodhiHTTPServer.router(services: app.services).routes.map { "\($0.method.rawValue) \($0.path)" })
+            for key in APIVersioning.deprecations.keys { #expect(routes.contains(key), "\(key)") }
+        }
+    }
+
+    @Test func healthSaysLiveReadyAndWhy() async throws {
+        try await TestApp.with(hub: hub) { _, client in
+            let anonymous = client.with(authorization: nil)
+            try await anonymous.execute(uri: "/health/live", method: .get) { response in #expect(response.status == .ok) }
+            try await anonymous.execute(uri: "/health/ready", method: .get) { response in
+                #expect(response.status == .ok)
+                let body = try #require(try JSONSerialization.jsonObject(with: Data(String(buffer: response.body).utf8)) as? [String: Any])
+                #expect(body["status"] as? String == "ready")
+                let components = try #require(body["components"] as? [String: [String: Any]])
+                #expect(Set(components.keys) == ["database", "model_store", "disk", "engine_binary", "memory"])
+                #expect(components.values.allSatisfy { $0["status"] as? String == "ok" })
+            }
+            try await anonymous.execute(uri: "/health", method: .get) { response in
+                #expect(String(buffer: response.body) == #"{"status":"ready"}"#)
+            }
+        }
+        // A model store that is not there: not ready, 503, and the reason.
+        try await TestApp.with(hub: hub + "/missing") { _, client in
+            try await client.with(authorization: nil).execute(uri: "/health/ready", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).contains("is not a readable directory"))
+            }
+        }
+    }
+}
