@@ -372,6 +372,20 @@ public actor EngineSupervisor {
         return results
     }
 
+    /// Each ready engine's own Prometheus exposition (llama-server's `/metrics`).
+    public func engineMetrics() async -> [(model: String, text: String)] {
+        var results: [(model: String, text: String)] = []
+        for (id, engine) in engines.sorted(by: { $0.key < $1.key }) {
+            guard case .ready(let running) = engine.phase else { continue }
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(running.port)/metrics")
+            request.headers.add(name: "Authorization", value: "Bearer \(running.apiKey)")
+            guard let response = try? await http.execute(request, timeout: .seconds(2)), response.status == .ok,
+                  let body = try? await response.body.collect(upTo: 1 << 20) else { continue }
+            results.append((id, String(buffer: body)))
+        }
+        return results
+    }
+
     /// Stops every engine serving the file at `path`: the model's own and its aliases'.
     public func unload(usingFile path: String) {
         for (id, engine) in engines where engine.model.path == path { unload(id) }

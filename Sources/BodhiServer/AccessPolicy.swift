@@ -35,6 +35,8 @@ enum AccessPolicy {
         "GET /health": .open,
         "GET /health/live": .open,
         "GET /health/ready": .open,
+        // Scrapers authenticate with a token, like any client.
+        "GET /metrics": .user,
         "GET /bodhi/v1/setup": .open,
         "POST /bodhi/v1/setup": .open,
         // Sign-in.

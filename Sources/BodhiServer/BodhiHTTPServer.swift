@@ -12,6 +12,7 @@ public enum BodhiHTTPServer {
     public static func router(services: BodhiServices) -> Router<BodhiRequestContext> {
         let router = Router(context: BodhiRequestContext.self)
         router.add(middleware: APIVersioningMiddleware())
+        router.add(middleware: MetricsMiddleware(metrics: services.metrics))
         router.add(middleware: ErrorRenderingMiddleware(maxRequestBodyBytes: services.maxRequestBodyBytes))
         router.add(middleware: AccessMiddleware(identity: services.identity))
         SystemRoutes(services: services).register(on: router)

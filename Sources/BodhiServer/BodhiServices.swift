@@ -18,6 +18,7 @@ public struct BodhiServices: Sendable {
     public let ollama: OllamaService
     public let anthropic: AnthropicService
     public let readiness: Readiness
+    public let metrics = BodhiMetrics()
     /// How engines run, for memory estimates.
     public let enginePlan: EnginePlan
     /// Requests with larger bodies are refused with 413.

@@ -16,6 +16,11 @@ struct SystemRoutes {
     func register(on router: Router<BodhiRequestContext>) {
         router.get("/ping") { _, _ in try Response.json(Pong()) }
         // Kubernetes: liveness says the process answers; readiness that it can serve.
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: await services.metrics.exposition(supervisor: services.supervisor))))
+        }
         router.get("/health/live") { _, _ in try Response.json(["status": "alive"]) }
         router.get("/health/ready") { _, _ in
             let report = await services.readiness.check()

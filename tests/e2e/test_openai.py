@@ -252,3 +252,24 @@ def test_readiness_reports_each_loaded_engine(client: openai.OpenAI, bodhi: Bodh
     engine = ready.json()["components"][f"engine:{DEFAULT_MODEL}"]
     assert engine == {"status": "ok", "detail": "ok", "required": False}
     assert ready.headers["Bodhi-API-Version"] == "1.0" and ready.headers["X-Request-Id"]
+
+
+def test_metrics_parse_and_count_what_happened(client: openai.OpenAI, bodhi: BodhiServer, http: httpx.Client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client.chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, max_tokens=2)
+    assert httpx.get(f"{bodhi.base_url}/metrics", timeout=30).status_code == 401
+    scraped = http.get("/metrics")
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    families = {family.name: family for family in text_string_to_metric_families(scraped.text)}
+
+    requests = [s for s in families["bodhi_http_requests"].samples
+                if s.name == "bodhi_http_requests_total" and s.labels["route"] == "/v1/chat/completions"]
+    assert requests and requests[0].labels["status"] == "200" and requests[0].value >= 1
+    assert "bodhi_http_request_duration_seconds" in families
+    assert families["bodhi_loaded_models"].samples[0].value >= 1
+    assert families["process_resident_memory_bytes"].samples[0].value > 10_000_000
+    assert families["process_open_fds"].samples[0].value > 0
+    # The engine's own llama.cpp metrics, labelled with its model.
+    engine = [s for family in families.values() for s in family.samples if s.name.startswith("llamacpp:")]
+    assert engine and all(s.labels.get("model") == DEFAULT_MODEL for s in engine)
