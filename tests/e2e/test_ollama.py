@@ -151,6 +151,9 @@ def test_create_from_an_uploaded_gguf_blob(client: ollama.Client, bodhi: BodhiSe
         assert reply.message.content
     finally:
         client.delete("uploaded")
+    # The model made from the upload went with its only alias, files and engine.
+    assert not [m.model for m in client.list().models if m.model.startswith("local/uploaded")]
+    assert not [m.model for m in client.ps().models if m.model.startswith("local/uploaded")]
 
 
 def test_a_second_listener_on_ollamas_port_serves_the_same_api(tmp_path):

@@ -178,6 +178,10 @@ extension OllamaService {
         if let alias = served.alias {
             try await aliases.delete(alias.name)
             await models.aliasChanged(alias.name)
+            // A model made from uploaded blobs (`local/...`) goes with its last alias, as in Ollama.
+            if served.entry.repo.hasPrefix("local/"), await aliases.aliases(of: served.entry.id).isEmpty {
+                _ = try await models.delete(served.entry.id)
+            }
         } else {
             _ = try await models.delete(served.entry.id)
         }
