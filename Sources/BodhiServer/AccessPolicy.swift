@@ -32,6 +32,7 @@ enum AccessPolicy {
     static let rules: [String: Rule] = [
         // Liveness and first run.
         "GET /ping": .open,
+        "GET /openapi.json": .open,
         "GET /health": .open,
         "GET /health/live": .open,
         "GET /health/ready": .open,

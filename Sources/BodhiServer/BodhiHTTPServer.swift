@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import Logging
 
@@ -24,6 +25,13 @@ public enum BodhiHTTPServer {
         PullRoutes(services: services).register(on: router)
         AliasRoutes(services: services).register(on: router)
         ModelRoutes(services: services).register(on: router)
+        // Last, so that it lists every route, itself included.
+        let routes = router.routes.map { (method: $0.method.rawValue, path: "\($0.path)") } + [("GET", "/openapi.json")]
+        let document = (try? JSONSerialization.data(
+            withJSONObject: OpenAPIDocument.make(routes: routes), options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        router.get("/openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: document)))
+        }
         return router
     }
 

@@ -73,3 +73,23 @@ import Testing
         }
     }
 }
+
+@Suite struct OpenAPITests {
+    @Test func theDocumentListsEveryRouteWithItsAccessRule() async throws {
+        let hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-openapi-\(UUID().uuidString)").path
+        try await TestApp.with(hub: hub) { app, client in
+            let document: [String: Any] = try await client.with(authorization: nil).execute(uri: "/openapi.json", method: .get) { response in
+                #expect(response.status == .ok)
+                return try #require(try JSONSerialization.jsonObject(with: Data(String(buffer: response.body).utf8)) as? [String: Any])
+            }
+            #expect(document["openapi"] as? String == "3.1.0")
+            let paths = try #require(document["paths"] as? [String: [String: Any]])
+            for route in BodhiHTTPServer.router(services: app.services).routes {
+                let path = "\(route.path)".replacingOccurrences(of: "**", with: "{model}")
+                let operation = try #require(paths[path]?[route.method.rawValue.lowercased()] as? [String: Any], "\(route.method) \(path) is missing")
+                let rule = try #require(AccessPolicy.rules["\(route.method.rawValue) \(route.path)"])
+                #expect(operation["x-bodhi-access"] as? String == OpenAPIDocument.describe(rule))
+            }
+        }
+    }
+}

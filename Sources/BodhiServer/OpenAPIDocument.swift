@@ -1,0 +1,75 @@
+import BodhiIdentity
+import Foundation
+import Hummingbird
+
+/// The OpenAPI 3.1 document at `/openapi.json`, built from the router's own routes and the
+/// access table, so that neither can drift from it.
+enum OpenAPIDocument {
+    static func make(routes: [(method: String, path: String)]) -> [String: Any] {
+        var paths: [String: [String: Any]] = [:]
+        for route in routes {
+            let pattern = route.path
+            let key = "\(route.method) \(pattern)"
+            let rule = AccessPolicy.rules[key] ?? .admin
+            // `**` captures a model name, which may contain `/`.
+            let path = pattern.replacingOccurrences(of: "**", with: "{model}")
+            var parameters: [[String: Any]] = []
+            for match in path.matches(of: /\{([a-z_]+)\}/) {
+                parameters.append([
+                    "name": String(match.1), "in": "path", "required": true, "schema": ["type": "string"],
+                    "description": match.1 == "model" ? "A model id (owner/repo:QUANT, percent-encoded or as plain segments) or an alias." : "",
+                ])
+            }
+            var operation: [String: Any] = [
+                "operationId": operationID(route.method, path),
+                "summary": "\(route.method) \(path)",
+                "tags": [family(of: path)],
+                "x-bodhi-access": describe(rule),
+                "responses": ["default": ["description": "See docs/API.md; errors in the API family's own format."]],
+            ]
+            if !parameters.isEmpty { operation["parameters"] = parameters }
+            switch rule.level {
+            case .open: operation["security"] = [[String: [String]]]()
+            default:
+                operation["security"] = rule.sessionOnly
+                    ? [["session": [String]()]]
+                    : [["bearer": [String]()], ["apiKey": [String]()], ["session": [String]()]]
+            }
+            paths[path, default: [:]][route.method.lowercased()] = operation
+        }
+        return [
+            "openapi": "3.1.0",
+            "info": ["title": "Bodhi", "version": APIVersioning.version,
+                     "description": "OpenAI-, Ollama- and Anthropic-compatible APIs and Bodhi's own, on local GGUF models."],
+            "paths": paths,
+            "components": ["securitySchemes": [
+                "bearer": ["type": "http", "scheme": "bearer", "description": "An API token, bodhi_..."],
+                "apiKey": ["type": "apiKey", "in": "header", "name": "x-api-key"],
+                "session": ["type": "apiKey", "in": "cookie", "name": "bodhi_session",
+                            "description": "A browser session; changes also need X-CSRF-Token."],
+            ]],
+        ]
+    }
+
+    static func describe(_ rule: AccessPolicy.Rule) -> String {
+        let level: String
+        switch rule.level {
+        case .open: level = "open"
+        case .signedIn: level = "signed in"
+        case .role(let role): level = "role \(role.rawValue) or higher"
+        }
+        return rule.sessionOnly ? level + ", browser session only" : level
+    }
+
+    static func family(of path: String) -> String {
+        if path.hasPrefix("/v1/messages") { return "Anthropic" }
+        if path.hasPrefix("/v1") { return "OpenAI" }
+        if path.hasPrefix("/api") || path == "/" { return "Ollama" }
+        return "Bodhi"
+    }
+
+    static func operationID(_ method: String, _ path: String) -> String {
+        let words = path.split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map { $0.prefix(1).uppercased() + $0.dropFirst() }
+        return method.lowercased() + (words.isEmpty ? "Root" : words.joined())
+    }
+}
