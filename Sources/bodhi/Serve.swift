@@ -27,7 +27,11 @@ struct Serve: AsyncParsableCommand {
             throw ValidationFailure(message: error.message)
         }
         let level = ProcessInfo.processInfo.environment["BODHI_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-        LoggingSystem.bootstrap { label in BodhiLogHandler(label: label, logLevel: level) }
+        let formatText = ProcessInfo.processInfo.environment["BODHI_LOG_FORMAT"].flatMap { $0.isEmpty ? nil : $0 } ?? "text"
+        guard let format = BodhiLogHandler.Format(rawValue: formatText) else {
+            throw ValidationFailure(message: "Invalid value '\(formatText)' for BODHI_LOG_FORMAT (from environment): expected text or json.")
+        }
+        LoggingSystem.bootstrap { label in BodhiLogHandler(label: label, logLevel: level, format: format) }
         let logger = Logger(label: "bodhi")
         try FileManager.default.createDirectory(atPath: settings.logsDirectory, withIntermediateDirectories: true)
 

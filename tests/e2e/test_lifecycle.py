@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -169,3 +170,13 @@ def test_oversized_body_is_413(tmp_path: Path):
         response = httpx.post(f"{server.api_url}/completions", content=body, headers=server.auth, timeout=60)
         assert response.status_code == 413
         assert "limit" in response.json()["error"]["message"]
+
+
+def test_json_logs_are_one_object_per_line(tmp_path: Path):
+    with BodhiServer(tmp_path, env={"BODHI_LOG_FORMAT": "json", "BODHI_LOG_LEVEL": "debug"}) as server:
+        assert httpx.get(f"{server.api_url}/models", headers=server.auth, timeout=30).status_code == 200
+    records = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    assert records and all({"ts", "level", "logger", "message"} <= r.keys() for r in records)
+    assert any("listening" in r["message"] for r in records)
+    bad = run_bodhi("serve", "--port", "1", home=tmp_path, env={"BODHI_LOG_FORMAT": "xml"}, timeout=30)
+    assert bad.returncode != 0 and "BODHI_LOG_FORMAT" in bad.stderr
