@@ -20,11 +20,6 @@ enum JSONBody {
         if newline { data.append(0x0A) }
         return ByteBuffer(data: data)
     }
-
-    /// Nanoseconds in a duration, as Ollama reports times.
-    static func nanoseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
-    }
 }
 
 enum OllamaJSON {

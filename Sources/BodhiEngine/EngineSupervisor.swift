@@ -462,7 +462,7 @@ public actor EngineSupervisor {
                 return EngineStatus(
                     model: engine.model.id, state: "ready", pid: running.child.pid, port: running.port,
                     slots: engine.model.overrides.parallel ?? configuration.parallel, inFlight: engine.inFlight,
-                    memoryBytes: Self.residentMemory(of: running.child.pid), idleSeconds: idle,
+                    memoryBytes: SystemResources.residentMemory(of: String(running.child.pid)), idleSeconds: idle,
                     restarts: engine.restarts, args: EngineArguments.redacted(running.arguments))
             }
         }
@@ -509,14 +509,6 @@ public actor EngineSupervisor {
         return chosen.isEmpty ? nil : chosen.joined(separator: " | ")
     }
 
-    static func residentMemory(of pid: pid_t) -> Int64? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            let kilobytes = line.split(separator: " ").dropFirst().first.flatMap { Int64($0) }
-            return kilobytes.map { $0 * 1024 }
-        }
-        return nil
-    }
 }
 
 extension String {

@@ -196,8 +196,12 @@ public struct InferenceService: Sendable {
         let refusal = BodhiError(.forbidden, status: 403,
                                  "This API token may not use the model '\(name)'; it may use: \(allowed.joined(separator: ", ")).",
                                  param: "model")
-        guard let served = try? await models.resolve(name) else {
-            if allowed.contains(where: { $0.lowercased() == name.lowercased() }) { return try await models.resolve(name) }
+        let served: ServedModel
+        do {
+            served = try await models.resolve(name)
+        } catch {
+            // A name the list grants may say it is missing; any other is simply refused.
+            if allowed.contains(where: { $0.lowercased() == name.lowercased() }) { throw error }
             throw refusal
         }
         let names = Set([name, served.name, served.entry.id].map { $0.lowercased() })

@@ -59,16 +59,14 @@ public struct Readiness: Sendable {
         let storeReadable = FileManager.default.fileExists(atPath: hubDirectory, isDirectory: &isDirectory) && isDirectory.boolValue
             && FileManager.default.isReadableFile(atPath: hubDirectory)
         record("model_store", storeReadable, storeReadable ? hubDirectory : "\(hubDirectory) is not a readable directory")
-        var disk = statvfs()
-        if statvfs(storeReadable ? hubDirectory : "/", &disk) == 0 {
-            let free = Int64(disk.f_bavail) * Int64(disk.f_frsize)
+        if let free = SystemResources.freeDiskBytes(at: storeReadable ? hubDirectory : "/") {
             record("disk", free >= Self.minimumFreeDisk, "\(free) bytes free")
         } else {
             record("disk", false, "cannot read free space")
         }
         let runnable = FileManager.default.isExecutableFile(atPath: engineBinary)
         record("engine_binary", runnable, runnable ? engineBinary : "\(engineBinary) is not executable")
-        if let available = Self.availableMemory() {
+        if let available = SystemResources.availableMemory() {
             record("memory", available >= Self.minimumFreeMemory, "\(available) bytes available")
         } else {
             record("memory", true, "unknown")
@@ -78,13 +76,5 @@ public struct Readiness: Sendable {
         }
         let ready = components.values.allSatisfy { !$0.required || $0.status == "ok" }
         return Report(status: ready ? "ready" : "not_ready", components: components)
-    }
-
-    /// `MemAvailable` from /proc/meminfo.
-    static func availableMemory() -> Int64? {
-        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
-              let kilobytes = Int64(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
-        return kilobytes * 1024
     }
 }

@@ -156,9 +156,7 @@ struct BlobDownloader: Sendable {
     }
 
     private static func ensureSpace(for bytes: Int64, at path: String, file: PullFile) throws {
-        var info = statvfs()
-        guard statvfs((path as NSString).deletingLastPathComponent, &info) == 0 else { return }
-        let free = Int64(info.f_bavail) * Int64(info.f_frsize)
+        guard let free = SystemResources.freeDiskBytes(at: (path as NSString).deletingLastPathComponent) else { return }
         if bytes > free {
             throw BodhiError(.insufficientStorage, status: 507,
                              "Not enough disk space for \(file.path): it needs \(bytes) more bytes, and \(free) are free in \((path as NSString).deletingLastPathComponent).")

@@ -4,7 +4,7 @@ import Foundation
 
 /// Random secrets and their hashes, compared in constant time.
 public enum Secrets {
-    private static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+    static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
     /// `count` characters of base62 from the system's CSPRNG.
     public static func randomBase62(_ count: Int) -> String {
@@ -57,10 +57,9 @@ public enum TokenFormat {
     static func checksum(_ random: String) -> String {
         let digest = Array(SHA256.hash(data: Data(("bodhi-token:" + random).utf8)))
         var value = digest.prefix(6).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
         var result = ""
         for _ in 0..<6 {
-            result.append(alphabet[Int(value % 62)])
+            result.append(Secrets.alphabet[Int(value % 62)])
             value /= 62
         }
         return result

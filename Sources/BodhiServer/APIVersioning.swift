@@ -59,8 +59,8 @@ struct APIVersioningMiddleware: RouterMiddleware {
         var response = try await next(request, context)
         response.headers[APIVersioning.versionHeader] = APIVersioning.version
         response.headers[APIVersioning.requestIDHeader] = requestID
-        if let path = context.endpointPath ?? Optional(request.uri.path),
-           let deprecation = APIVersioning.deprecations["\(request.method.rawValue) \(path)"] {
+        let path = context.endpointPath ?? request.uri.path
+        if let deprecation = APIVersioning.deprecations["\(request.method.rawValue) \(path)"] {
             response.headers[APIVersioning.deprecationHeader] = "@\(Int(deprecation.since.timeIntervalSince1970))"
             response.headers[APIVersioning.sunsetHeader] = APIVersioning.httpDate(deprecation.sunset)
             response.headers[APIVersioning.linkHeader] = "<\(deprecation.successor)>; rel=\"successor-version\""

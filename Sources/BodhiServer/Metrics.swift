@@ -23,7 +23,7 @@ public final class BodhiMetrics: Sendable {
         registry.makeDurationHistogram(
             name: "bodhi_http_request_duration_seconds", labels: [("method", method), ("route", route)],
             buckets: Self.durationBuckets, help: "Time to the response head (streams continue after it)."
-        ).recordNanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        ).recordNanoseconds(duration.nanoseconds)
     }
 
     /// The exposition: Bodhi's metrics, the engines' state and the process's, then each engine's own.
@@ -60,11 +60,7 @@ enum ProcessStatistics {
 
     static func read() -> Reading {
         var reading = Reading()
-        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-           let kilobytes = Int64(line.split(separator: " ").dropFirst().first ?? "") {
-            reading.residentBytes = kilobytes * 1024
-        }
+        reading.residentBytes = SystemResources.residentMemory() ?? 0
         if let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") {
             // After the command name: state is field 3; utime and stime are fields 14 and 15.
             let fields = stat[stat.index(after: close)...].split(separator: " ")

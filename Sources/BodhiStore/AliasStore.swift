@@ -17,8 +17,8 @@ extension Store: AliasRepository {
             model = alias.model
             request_defaults = String(decoding: try JSONEncoder().encode(alias.defaults), as: UTF8.self)
             engine_settings = String(decoding: try JSONEncoder().encode(alias.engine), as: UTF8.self)
-            created_at = Int64(alias.createdAt.timeIntervalSince1970 * 1000)
-            updated_at = Int64(alias.updatedAt.timeIntervalSince1970 * 1000)
+            created_at = millis(alias.createdAt)
+            updated_at = millis(alias.updatedAt)
         }
 
         func alias() throws -> Alias {
@@ -26,8 +26,7 @@ extension Store: AliasRepository {
                 name: name, model: model,
                 defaults: try JSONDecoder().decode(RequestDefaults.self, from: Data(request_defaults.utf8)),
                 engine: try JSONDecoder().decode(EngineOverrides.self, from: Data(engine_settings.utf8)),
-                createdAt: Date(timeIntervalSince1970: Double(created_at) / 1000),
-                updatedAt: Date(timeIntervalSince1970: Double(updated_at) / 1000))
+                createdAt: date(created_at), updatedAt: date(updated_at))
         }
     }
 

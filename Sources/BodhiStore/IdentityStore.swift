@@ -2,10 +2,6 @@ import BodhiIdentity
 import Foundation
 import SQLKit
 
-/// Milliseconds since 1970, the one time format of every table.
-private func millis(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970 * 1000) }
-private func date(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
-
 extension Store: IdentityRepository {
     struct UserRow: Codable, Sendable {
         var id: String

@@ -31,8 +31,8 @@ extension Store: PullRepository {
             error = pull.error
             total_bytes = pull.totalBytes
             completed_bytes = pull.completedBytes
-            created_at = Int64(pull.createdAt.timeIntervalSince1970 * 1000)
-            updated_at = Int64(pull.updatedAt.timeIntervalSince1970 * 1000)
+            created_at = millis(pull.createdAt)
+            updated_at = millis(pull.updatedAt)
         }
 
         func record() throws -> PullRecord {
@@ -40,8 +40,7 @@ extension Store: PullRepository {
                 id: id, reference: reference, repo: repo, revision: revision, commit: commit_sha, model: model,
                 files: try JSONDecoder().decode([PullFile].self, from: Data(files.utf8)),
                 state: PullState(rawValue: state) ?? .failed, error: error, completedBytes: completed_bytes,
-                createdAt: Date(timeIntervalSince1970: Double(created_at) / 1000),
-                updatedAt: Date(timeIntervalSince1970: Double(updated_at) / 1000))
+                createdAt: date(created_at), updatedAt: date(updated_at))
         }
     }
 

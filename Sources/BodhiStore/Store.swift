@@ -6,6 +6,10 @@ import NIOSSL
 import PostgresKit
 import SQLiteKit
 
+/// Milliseconds since 1970, the one time format of every table.
+func millis(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970 * 1000) }
+func date(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
+
 /// Bodhi's database: one dialect-neutral SQLKit layer, so the same queries and migrations run
 /// on SQLite (the default, a file in `BODHI_HOME`) and on PostgreSQL.
 public final class Store: Sendable {

@@ -19,7 +19,7 @@ extension OllamaService {
         let elapsed = ContinuousClock.now - started
         return JSONBody.buffer([
             "model": name, "embeddings": vectors, "load_duration": 0, "prompt_eval_count": promptTokens,
-            "total_duration": JSONBody.nanoseconds(elapsed),
+            "total_duration": elapsed.nanoseconds,
         ])
     }
 

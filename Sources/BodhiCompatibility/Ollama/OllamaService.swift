@@ -361,7 +361,7 @@ extension OllamaService {
             }
             line["done_reason"] = finishReason == "length" ? "length" : "stop"
             let elapsed = ContinuousClock.now - started
-            line["total_duration"] = JSONBody.nanoseconds(elapsed)
+            line["total_duration"] = elapsed.nanoseconds
             line["load_duration"] = 0
             let promptTokens = usage?["prompt_tokens"] as? Int ?? timings?["prompt_n"] as? Int ?? 0
             let completionTokens = usage?["completion_tokens"] as? Int ?? timings?["predicted_n"] as? Int ?? 0
