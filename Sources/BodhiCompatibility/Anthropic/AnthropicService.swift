@@ -173,8 +173,7 @@ extension AnthropicService {
         let id: String
         let model: String
         var text = ""
-        /// Tool calls by their index in the chat stream: id, name, JSON arguments so far.
-        var tools: [Int: (id: String, name: String, arguments: String)] = [:]
+        var tools = ToolCalls()
         var finishReason: String?
         var inputTokens = 0
         var outputTokens = 0
@@ -207,10 +206,8 @@ extension AnthropicService {
         func whole() -> JSONObject {
             var content: [JSONObject] = []
             if !text.isEmpty { content.append(["type": "text", "text": text]) }
-            for index in tools.keys.sorted() {
-                guard let tool = tools[index] else { continue }
-                let input = (try? JSONSerialization.jsonObject(with: Data(tool.arguments.utf8))) ?? [String: Any]()
-                content.append(["type": "tool_use", "id": tool.id, "name": tool.name, "input": input])
+            for tool in tools.ordered {
+                content.append(["type": "tool_use", "id": tool.id, "name": tool.name, "input": tool.input])
             }
             return envelope(content: content, stopReason: stopReason)
         }
@@ -230,11 +227,7 @@ extension AnthropicService {
             if let reason = choice["finish_reason"] as? String { finishReason = reason }
             if let message = choice["message"] as? JSONObject {
                 text = message["content"] as? String ?? ""
-                for (position, call) in (message["tool_calls"] as? [JSONObject] ?? []).enumerated() {
-                    let function = call["function"] as? JSONObject ?? [:]
-                    tools[position] = (call["id"] as? String ?? "toolu_\(position)", function["name"] as? String ?? "",
-                                       function["arguments"] as? String ?? "{}")
-                }
+                tools.absorb(message["tool_calls"])
                 return []
             }
             guard let delta = choice["delta"] as? JSONObject else { return [] }
@@ -247,22 +240,15 @@ extension AnthropicService {
                 text += piece
                 events.append(["type": "content_block_delta", "index": openBlock!.index, "delta": ["type": "text_delta", "text": piece]])
             }
-            for (position, call) in (delta["tool_calls"] as? [JSONObject] ?? []).enumerated() {
-                let toolIndex = call["index"] as? Int ?? position
-                let function = call["function"] as? JSONObject ?? [:]
-                if tools[toolIndex] == nil {
-                    let toolID = call["id"] as? String ?? "toolu_\(toolIndex)"
-                    tools[toolIndex] = (toolID, function["name"] as? String ?? "", "")
+            for piece in tools.absorb(delta["tool_calls"]) {
+                if piece.isNew, let tool = tools[piece.index] {
                     events += closeBlock()
                     events.append(openBlock(
-                        kind: "tool_use", block: ["type": "tool_use", "id": toolID, "name": tools[toolIndex]!.name, "input": [String: Any]()],
-                        toolIndex: toolIndex))
+                        kind: "tool_use", block: ["type": "tool_use", "id": tool.id, "name": tool.name, "input": [String: Any]()],
+                        toolIndex: piece.index))
                 }
-                if let piece = function["arguments"] as? String, !piece.isEmpty {
-                    tools[toolIndex]!.arguments += piece
-                    if let open = openBlock, open.toolIndex == toolIndex {
-                        events.append(["type": "content_block_delta", "index": open.index, "delta": ["type": "input_json_delta", "partial_json": piece]])
-                    }
+                if !piece.arguments.isEmpty, let open = openBlock, open.toolIndex == piece.index {
+                    events.append(["type": "content_block_delta", "index": open.index, "delta": ["type": "input_json_delta", "partial_json": piece.arguments]])
                 }
             }
             return events

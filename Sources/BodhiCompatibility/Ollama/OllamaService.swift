@@ -257,8 +257,7 @@ extension OllamaService {
         var timings: JSONObject?
         var content = ""
         var thinking = ""
-        /// Tool calls arrive in pieces by index; arguments are concatenated strings.
-        var toolCalls: [Int: (name: String, arguments: String)] = [:]
+        var toolCalls = ToolCalls()
         var streamed = false
         var failed = false
 
@@ -295,12 +294,12 @@ extension OllamaService {
                 streamed = true
                 let text = delta["content"] as? String ?? ""
                 let reasoning = delta["reasoning_content"] as? String ?? ""
-                collectToolCalls(delta["tool_calls"])
+                toolCalls.absorb(delta["tool_calls"])
                 if !text.isEmpty || !reasoning.isEmpty { lines.append(chunk(text: text, thinking: reasoning)) }
             } else if let message = choice["message"] as? JSONObject {
                 content = message["content"] as? String ?? ""
                 thinking = message["reasoning_content"] as? String ?? ""
-                collectToolCalls(message["tool_calls"])
+                toolCalls.absorb(message["tool_calls"])
             } else if let text = choice["text"] as? String {
                 // Completions carry `text` both whole and in stream chunks.
                 if streaming {
@@ -311,18 +310,6 @@ extension OllamaService {
                 }
             }
             return lines
-        }
-
-        private mutating func collectToolCalls(_ value: Any?) {
-            guard let calls = value as? [JSONObject] else { return }
-            for (position, call) in calls.enumerated() {
-                let index = call["index"] as? Int ?? position
-                let function = call["function"] as? JSONObject ?? [:]
-                var entry = toolCalls[index] ?? (name: "", arguments: "")
-                if let name = function["name"] as? String, !name.isEmpty { entry.name = name }
-                entry.arguments += function["arguments"] as? String ?? ""
-                toolCalls[index] = entry
-            }
         }
 
         private func chunk(text: String, thinking: String) -> JSONObject {
@@ -344,11 +331,7 @@ extension OllamaService {
         func final() -> JSONObject {
             var line: JSONObject = ["model": name, "created_at": OllamaJSON.timestamp(), "done": true]
             let text = streamed ? "" : content
-            let calls: [JSONObject] = toolCalls.keys.sorted().compactMap { index in
-                guard let call = toolCalls[index] else { return nil }
-                let arguments = (try? JSONSerialization.jsonObject(with: Data(call.arguments.utf8))) ?? [String: Any]()
-                return ["function": ["name": call.name, "arguments": arguments] as JSONObject]
-            }
+            let calls: [JSONObject] = toolCalls.ordered.map { ["function": ["name": $0.name, "arguments": $0.input] as JSONObject] }
             switch field {
             case .message:
                 var message: JSONObject = ["role": "assistant", "content": text]
