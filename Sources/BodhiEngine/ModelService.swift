@@ -17,14 +17,7 @@ public struct ModelService: Sendable {
     /// serve it the delete is refused, unless `force`, which deletes those aliases too.
     public func delete(_ name: String, force: Bool = false) async throws -> ModelEntry {
         let entry = try await aliases.resolve(name).entry
-        let dependents = await aliases.aliases(of: entry.id)
-        if !dependents.isEmpty {
-            guard force else {
-                throw BodhiError.conflict(
-                    "The model '\(entry.id)' is served by the aliases \(dependents.map(\.name).joined(separator: ", ")); delete them first, or delete with force (?force=true, `bodhi rm --force`) to remove them too.")
-            }
-            for alias in dependents { try await aliases.delete(alias.name) }
-        }
+        try await aliases.release(entry.id, force: force)
         await supervisor.unload(usingFile: entry.path)
         return try await catalog.delete(entry.id)
     }

@@ -48,6 +48,18 @@ public actor AliasRegistry {
         list().filter { $0.model == modelID }
     }
 
+    /// Clears the way for deleting a model's files: refused while aliases serve it, unless
+    /// `force`, which deletes those aliases.
+    public func release(_ modelID: String, force: Bool) async throws {
+        let dependents = aliases(of: modelID)
+        guard !dependents.isEmpty else { return }
+        guard force else {
+            throw BodhiError.conflict(
+                "The model '\(modelID)' is served by the aliases \(dependents.map(\.name).joined(separator: ", ")); delete them first, or delete with force (?force=true, `bodhi rm --force`) to remove them too.")
+        }
+        for alias in dependents { try await delete(alias.name) }
+    }
+
     /// What `name` serves: an alias first (alias names never contain `/`), else a model.
     public func resolve(_ name: String) async throws -> ServedModel {
         if let alias = byName[name] {

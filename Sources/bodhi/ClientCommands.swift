@@ -83,11 +83,7 @@ struct RemoveModel: AsyncParsableCommand {
             let aliases = AliasRegistry(repository: store, catalog: catalog)
             try await aliases.load()
             let entry = try await aliases.resolve(model).entry
-            let dependents = await aliases.aliases(of: entry.id)
-            if !dependents.isEmpty && !force {
-                throw ValidationFailure(message: "The model '\(entry.id)' is served by the aliases \(dependents.map(\.name).joined(separator: ", ")); delete them first, or use --force to remove them too.")
-            }
-            for alias in dependents { try await aliases.delete(alias.name) }
+            try await aliases.release(entry.id, force: force)
             try await catalog.delete(entry.id)
         }
     }
