@@ -13,10 +13,7 @@ import Testing
     let hub: String
 
     init() throws {
-        hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-access-\(UUID().uuidString)").path
-        let snapshot = hub + "/models--org--tiny-GGUF/snapshots/abc"
-        try FileManager.default.createDirectory(atPath: snapshot, withIntermediateDirectories: true)
-        try Data(count: 64).write(to: URL(fileURLWithPath: snapshot + "/tiny.Q4_K_M.gguf"))
+        hub = try TestApp.hubWithTinyModel("access")
     }
 
     enum Caller: CustomStringConvertible {

@@ -15,10 +15,7 @@ import Testing
     let hub: String
 
     init() throws {
-        hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-http-\(UUID().uuidString)").path
-        let snapshot = hub + "/models--org--tiny-GGUF/snapshots/abc"
-        try FileManager.default.createDirectory(atPath: snapshot, withIntermediateDirectories: true)
-        try Data(count: 64).write(to: URL(fileURLWithPath: snapshot + "/tiny.Q4_K_M.gguf"))
+        hub = try TestApp.hubWithTinyModel("http")
     }
 
     func withApp(maxBody: Int = 1024, _ test: @Sendable (TestApp.Client) async throws -> Void) async throws {

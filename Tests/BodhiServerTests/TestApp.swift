@@ -66,6 +66,15 @@ struct TestApp: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// A temporary Hugging Face cache holding one tiny model, `org/tiny-GGUF:Q4_K_M`.
+    static func hubWithTinyModel(_ label: String) throws -> String {
+        let hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-\(label)-\(UUID().uuidString)").path
+        let snapshot = hub + "/models--org--tiny-GGUF/snapshots/abc"
+        try FileManager.default.createDirectory(atPath: snapshot, withIntermediateDirectories: true)
+        try Data(count: 64).write(to: URL(fileURLWithPath: snapshot + "/tiny.Q4_K_M.gguf"))
+        return hub
+    }
+
     /// A test client that sends credentials with every request unless told otherwise.
     struct Client: Sendable {
         let inner: any TestClientProtocol
