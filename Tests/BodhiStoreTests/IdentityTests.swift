@@ -1,5 +1,5 @@
 import BodhiCore
-import BodhiIdentity
+@testable import BodhiIdentity
 import Foundation
 import HummingbirdBcrypt
 import Testing
@@ -32,6 +32,8 @@ import Testing
         _ = try await IdentityService(repository: store).setup(username: "root", password: "correct horse")
         let hash = try #require(try await store.user(named: "root")?.passwordHash)
         #expect(hash.hasPrefix("$2b$12$") && Bcrypt.verify("correct horse", hash: hash))
+        // Unknown users are checked against a real cost-12 hash, so they take as long.
+        #expect(IdentityService.timingDummyHash.hasPrefix("$2b$12$") && Bcrypt.verify("bodhi-timing-dummy", hash: IdentityService.timingDummyHash))
     }
 
     @Test(arguments: TestDatabase.available)
