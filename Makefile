@@ -37,11 +37,13 @@ test-swift:
 test-e2e:
 	BODHI_BIN=$(CURDIR)/.build/debug/bodhi $(VENV)/bin/python -m pytest tests/e2e -q
 
-## Bodhi against the same llama-server reached directly, and bodhi pull against curl; results go to bench/results/.
+## Bodhi against the same llama-server reached directly, the gateway under wrk, fairness and compression,
+## and bodhi pull against curl; results go to bench/results/.
 bench: bootstrap build
-	scripts/bootstrap --test
+	scripts/bootstrap --test --bench
 	mkdir -p bench/results
 	BODHI_BIN=$(CURDIR)/.build/release/bodhi $(VENV)/bin/python bench/bench.py --json bench/results/latest.json
+	BODHI_BIN=$(CURDIR)/.build/release/bodhi $(VENV)/bin/python bench/gateway_bench.py --json bench/results/gateway-latest.json
 	BODHI_BIN=$(CURDIR)/.build/release/bodhi $(VENV)/bin/python bench/pull_bench.py --json bench/results/pull-latest.json
 
 clean:

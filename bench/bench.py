@@ -68,7 +68,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks on SIGTERM too
     with tempfile.TemporaryDirectory(prefix="bodhi-bench-") as tmp:
         workdir = Path(tmp)
-        bodhi = BodhiServer(workdir)
+        # Limits far above the workload: the rate limiter runs on every request but never refuses one.
+        generous = "inference=100000000/m management=100000000/m tokens=1000000000/m"
+        bodhi = BodhiServer(workdir, env={"BODHI_RATE_LIMIT_POWER_USER": generous, "BODHI_RATE_LIMIT_IP": "all=100000000/m"})
         bodhi.start()  # stops itself and reports its log if it fails
         direct: subprocess.Popen | None = None
         direct_log = workdir / "llama-server.log"

@@ -17,6 +17,15 @@ public enum SettingKey: String, CaseIterable, Sendable {
     case maxPulls = "BODHI_MAX_PULLS"
     case databaseURL = "BODHI_DATABASE_URL"
     case ollamaPort = "BODHI_OLLAMA_PORT"
+    case maxQueue = "BODHI_MAX_QUEUE"
+    case rateLimits = "BODHI_RATE_LIMITS"
+    case rateLimitUser = "BODHI_RATE_LIMIT_USER"
+    case rateLimitPowerUser = "BODHI_RATE_LIMIT_POWER_USER"
+    case rateLimitManager = "BODHI_RATE_LIMIT_MANAGER"
+    case rateLimitAdmin = "BODHI_RATE_LIMIT_ADMIN"
+    case rateLimitAddress = "BODHI_RATE_LIMIT_IP"
+    case rateLimitTokens = "BODHI_RATE_LIMIT_TOKENS"
+    case rateLimitUnlimited = "BODHI_RATE_LIMIT_UNLIMITED"
 }
 
 /// Where a setting's value came from, in order of precedence.
@@ -40,6 +49,8 @@ public enum SettingSource: Sendable, Equatable, CustomStringConvertible {
 public struct Settings: Sendable {
     /// The llama.cpp release that `scripts/bootstrap` builds; the default engine lives under it.
     public static let engineVersion = "11434.0.0"
+    /// The Swagger UI release whose assets `scripts/bootstrap` lays out for `/docs`.
+    public static let swaggerUIVersion = "5.31.0"
 
     public var home: String
     public var hfHome: String
@@ -61,6 +72,11 @@ public struct Settings: Sendable {
     public var database: DatabaseURL
     /// A second listener for tools that expect Ollama's address (e.g. 11434); nil for none.
     public var ollamaPort: Int?
+    /// Requests that may wait for a slot of one model; more are refused with 503.
+    public var maxQueue: Int
+    public var rateLimits: RateLimitSettings
+    /// Swagger UI's assets for `/docs`, from the bootstrap's cache.
+    public var docsAssetsDirectory: String
     public var sources: [SettingKey: SettingSource]
     /// Each setting as written where it came from, and its default, for the settings API.
     public var texts: [SettingKey: String]
@@ -156,12 +172,44 @@ public struct Settings: Sendable {
                           "expected sqlite:PATH or postgres://user:password@host:port/database")
         }
 
+        let maxQueue = try integer(.maxQueue, default: 512, range: 0...1_000_000)
+        let rateLimits = try resolveRateLimits(value: value, invalid: invalid)
+
         return Settings(
             home: home, hfHome: hfHome, host: host, port: port, llamaServer: llamaServer,
             llamaArgs: llamaArgs, keepAlive: keepAlive, maxLoadedModels: maxLoaded, parallel: parallel,
             hfEndpoint: hfEndpoint, hfToken: hubToken(environment: environment, hfHome: hfHome), maxPulls: maxPulls,
-            database: database, ollamaPort: ollamaPort,
+            database: database, ollamaPort: ollamaPort, maxQueue: maxQueue, rateLimits: rateLimits,
+            docsAssetsDirectory: cache + "/swagger-ui/\(swaggerUIVersion)",
             sources: sources, texts: texts, defaults: defaults)
+    }
+
+    private static func resolveRateLimits(
+        value: (SettingKey, String) -> String, invalid: (SettingKey, String, String) -> BodhiError
+    ) throws -> RateLimitSettings {
+        let switchText = value(.rateLimits, "on").trimmingCharacters(in: .whitespaces).lowercased()
+        guard ["on", "off", "true", "false"].contains(switchText) else {
+            throw invalid(.rateLimits, switchText, "expected on or off")
+        }
+        let planExpectation = "expected items such as inference=600/m management=1200/m auth=60/m all=6000/m tokens=1000000/m (per s, m or h), or unlimited"
+        var roles: [String: RateLimitPlan] = [:]
+        let roleKeys: [(String, SettingKey)] = [
+            ("user", .rateLimitUser), ("power_user", .rateLimitPowerUser), ("manager", .rateLimitManager), ("admin", .rateLimitAdmin),
+        ]
+        for (role, key) in roleKeys {
+            let text = value(key, RateLimitSettings.defaultRoles[role]!)
+            guard let plan = RateLimitPlan(parsing: text) else { throw invalid(key, text, planExpectation) }
+            roles[role] = plan
+        }
+        let addressText = value(.rateLimitAddress, RateLimitSettings.defaultAddress)
+        guard let address = RateLimitPlan(parsing: addressText) else { throw invalid(.rateLimitAddress, addressText, planExpectation) }
+        let tokensText = value(.rateLimitTokens, "")
+        guard let tokens = RateLimitSettings.parseTokenPlans(tokensText) else {
+            throw invalid(.rateLimitTokens, tokensText, "expected TOKEN_ID=PLAN entries separated by ';', each PLAN as in BODHI_RATE_LIMIT_USER")
+        }
+        return RateLimitSettings(
+            enabled: switchText == "on" || switchText == "true", roles: roles, address: address, tokens: tokens,
+            unlimited: RateLimitSettings.parseNames(value(.rateLimitUnlimited, "")))
     }
 
     /// The token `huggingface_hub` would send: `HF_TOKEN`, else the saved token file.

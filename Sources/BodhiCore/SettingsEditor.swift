@@ -28,6 +28,15 @@ public actor SettingsEditor {
         .parallel: "for models loaded after the change",
         .llamaArgs: "for models loaded after the change",
         .maxPulls: "after a restart",
+        .maxQueue: "at once",
+        .rateLimits: "at once",
+        .rateLimitUser: "at once",
+        .rateLimitPowerUser: "at once",
+        .rateLimitManager: "at once",
+        .rateLimitAdmin: "at once",
+        .rateLimitAddress: "at once",
+        .rateLimitTokens: "at once",
+        .rateLimitUnlimited: "at once",
     ]
 
     private var settings: Settings

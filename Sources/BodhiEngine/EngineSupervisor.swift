@@ -47,9 +47,12 @@ public struct EngineStatus: Sendable, Codable, Equatable {
     public let idleSeconds: Double
     public let restarts: Int
     public let args: [String]
+    /// How long the engine took to become ready; nil while it loads.
+    public var loadSeconds: Double?
 
     enum CodingKeys: String, CodingKey {
         case model, state, pid, port, slots, args, restarts
+        case loadSeconds = "load_seconds"
         case inFlight = "in_flight"
         case memoryBytes = "memory_bytes"
         case idleSeconds = "idle_seconds"
@@ -102,6 +105,7 @@ public actor EngineSupervisor {
         let apiKey: String
         let arguments: [String]
         let readyAt: ContinuousClock.Instant
+        let loadDuration: Duration
     }
 
     private enum Phase {
@@ -128,14 +132,22 @@ public actor EngineSupervisor {
     private var children: [pid_t: ChildProcess] = [:]
     private var nextGeneration = 1
     private var shuttingDown = false
+    /// `configuration.parallel`, readable without waiting for the actor (admission asks per request).
+    private let defaultSlots: Atomic<Int>
 
     public init(configuration: EngineConfiguration, http: HTTPClient, logger: Logger) {
         self.configuration = configuration
+        defaultSlots = Atomic(configuration.parallel)
         self.http = http
         self.logger = logger
     }
 
     // MARK: Leasing
+
+    /// The requests `model`'s engine serves at once.
+    public nonisolated func slots(for model: EngineTarget) -> Int {
+        model.overrides.parallel ?? defaultSlots.load(ordering: .relaxed)
+    }
 
     /// An engine for `model`, loading it first if needed. Concurrent callers for a model
     /// that is loading all wait for the same load.
@@ -239,6 +251,7 @@ public actor EngineSupervisor {
     }
 
     private func spawnAndWait(_ model: EngineTarget, port: Int, apiKey: String, arguments: [String]) async throws -> Running {
+        let started = ContinuousClock.now
         try FileManager.default.createDirectory(atPath: configuration.logsDirectory, withIntermediateDirectories: true)
         let logPath = configuration.logsDirectory + "/" + Self.logFileName(for: model.id)
         let logStart = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
@@ -266,7 +279,8 @@ public actor EngineSupervisor {
             await child.terminate(grace: .seconds(1))
             throw error
         }
-        return Running(child: child, port: port, apiKey: apiKey, arguments: arguments, readyAt: .now)
+        let ready = ContinuousClock.now
+        return Running(child: child, port: port, apiKey: apiKey, arguments: arguments, readyAt: ready, loadDuration: ready - started)
     }
 
     private func forget(_ pid: pid_t) {
@@ -338,6 +352,7 @@ public actor EngineSupervisor {
         configuration.keepAlive = settings.keepAlive
         configuration.maxLoadedModels = settings.maxLoadedModels
         configuration.parallel = settings.parallel
+        defaultSlots.store(settings.parallel, ordering: .relaxed)
         configuration.extraArguments = settings.llamaArgs
         unloadIdleEngines()
         // Fewer places than loaded models: the least recently used idle ones go.
@@ -463,7 +478,8 @@ public actor EngineSupervisor {
                     model: engine.model.id, state: "ready", pid: running.child.pid, port: running.port,
                     slots: engine.model.overrides.parallel ?? configuration.parallel, inFlight: engine.inFlight,
                     memoryBytes: SystemResources.residentMemory(of: String(running.child.pid)), idleSeconds: idle,
-                    restarts: engine.restarts, args: EngineArguments.redacted(running.arguments))
+                    restarts: engine.restarts, args: EngineArguments.redacted(running.arguments),
+                    loadSeconds: Self.seconds(running.loadDuration))
             }
         }
     }

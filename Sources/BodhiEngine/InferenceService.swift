@@ -16,6 +16,16 @@ public enum InferenceOperation: String, Sendable, CaseIterable {
     case infill = "/infill"
 
     var streams: Bool { self != .embeddings }
+
+    /// A short name, for metric labels.
+    public var name: String {
+        switch self {
+        case .chatCompletions: "chat"
+        case .completions: "completions"
+        case .embeddings: "embeddings"
+        case .infill: "infill"
+        }
+    }
 }
 
 /// The answer to an inference request: a whole body, or a stream of Server-Sent Events.
@@ -29,24 +39,29 @@ public enum InferenceResult: Sendable {
 /// receiver stops taking events (a client that went away).
 public struct EventStream: Sendable {
     fileprivate let response: HTTPClientResponse
-    fileprivate let lease: EngineLease
+    fileprivate let slot: InferenceSlot
     fileprivate let logger: Logger
     /// llama-server's own stream format (no `[DONE]`; the last event says `"stop":true`).
     fileprivate var nativeFormat = false
+    /// The request it answers, for log lines written while it streams.
+    fileprivate let requestID = RequestScope.requestID
 
     /// Sends each event to `receiver` until the engine finishes or `receiver` throws
     /// (the client went away), which cancels the engine request and so its generation.
     public func forward(to receiver: (ByteBuffer) async throws -> Void) async {
-        await pump { event in
-            do { try await receiver(event) } catch { throw EmitFailure(underlying: error) }
+        await RequestScope.$requestID.withValue(requestID) {
+            let timing = await pump { event in
+                do { try await receiver(event) } catch { throw EmitFailure(underlying: error) }
+            }
+            await slot.finish(status: 200, timing: timing)
         }
-        await lease.release()
     }
 
-    private func pump(_ emit: (ByteBuffer) async throws -> Void) async {
+    private func pump(_ emit: (ByteBuffer) async throws -> Void) async -> StreamTiming {
         var framer = SSEFramer()
         var finished = false
         var lastWasError = false
+        var timing = StreamTiming()
         do {
             for try await chunk in response.body {
                 for event in framer.append(chunk) {
@@ -55,6 +70,7 @@ public struct EventStream: Sendable {
                     case .error: lastWasError = true
                     case .other:
                         lastWasError = false
+                        timing.generated(event)
                         if nativeFormat, SSEFramer.data(of: event)?.contains(#""stop":true"#) == true { finished = true }
                     }
                     try await emit(event)
@@ -62,21 +78,62 @@ public struct EventStream: Sendable {
             }
         } catch let error as EmitFailure {
             logger.debug("client went away mid-stream; engine generation stopped", metadata: ["error": "\(error.underlying)"])
-            return
+            return timing
         } catch {
-            logger.warning("engine failed mid-stream", metadata: ["model": "\(lease.modelID)", "error": "\(error)"])
+            logger.warning("engine failed mid-stream", metadata: ["model": "\(slot.lease.modelID)", "error": "\(error)"])
         }
-        if finished || lastWasError { return }
+        if finished || lastWasError { return timing }
         let failure = BodhiError(
             .engineFailed, status: 500,
-            "The engine for model '\(lease.modelID)' stopped before finishing the reply; it is being restarted. Retry the request.")
+            "The engine for model '\(slot.lease.modelID)' stopped before finishing the reply; it is being restarted. Retry the request.")
         try? await emit(EventStream.errorEvent(failure))
+        return timing
     }
 
     static func errorEvent(_ error: BodhiError) -> ByteBuffer {
         let body = OpenAIErrorBody(error)
         let json = (try? JSONEncoder().encode(body)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
         return ByteBuffer(string: "data: \(json)\n\n")
+    }
+}
+
+/// When a stream's generated events came, and its last one (which carries the token counts).
+struct StreamTiming {
+    var first: ContinuousClock.Instant?
+    var previous: ContinuousClock.Instant?
+    var gaps: [Duration] = []
+    var last: ByteBuffer?
+
+    mutating func generated(_ event: ByteBuffer) {
+        let now = ContinuousClock.now
+        if let previous { gaps.append(now - previous) } else { first = now }
+        previous = now
+        last = event
+    }
+}
+
+/// An admitted request's hold on its engine: the admission slot and the engine lease, given
+/// back together, with the request's record reported to the observers.
+struct InferenceSlot: Sendable {
+    let lease: EngineLease
+    let ticket: AdmissionTicket
+    let operation: InferenceOperation
+    let caller: InferenceCaller
+    let started: ContinuousClock.Instant
+    let observers: [any InferenceObserver]
+
+    func finish(status: Int, body: ByteBuffer? = nil, timing: StreamTiming? = nil) async {
+        let ended = ContinuousClock.now
+        await lease.release()
+        await ticket.release()
+        guard !observers.isEmpty else { return }
+        let usage: (prompt: Int?, completion: Int?) = (body ?? timing?.last).map(EngineUsage.read) ?? (prompt: nil, completion: nil)
+        let record = InferenceRecord(
+            model: lease.modelID, operation: operation, caller: caller, status: status, queueWait: ticket.waited,
+            promptTokens: usage.prompt, completionTokens: usage.completion,
+            timeToFirstToken: timing?.first.map { $0 - started }, interTokenLatencies: timing?.gaps ?? [],
+            duration: ended - started)
+        for observer in observers { observer.inferenceFinished(record) }
     }
 }
 
@@ -100,6 +157,7 @@ public struct OpenAIErrorBody: Codable, Sendable {
         case 400, 404, 413, 422: type = "invalid_request_error"
         case 401: type = "authentication_error"
         case 403: type = "permission_error"
+        case 429: type = "rate_limit_error"
         default: type = "server_error"
         }
         self.error = Detail(message: error.message, type: type, param: error.param, code: error.code.rawValue)
@@ -115,15 +173,22 @@ public struct InferenceService: Sendable {
     private let supervisor: EngineSupervisor
     private let http: HTTPClient
     private let logger: Logger
+    private let admission: AdmissionQueue
+    private let observers: [any InferenceObserver]
 
     /// Responses larger than this are refused rather than buffered (non-streaming only).
     static let maxResponseBytes = 256 * 1024 * 1024
 
-    public init(models: AliasRegistry, supervisor: EngineSupervisor, http: HTTPClient, logger: Logger) {
+    public init(
+        models: AliasRegistry, supervisor: EngineSupervisor, http: HTTPClient, logger: Logger,
+        admission: AdmissionQueue = AdmissionQueue(maxQueue: 512), observers: [any InferenceObserver] = []
+    ) {
         self.models = models
         self.supervisor = supervisor
         self.http = http
         self.logger = logger
+        self.admission = admission
+        self.observers = observers
     }
 
     /// The fields Bodhi needs from a request body.
@@ -152,6 +217,7 @@ public struct InferenceService: Sendable {
     /// Serves one request. `allowedModels` is the caller's allow-list (an API token's), nil
     /// when every model is allowed.
     public func handle(_ operation: InferenceOperation, body: ByteBuffer, allowedModels: [String]? = nil) async throws -> InferenceResult {
+        let started = ContinuousClock.now
         let head = try Self.parseHead(body)
         guard let name = head.model, !name.isEmpty else {
             throw BodhiError.invalidRequest("You must provide a model parameter.", param: "model")
@@ -159,7 +225,14 @@ public struct InferenceService: Sendable {
         let served = try await resolve(name, allowedBy: allowedModels)
         let model = EngineTarget(served)
         let body = try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body
-        let lease = try await supervisor.acquire(model)
+        let caller = InferenceCaller.current
+        let ticket = try await admission.admit(model.id, slots: supervisor.slots(for: model), caller: caller)
+        let lease: EngineLease
+        do { lease = try await supervisor.acquire(model) } catch {
+            await ticket.release()
+            throw error
+        }
+        let slot = InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
         var request = HTTPClientRequest(url: lease.endpoint.baseURL + operation.rawValue)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -170,19 +243,19 @@ public struct InferenceService: Sendable {
         do {
             response = try await Self.execute(request, on: http)
         } catch {
-            await lease.release()
+            await slot.finish(status: 503)
             throw engineStopped(model.id, error)
         }
         let contentType = response.headers.first(name: "Content-Type") ?? "application/json"
         if operation.streams, head.stream == true, response.status == .ok, contentType.hasPrefix("text/event-stream") {
-            return .events(EventStream(response: response, lease: lease, logger: logger, nativeFormat: operation == .infill))
+            return .events(EventStream(response: response, slot: slot, logger: logger, nativeFormat: operation == .infill))
         }
         do {
             let bytes = try await response.body.collect(upTo: Self.maxResponseBytes)
-            await lease.release()
+            await slot.finish(status: Int(response.status.code), body: bytes)
             return .complete(status: Int(response.status.code), contentType: contentType, body: bytes)
         } catch {
-            await lease.release()
+            await slot.finish(status: 503)
             throw engineStopped(model.id, error)
         }
     }

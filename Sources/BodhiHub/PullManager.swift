@@ -33,6 +33,8 @@ public actor PullManager {
     private var downloads: [String: FileDownload] = [:]
     /// Bytes on disk per blob, for progress.
     private var fileBytes: [String: Int64] = [:]
+    /// Bytes received from the Hub since start, for metrics.
+    public private(set) var downloadedBytes: Int64 = 0
 
     private var subscribers: [String: [UUID: AsyncStream<PullRecord>.Continuation]] = [:]
     private var lastBroadcast: [String: ContinuousClock.Instant] = [:]
@@ -273,6 +275,8 @@ public actor PullManager {
     }
 
     private func fileProgressed(_ key: String, bytes: Int64) {
+        // A download's first report is where it starts (a resumed partial file, or a blob on disk already).
+        downloadedBytes += max(0, bytes - (fileBytes[key] ?? bytes))
         fileBytes[key] = bytes
         for (id, record) in pulls where record.state == .downloading && record.files.contains(where: { $0.sha256 == key }) {
             updateProgress(id)

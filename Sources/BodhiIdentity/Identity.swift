@@ -200,6 +200,12 @@ public struct Principal: Sendable, Equatable {
         return nil
     }
 
+    /// The API token the request came with; nil for sessions.
+    public var tokenID: String? {
+        if case .token(let id, _) = credential { return id }
+        return nil
+    }
+
     public var isSession: Bool {
         if case .session = credential { return true }
         return false

@@ -56,7 +56,7 @@ struct APIVersioningMiddleware: RouterMiddleware {
             ?? UUID().uuidString.lowercased()
         var context = context
         context.logger[metadataKey: "request_id"] = .string(requestID)
-        var response = try await next(request, context)
+        var response = try await RequestScope.$requestID.withValue(requestID) { try await next(request, context) }
         response.headers[APIVersioning.versionHeader] = APIVersioning.version
         response.headers[APIVersioning.requestIDHeader] = requestID
         let path = context.endpointPath ?? request.uri.path

@@ -33,6 +33,8 @@ enum AccessPolicy {
         // Liveness and first run.
         "GET /ping": .open,
         "GET /openapi.json": .open,
+        "GET /docs": .open,
+        "GET /docs/{file}": .open,
         "GET /health": .open,
         "GET /health/live": .open,
         "GET /health/ready": .open,

@@ -13,9 +13,11 @@ public enum BodhiHTTPServer {
     public static func router(services: BodhiServices) -> Router<BodhiRequestContext> {
         let router = Router(context: BodhiRequestContext.self)
         router.add(middleware: APIVersioningMiddleware())
+        router.add(middleware: CompressionMiddleware())
         router.add(middleware: MetricsMiddleware(metrics: services.metrics))
         router.add(middleware: ErrorRenderingMiddleware(maxRequestBodyBytes: services.maxRequestBodyBytes))
         router.add(middleware: AccessMiddleware(identity: services.identity))
+        router.add(middleware: RateLimitMiddleware(limiter: services.rateLimiter, admission: services.admission, metrics: services.metrics))
         SystemRoutes(services: services).register(on: router)
         IdentityRoutes(services: services).register(on: router)
         SettingsRoutes(services: services).register(on: router)
@@ -25,6 +27,7 @@ public enum BodhiHTTPServer {
         PullRoutes(services: services).register(on: router)
         AliasRoutes(services: services).register(on: router)
         ModelRoutes(services: services).register(on: router)
+        DocsRoutes(assetsDirectory: services.docsAssetsDirectory).register(on: router)
         // Last, so that it lists every route, itself included.
         let routes = router.routes.map { (method: $0.method.rawValue, path: "\($0.path)") } + [("GET", "/openapi.json")]
         let document = (try? JSONSerialization.data(
@@ -41,6 +44,8 @@ public enum BodhiHTTPServer {
     ) -> some ApplicationProtocol {
         Application(
             responder: responder(services: services),
+            // Connections idle this long between requests are closed (a request in progress never is).
+            server: .http1(configuration: .init(additionalChannelHandlers: [ClientHangUpHandler()], idleTimeout: .seconds(75))),
             configuration: .init(address: .hostname(host, port: port), serverName: "bodhi"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger)

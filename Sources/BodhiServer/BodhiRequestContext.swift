@@ -10,10 +10,13 @@ public struct BodhiRequestContext: RequestContext {
     public var principal: Principal?
     /// The peer's address, for sign-in throttling.
     public let clientAddress: String
+    /// Completes when the client's connection closes (a queued request then gives up its place).
+    public let connectionClosed: EventLoopFuture<Void>
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+        connectionClosed = source.channel.closeFuture
     }
 
     /// The signed-in principal; routes behind a rule that requires one always have it.

@@ -18,7 +18,11 @@ public struct BodhiServices: Sendable {
     public let ollama: OllamaService
     public let anthropic: AnthropicService
     public let readiness: Readiness
-    public let metrics = BodhiMetrics()
+    public let metrics: BodhiMetrics
+    public let admission: AdmissionQueue
+    public let rateLimiter: RateLimiter
+    /// Swagger UI's assets for `/docs`; nil for none.
+    public let docsAssetsDirectory: String?
     /// How engines run, for memory estimates.
     public let enginePlan: EnginePlan
     /// Requests with larger bodies are refused with 413.
@@ -27,8 +31,14 @@ public struct BodhiServices: Sendable {
     public init(
         catalog: ModelCatalog, aliases: AliasRegistry, supervisor: EngineSupervisor, inference: InferenceService,
         pulls: PullManager, identity: IdentityService, settings: SettingsEditor, readiness: Readiness, enginePlan: EnginePlan,
-        maxRequestBodyBytes: Int = 32 * 1024 * 1024
+        maxRequestBodyBytes: Int = 32 * 1024 * 1024, metrics: BodhiMetrics = BodhiMetrics(),
+        admission: AdmissionQueue = AdmissionQueue(maxQueue: 512), rateLimiter: RateLimiter,
+        docsAssetsDirectory: String? = nil
     ) {
+        self.docsAssetsDirectory = docsAssetsDirectory
+        self.metrics = metrics
+        self.admission = admission
+        self.rateLimiter = rateLimiter
         self.readiness = readiness
         self.identity = identity
         self.settings = settings

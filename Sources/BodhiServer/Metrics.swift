@@ -1,8 +1,10 @@
 import BodhiCore
 import BodhiEngine
+import BodhiHub
 import Foundation
 import Hummingbird
 import Prometheus
+import Synchronization
 
 /// Bodhi's Prometheus metrics: its own (HTTP, inference, engines, process) from one registry,
 /// and each engine's llama.cpp metrics re-exposed with a `model` label.
@@ -13,40 +15,153 @@ public final class BodhiMetrics: Sendable {
         .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60),
     ]
 
+    static let tokenLatencyBuckets: [Duration] = [
+        .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+        .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5),
+    ]
+    static let tokenRateBuckets: [Double] = [1, 5, 10, 25, 50, 100, 200, 400, 800, 1600]
+
+    /// What the last scrape reported of values that are kept elsewhere as totals or per model.
+    private struct Scraped {
+        var pullBytes: Int64 = 0
+        var queueModels: Set<String> = []
+    }
+    private let scraped = Mutex(Scraped())
+
     public init() {}
+
+    /// One refused by a rate limit.
+    func recordRateLimited(routeClass: RouteClass, policy: String) {
+        makeCounter(
+            name: "bodhi_rate_limited_total", labels: [("class", routeClass.rawValue), ("policy", policy)],
+            help: "Requests refused with 429 by a rate limit.").increment()
+    }
 
     /// One finished HTTP request, by the route pattern (not the raw path, which would make
     /// unbounded label values).
     func recordRequest(method: String, route: String, status: Int, duration: Duration) {
         let labels = [("method", method), ("route", route), ("status", String(status))]
-        registry.makeCounter(name: "bodhi_http_requests_total", labels: labels, help: "HTTP requests served.").increment()
-        registry.makeDurationHistogram(
+        makeCounter(name: "bodhi_http_requests_total", labels: labels, help: "HTTP requests served.").increment()
+        makeDurationHistogram(
             name: "bodhi_http_request_duration_seconds", labels: [("method", method), ("route", route)],
             buckets: Self.durationBuckets, help: "Time to the response head (streams continue after it)."
         ).recordNanoseconds(duration.nanoseconds)
     }
 
     /// The exposition: Bodhi's metrics, the engines' state and the process's, then each engine's own.
-    func exposition(supervisor: EngineSupervisor) async -> String {
+    func exposition(supervisor: EngineSupervisor, admission: AdmissionQueue, pulls: PullManager) async -> String {
+        let depths = await admission.depths()
+        let pullBytes = await pulls.downloadedBytes
+        let (newPullBytes, vanished) = scraped.withLock { scraped in
+            let delta = pullBytes - scraped.pullBytes
+            scraped.pullBytes = pullBytes
+            let current = Set(depths.map(\.model))
+            let vanished = scraped.queueModels.subtracting(current)
+            scraped.queueModels = current
+            return (delta, vanished)
+        }
+        makeCounter(name: "bodhi_pull_bytes_total", help: "Bytes downloaded by pulls.").increment(by: newPullBytes)
+        for depth in depths {
+            makeGauge(name: "bodhi_queue_depth", labels: [("model", depth.model)],
+                               help: "Requests waiting for a slot of the model.").set(Double(depth.waiting))
+            makeGauge(name: "bodhi_queue_in_flight", labels: [("model", depth.model)],
+                               help: "Requests holding a slot of the model.").set(Double(depth.inFlight))
+        }
+        for model in vanished {
+            makeGauge(name: "bodhi_queue_depth", labels: [("model", model)], help: "Requests waiting for a slot of the model.").set(0.0)
+            makeGauge(name: "bodhi_queue_in_flight", labels: [("model", model)], help: "Requests holding a slot of the model.").set(0.0)
+        }
         let engines = await supervisor.status()
-        registry.makeGauge(name: "bodhi_loaded_models", help: "Engines loaded or loading.").set(Double(engines.count))
+        makeGauge(name: "bodhi_loaded_models", help: "Engines loaded or loading.").set(Double(engines.count))
         for engine in engines {
-            registry.makeGauge(name: "bodhi_engine_restarts", labels: [("model", engine.model)],
+            makeGauge(name: "bodhi_engine_restarts", labels: [("model", engine.model)],
                                help: "Restarts of the model's engine after it died.").set(Double(engine.restarts))
-            registry.makeGauge(name: "bodhi_engine_in_flight_requests", labels: [("model", engine.model)],
+            makeGauge(name: "bodhi_engine_in_flight_requests", labels: [("model", engine.model)],
                                help: "Requests the engine is serving.").set(Double(engine.inFlight))
+            if let loadSeconds = engine.loadSeconds {
+                makeGauge(name: "bodhi_engine_load_duration_seconds", labels: [("model", engine.model)],
+                                   help: "How long the engine's last load took, from start to healthy.").set(loadSeconds)
+            }
             if let memory = engine.memoryBytes {
-                registry.makeGauge(name: "bodhi_engine_resident_memory_bytes", labels: [("model", engine.model)],
+                makeGauge(name: "bodhi_engine_resident_memory_bytes", labels: [("model", engine.model)],
                                    help: "Resident memory of the engine process.").set(Double(memory))
             }
         }
         let process = ProcessStatistics.read()
-        registry.makeGauge(name: "process_resident_memory_bytes", help: "Resident memory of Bodhi.").set(Double(process.residentBytes))
-        registry.makeGauge(name: "process_cpu_seconds", help: "CPU time Bodhi used (user and system).").set(process.cpuSeconds)
-        registry.makeGauge(name: "process_open_fds", help: "Open file descriptors.").set(Double(process.openDescriptors))
+        makeGauge(name: "process_resident_memory_bytes", help: "Resident memory of Bodhi.").set(Double(process.residentBytes))
+        makeGauge(name: "process_cpu_seconds", help: "CPU time Bodhi used (user and system).").set(process.cpuSeconds)
+        makeGauge(name: "process_open_fds", help: "Open file descriptors.").set(Double(process.openDescriptors))
         var text = registry.emitToString()
         text += EngineMetrics.relabel(await supervisor.engineMetrics())
         return text
+    }
+}
+
+extension BodhiMetrics: InferenceObserver {
+    public func inferenceFinished(_ record: InferenceRecord) {
+        let model = ("model", record.model)
+        let operation = ("operation", record.operation.name)
+        makeCounter(
+            name: "bodhi_inference_requests_total", labels: [model, operation, ("status", String(record.status))],
+            help: "Inference requests the engines answered.").increment()
+        makeDurationHistogram(
+            name: "bodhi_queue_wait_seconds", labels: [model], buckets: Self.durationBuckets,
+            help: "Time inference requests waited for a slot.").recordNanoseconds(record.queueWait.nanoseconds)
+        if let prompt = record.promptTokens {
+            makeCounter(name: "bodhi_prompt_tokens_total", labels: [model], help: "Prompt tokens processed.")
+                .increment(by: Int64(prompt))
+        }
+        if let completion = record.completionTokens {
+            makeCounter(name: "bodhi_completion_tokens_total", labels: [model], help: "Tokens generated.")
+                .increment(by: Int64(completion))
+        }
+        if let firstToken = record.timeToFirstToken {
+            makeDurationHistogram(
+                name: "bodhi_time_to_first_token_seconds", labels: [model], buckets: Self.durationBuckets,
+                help: "From a streamed request's arrival to its first generated event.").recordNanoseconds(firstToken.nanoseconds)
+        }
+        if !record.interTokenLatencies.isEmpty {
+            let histogram = makeDurationHistogram(
+                name: "bodhi_inter_token_latency_seconds", labels: [model], buckets: Self.tokenLatencyBuckets,
+                help: "Time between consecutive generated events of a stream.")
+            for gap in record.interTokenLatencies { histogram.recordNanoseconds(gap.nanoseconds) }
+            let generating = record.interTokenLatencies.reduce(Duration.zero, +)
+            if generating > .zero {
+                makeValueHistogram(
+                    name: "bodhi_stream_tokens_per_second", labels: [model], buckets: Self.tokenRateBuckets,
+                    help: "Generation rate of each stream, after its first token."
+                ).record(Double(record.interTokenLatencies.count) / (Double(generating.nanoseconds) / 1e9))
+            }
+        }
+    }
+
+    public func queueRejected(model: String) {
+        makeCounter(
+            name: "bodhi_queue_rejections_total", labels: [("model", model)],
+            help: "Inference requests refused with 503 because the model's queue was full.").increment()
+    }
+}
+
+/// The registry's makers by name and help text (its own take a descriptor).
+extension BodhiMetrics {
+    private static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
+    func makeCounter(name: String, labels: [(String, String)] = [], help: String) -> Counter {
+        registry.makeCounter(descriptor: Self.descriptor(name, help), labels: labels)
+    }
+
+    func makeGauge(name: String, labels: [(String, String)] = [], help: String) -> Gauge {
+        registry.makeGauge(descriptor: Self.descriptor(name, help), labels: labels)
+    }
+
+    func makeDurationHistogram(name: String, labels: [(String, String)], buckets: [Duration], help: String) -> DurationHistogram {
+        registry.makeDurationHistogram(descriptor: Self.descriptor(name, help), labels: labels, buckets: buckets)
+    }
+
+    func makeValueHistogram(name: String, labels: [(String, String)], buckets: [Double], help: String) -> ValueHistogram {
+        registry.makeValueHistogram(descriptor: Self.descriptor(name, help), labels: labels, buckets: buckets)
     }
 }
 

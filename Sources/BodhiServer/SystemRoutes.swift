@@ -19,7 +19,7 @@ struct SystemRoutes {
         router.get("/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(string: await services.metrics.exposition(supervisor: services.supervisor))))
+                body: .init(byteBuffer: ByteBuffer(string: await services.metrics.exposition(supervisor: services.supervisor, admission: services.admission, pulls: services.pulls))))
         }
         router.get("/health/live") { _, _ in try Response.json(["status": "alive"]) }
         router.get("/health/ready") { _, _ in

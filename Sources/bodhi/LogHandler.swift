@@ -12,6 +12,8 @@ struct BodhiLogHandler: LogHandler {
     var logLevel: Logger.Level
     var format: Format = .text
     var metadata: Logger.Metadata = [:]
+    /// Metadata of the task that logs (the request id of the request being served).
+    var metadataProvider: Logger.MetadataProvider?
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -20,6 +22,7 @@ struct BodhiLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         let timestamp = Date().formatted(.iso8601)
         switch format {

@@ -31,7 +31,9 @@ struct Serve: AsyncParsableCommand {
         guard let format = BodhiLogHandler.Format(rawValue: formatText) else {
             throw ValidationFailure(message: "Invalid value '\(formatText)' for BODHI_LOG_FORMAT (from environment): expected text or json.")
         }
-        LoggingSystem.bootstrap { label in BodhiLogHandler(label: label, logLevel: level, format: format) }
+        LoggingSystem.bootstrap({ label, provider in
+            BodhiLogHandler(label: label, logLevel: level, format: format, metadataProvider: provider)
+        }, metadataProvider: RequestScope.metadataProvider)
         let logger = Logger(label: "bodhi")
         try FileManager.default.createDirectory(atPath: settings.logsDirectory, withIntermediateDirectories: true)
 
@@ -66,15 +68,26 @@ struct Serve: AsyncParsableCommand {
         }
         await pulls.resumeUnfinished()
         let identity = IdentityService(repository: store)
+        let metrics = BodhiMetrics()
+        let admission = AdmissionQueue(maxQueue: settings.maxQueue, observer: metrics)
+        let rateLimiter = RateLimiter(settings: settings.rateLimits)
         let services = BodhiServices(
             catalog: catalog, aliases: aliases, supervisor: supervisor,
-            inference: InferenceService(models: aliases, supervisor: supervisor, http: http, logger: logger),
+            inference: InferenceService(
+                models: aliases, supervisor: supervisor, http: http, logger: logger, admission: admission,
+                observers: [metrics, rateLimiter]),
             pulls: pulls, identity: identity,
-            settings: SettingsEditor(settings: settings, flags: server.flags) { changed in await supervisor.reconfigure(changed) },
+            settings: SettingsEditor(settings: settings, flags: server.flags) { changed in
+                await supervisor.reconfigure(changed)
+                admission.setMaxQueue(changed.maxQueue)
+                rateLimiter.reconfigure(changed.rateLimits)
+            },
             readiness: Readiness(
                 databasePing: { try await store.ping() }, hubDirectory: settings.hubDirectory,
                 engineBinary: settings.llamaServer, supervisor: supervisor),
-            enginePlan: EnginePlan(slots: settings.parallel, engineArguments: settings.llamaArgs))
+            enginePlan: EnginePlan(slots: settings.parallel, engineArguments: settings.llamaArgs),
+            metrics: metrics, admission: admission, rateLimiter: rateLimiter,
+            docsAssetsDirectory: settings.docsAssetsDirectory)
         let application = BodhiHTTPServer.application(
             services: services, host: settings.host, port: settings.port, logger: logger,
             onServerRunning: { port in

@@ -21,11 +21,13 @@ struct TestApp: Sendable {
     let home: String
 
     static func with(
-        hub: String, maxBody: Int = 1024, setUp: Bool = true,
+        hub: String, maxBody: Int = 1024, setUp: Bool = true, environment: [String: String] = [:],
         _ test: @Sendable (TestApp, Client) async throws -> Void
     ) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-app-\(UUID().uuidString)").path
-        let settings = try Settings.resolve(environment: ["HOME": NSHomeDirectory(), "BODHI_LLAMA_SERVER": "/nonexistent", "BODHI_HOME": directory])
+        let environment = ["HOME": NSHomeDirectory(), "BODHI_LLAMA_SERVER": "/nonexistent", "BODHI_HOME": directory]
+            .merging(environment) { _, new in new }
+        let settings = try Settings.resolve(environment: environment)
         let store = try await Store.openSQLite(path: directory + "/bodhi.sqlite")
         try await store.migrate()
         let identity = IdentityService(repository: store, bcryptCost: 4)
@@ -38,19 +40,27 @@ struct TestApp: Sendable {
         let logger = Logger(label: "test")
         let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: .shared, logger: logger)
         let aliases = AliasRegistry(repository: store, catalog: catalog)
+        let metrics = BodhiMetrics()
+        let admission = AdmissionQueue(maxQueue: settings.maxQueue, observer: metrics)
+        let rateLimiter = RateLimiter(settings: settings.rateLimits)
         let services = BodhiServices(
             catalog: catalog, aliases: aliases, supervisor: supervisor,
-            inference: InferenceService(models: aliases, supervisor: supervisor, http: .shared, logger: logger),
+            inference: InferenceService(
+                models: aliases, supervisor: supervisor, http: .shared, logger: logger, admission: admission,
+                observers: [metrics, rateLimiter]),
             pulls: PullManager(
                 hub: HubClient(endpoint: "http://127.0.0.1:9", token: nil, http: .shared),
                 cache: HuggingFaceCache(hubDirectory: hub), repository: nil, maxConcurrent: 1, logger: logger),
             identity: identity,
-            settings: SettingsEditor(settings: settings, environment: ["HOME": NSHomeDirectory(), "BODHI_LLAMA_SERVER": "/nonexistent", "BODHI_HOME": directory]) { changed in
+            settings: SettingsEditor(settings: settings, environment: environment) { changed in
                 await supervisor.reconfigure(changed)
+                admission.setMaxQueue(changed.maxQueue)
+                rateLimiter.reconfigure(changed.rateLimits)
             },
             readiness: Readiness(
                 databasePing: { try await store.ping() }, hubDirectory: hub, engineBinary: "/bin/sh", supervisor: supervisor),
-            enginePlan: EnginePlan(slots: 4, contextSize: nil), maxRequestBodyBytes: maxBody)
+            enginePlan: EnginePlan(slots: 4, contextSize: nil), maxRequestBodyBytes: maxBody,
+            metrics: metrics, admission: admission, rateLimiter: rateLimiter)
         let app = TestApp(services: services, store: store, rootToken: rootToken, home: directory)
         let application = Application(responder: BodhiHTTPServer.responder(services: services))
         do {

@@ -1,0 +1,219 @@
+import BodhiCore
+import NIOCore
+import Synchronization
+
+/// Who an inference request is for, as admission and accounting see it.
+public struct InferenceCaller: Sendable {
+    /// Requests with the same key share one turn of the round robin: a user, whichever of
+    /// their tokens or sessions they come through.
+    public var fairnessKey: String
+    /// Whom the request's tokens are charged to (a token or a user; see the rate limiter).
+    public var limitKey: String
+    /// Unlimited callers are served before everyone else.
+    public var priority: Bool
+    /// Completes when the client's connection closes: a request still waiting then leaves the queue.
+    public var connectionClosed: EventLoopFuture<Void>?
+
+    public init(fairnessKey: String, limitKey: String, priority: Bool = false, connectionClosed: EventLoopFuture<Void>? = nil) {
+        self.fairnessKey = fairnessKey
+        self.limitKey = limitKey
+        self.priority = priority
+        self.connectionClosed = connectionClosed
+    }
+
+    /// Set by the HTTP layer for the request being served. A task-local value so that every
+    /// API family's translation (OpenAI, Ollama, Anthropic) reaches the queue with its caller
+    /// without threading it through each of their services.
+    @TaskLocal public static var current = InferenceCaller(fairnessKey: "", limitKey: "")
+}
+
+/// Admission to the engines: each model serves at most its slot count of requests at once;
+/// the rest wait, taken round-robin across callers (one heavy caller cannot starve the others),
+/// priority callers first, up to a bound beyond which requests are refused with 503.
+public actor AdmissionQueue {
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<Void, any Error>
+    }
+
+    /// FIFO per caller, callers taken in turn.
+    private struct RoundRobin {
+        var queues: [String: [Waiter]] = [:]
+        var turns: [String] = []
+        var count = 0
+
+        mutating func append(_ waiter: Waiter, for key: String) {
+            if queues[key, default: []].isEmpty { turns.append(key) }
+            queues[key, default: []].append(waiter)
+            count += 1
+        }
+
+        mutating func next() -> Waiter? {
+            guard !turns.isEmpty else { return nil }
+            let key = turns.removeFirst()
+            var queue = queues[key]!
+            let waiter = queue.removeFirst()
+            if queue.isEmpty { queues[key] = nil } else { queues[key] = queue; turns.append(key) }
+            count -= 1
+            return waiter
+        }
+
+        mutating func remove(_ id: UInt64) -> Waiter? {
+            for (key, queue) in queues {
+                guard let index = queue.firstIndex(where: { $0.id == id }) else { continue }
+                var queue = queue
+                let waiter = queue.remove(at: index)
+                if queue.isEmpty {
+                    queues[key] = nil
+                    turns.removeAll { $0 == key }
+                } else {
+                    queues[key] = queue
+                }
+                count -= 1
+                return waiter
+            }
+            return nil
+        }
+    }
+
+    private struct Lane {
+        var slots: Int
+        var inFlight: Set<UInt64> = []
+        var priority = RoundRobin()
+        var normal = RoundRobin()
+        var waiting: Int { priority.count + normal.count }
+    }
+
+    public struct Depth: Sendable, Equatable {
+        public let model: String
+        public let inFlight: Int
+        public let waiting: Int
+    }
+
+    private var lanes: [String: Lane] = [:]
+    private var nextID: UInt64 = 1
+    private let maxQueue: Atomic<Int>
+    private let totalWaiting = Atomic<Int>(0)
+    private let observer: (any InferenceObserver)?
+
+    public init(maxQueue: Int, observer: (any InferenceObserver)? = nil) {
+        self.maxQueue = Atomic(maxQueue)
+        self.observer = observer
+    }
+
+    /// How full the queues are, from 0 (nobody waits) to 1 (a queue is at its bound); read
+    /// without waiting for the actor, by the rate limiter on every request.
+    public nonisolated var pressure: Double {
+        let bound = maxQueue.load(ordering: .relaxed)
+        guard bound > 0 else { return 0 }
+        return min(1, Double(totalWaiting.load(ordering: .relaxed)) / Double(bound))
+    }
+
+    public nonisolated func setMaxQueue(_ bound: Int) {
+        maxQueue.store(bound, ordering: .relaxed)
+    }
+
+    /// Waits for one of `model`'s `slots`; the returned ticket gives it back when released
+    /// or dropped.
+    public func admit(_ model: String, slots: Int, caller: InferenceCaller) async throws -> AdmissionTicket {
+        let id = nextID
+        nextID += 1
+        let started = ContinuousClock.now
+        var lane = lanes[model] ?? Lane(slots: slots)
+        lane.slots = slots
+        if lane.inFlight.count < slots, lane.waiting == 0 {
+            lane.inFlight.insert(id)
+            lanes[model] = lane
+            return AdmissionTicket(queue: self, model: model, id: id, waited: .zero)
+        }
+        let bound = maxQueue.load(ordering: .relaxed)
+        guard lane.waiting < bound else {
+            lanes[model] = lane
+            observer?.queueRejected(model: model)
+            throw BodhiError.engineUnavailable(
+                "The model '\(model)' is busy: \(lane.waiting) requests are already waiting for it (BODHI_MAX_QUEUE is \(bound)). Retry shortly.",
+                retryAfterSeconds: 2)
+        }
+        lanes[model] = lane
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                let waiter = Waiter(id: id, continuation: continuation)
+                if caller.priority {
+                    lanes[model, default: Lane(slots: slots)].priority.append(waiter, for: caller.fairnessKey)
+                } else {
+                    lanes[model, default: Lane(slots: slots)].normal.append(waiter, for: caller.fairnessKey)
+                }
+                totalWaiting.add(1, ordering: .relaxed)
+                caller.connectionClosed?.whenComplete { _ in
+                    Task { await self.leave(model, id: id) }
+                }
+            }
+        } onCancel: {
+            Task { await self.leave(model, id: id) }
+        }
+        return AdmissionTicket(queue: self, model: model, id: id, waited: .now - started)
+    }
+
+    /// A waiting request that went away (cancelled, or its client disconnected).
+    private func leave(_ model: String, id: UInt64) {
+        guard var lane = lanes[model] else { return }
+        guard let waiter = lane.priority.remove(id) ?? lane.normal.remove(id) else { return }
+        totalWaiting.subtract(1, ordering: .relaxed)
+        lanes[model] = lane
+        waiter.continuation.resume(throwing: CancellationError())
+    }
+
+    func release(_ model: String, id: UInt64) {
+        guard var lane = lanes[model], lane.inFlight.remove(id) != nil else { return }
+        while lane.inFlight.count < lane.slots, let waiter = lane.priority.next() ?? lane.normal.next() {
+            totalWaiting.subtract(1, ordering: .relaxed)
+            lane.inFlight.insert(waiter.id)
+            waiter.continuation.resume()
+        }
+        if lane.inFlight.isEmpty, lane.waiting == 0 { lanes[model] = nil } else { lanes[model] = lane }
+    }
+
+    /// Requests in flight and waiting, per model with either.
+    public func depths() -> [Depth] {
+        lanes.sorted { $0.key < $1.key }.map { Depth(model: $0.key, inFlight: $0.value.inFlight.count, waiting: $0.value.waiting) }
+    }
+}
+
+/// One admitted request's slot. Released exactly once: explicitly, or when dropped.
+public final class AdmissionTicket: Sendable {
+    /// How long the request waited for its slot.
+    public let waited: Duration
+    private let queue: AdmissionQueue
+    private let model: String
+    private let id: UInt64
+    private let released = Mutex(false)
+
+    init(queue: AdmissionQueue, model: String, id: UInt64, waited: Duration) {
+        self.queue = queue
+        self.model = model
+        self.id = id
+        self.waited = waited
+    }
+
+    public func release() async {
+        guard claim() else { return }
+        await queue.release(model, id: id)
+    }
+
+    private func claim() -> Bool {
+        released.withLock { wasReleased in
+            defer { wasReleased = true }
+            return !wasReleased
+        }
+    }
+
+    deinit {
+        guard claim() else { return }
+        let queue = queue, model = model, id = id
+        Task { await queue.release(model, id: id) }
+    }
+}

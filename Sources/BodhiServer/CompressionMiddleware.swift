@@ -1,0 +1,143 @@
+import CompressNIO
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// Compresses responses with gzip or deflate when the client's `Accept-Encoding` allows it:
+/// whole bodies from `minimumBytes` up, and streams (SSE, NDJSON) event by event, each write
+/// flushed so that a client sees every token when it is sent. Brotli is not offered: no
+/// package in reach provides it.
+struct CompressionMiddleware: RouterMiddleware {
+    typealias Context = BodhiRequestContext
+
+    enum Encoding: String {
+        case gzip, deflate
+
+        var algorithm: CompressionAlgorithm {
+            switch self {
+            case .gzip: .gzip()
+            // HTTP's "deflate" is the zlib format (RFC 9110 §8.4.1.2), not raw deflate.
+            case .deflate: .zlib()
+            }
+        }
+    }
+
+    /// Smaller bodies gain nothing worth the CPU (and can grow).
+    static let minimumBytes = 1024
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        guard let accepted = request.headers[.acceptEncoding], let encoding = Self.negotiate(accepted),
+              response.headers[.contentEncoding] == nil, response.status != .noContent, response.status != .notModified,
+              request.method != .head, Self.isCompressible(response.headers[.contentType])
+        else { return response }
+        if let length = response.body.contentLength {
+            guard length >= Self.minimumBytes else { return response }
+            var body = try await Self.collect(response.body, upTo: length)
+            let compressed = try body.compress(with: encoding.algorithm)
+            response.body = .init(byteBuffer: compressed)
+            response.headers[.contentLength] = String(compressed.readableBytes)
+        } else {
+            response.body = Self.streaming(response.body, encoding: encoding)
+            response.headers[.contentLength] = nil
+        }
+        response.headers[.contentEncoding] = encoding.rawValue
+        response.headers[values: .vary].append("Accept-Encoding")
+        return response
+    }
+
+    /// The client's choice: gzip before deflate, neither when refused with `q=0`.
+    static func negotiate(_ header: String) -> Encoding? {
+        var weights: [String: Double] = [:]
+        for item in header.split(separator: ",") {
+            let parts = item.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            guard let name = parts.first, !name.isEmpty else { continue }
+            var weight = 1.0
+            for parameter in parts.dropFirst() where parameter.hasPrefix("q=") {
+                weight = Double(parameter.dropFirst(2)) ?? 0
+            }
+            weights[name] = weight
+        }
+        func weight(_ name: String) -> Double { weights[name] ?? weights["*"] ?? 0 }
+        let candidates = [(Encoding.gzip, weight("gzip")), (.deflate, weight("deflate"))].filter { $0.1 > 0 }
+        return candidates.max { $0.1 < $1.1 }?.0
+    }
+
+    /// Text and JSON compress well; already-compressed and binary bodies (model files) do not.
+    static func isCompressible(_ contentType: String?) -> Bool {
+        guard let type = contentType?.lowercased() else { return false }
+        return type.hasPrefix("text/") || type.hasPrefix("application/json") || type.hasPrefix("application/x-ndjson")
+            || type.hasPrefix("application/javascript") || type.hasPrefix("application/problem+json")
+            || type.hasPrefix("image/svg+xml")
+    }
+
+    private static func collect(_ body: ResponseBody, upTo length: Int) async throws -> ByteBuffer {
+        let collected = CollectedBody()
+        collected.buffer.reserveCapacity(length)
+        try await body.write(CollectingWriter(collected: collected))
+        return collected.buffer
+    }
+
+    private static func streaming(_ body: ResponseBody, encoding: Encoding) -> ResponseBody {
+        ResponseBody { writer in
+            let compressor = encoding.algorithm.compressor
+            try compressor.startStream()
+            try await body.write(CompressingWriter(parent: writer, compressor: compressor))
+        }
+    }
+
+    /// Deflates `input` into a fresh buffer grown until it fits.
+    fileprivate static func deflate(_ compressor: any NIOCompressor, from input: inout ByteBuffer, to output: inout ByteBuffer, flush: CompressNIOFlush) throws {
+        var source = input
+        var result = ByteBuffer()
+        result.reserveCapacity(max(64, compressor.maxSize(from: source)))
+        while true {
+            do {
+                try compressor.streamDeflate(from: &source, to: &result, flush: flush)
+                break
+            } catch let error as CompressNIOError where error == .bufferOverflow {
+                result.reserveCapacity(result.capacity * 2)
+            }
+        }
+        output = result
+    }
+}
+
+/// Where `CollectingWriter` leaves the bytes: the writer itself is consumed by the body it collects.
+private final class CollectedBody {
+    var buffer = ByteBuffer()
+}
+
+/// Collects a body written whole.
+private struct CollectingWriter: ResponseBodyWriter {
+    let collected: CollectedBody
+
+    mutating func write(_ part: ByteBuffer) async throws {
+        var part = part
+        collected.buffer.writeBuffer(&part)
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+}
+
+/// Compresses each write and flushes it, so that a stream's events reach the client as they come.
+private struct CompressingWriter: ResponseBodyWriter {
+    var parent: any ResponseBodyWriter
+    let compressor: any NIOCompressor
+
+    mutating func write(_ part: ByteBuffer) async throws {
+        var input = part
+        var output = ByteBuffer()
+        try CompressionMiddleware.deflate(compressor, from: &input, to: &output, flush: .sync)
+        try await parent.write(output)
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+        var empty = ByteBuffer()
+        var tail = ByteBuffer()
+        try CompressionMiddleware.deflate(compressor, from: &empty, to: &tail, flush: .finish)
+        try compressor.finishStream()
+        try await parent.write(tail)
+        try await parent.finish(trailingHeaders)
+    }
+}

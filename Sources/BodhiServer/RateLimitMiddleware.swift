@@ -1,0 +1,77 @@
+import BodhiCore
+import BodhiEngine
+import HTTPTypes
+import Hummingbird
+
+/// Applies `RateLimiter` to every matched route after access control (so it knows the caller),
+/// answers 429 in the API's own error format with `Retry-After`, and tells every caller where
+/// they stand in `RateLimit-Policy` and `RateLimit` (IETF httpapi ratelimit-headers draft).
+/// It also names the caller for the admission queue's round robin.
+struct RateLimitMiddleware: RouterMiddleware {
+    typealias Context = BodhiRequestContext
+    let limiter: RateLimiter
+    let admission: AdmissionQueue
+    let metrics: BodhiMetrics
+
+    static let policyHeader = HTTPField.Name("RateLimit-Policy")!
+    static let stateHeader = HTTPField.Name("RateLimit")!
+
+    /// Probes and the liveness check are never limited: a load balancer must always get through.
+    static let exempt: Set<String> = ["/ping", "/health", "/health/live", "/health/ready"]
+
+    static let inferenceRoutes: Set<String> = [
+        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages",
+        "/api/chat", "/api/generate", "/api/embed", "/api/embeddings",
+    ]
+    static let authRoutes: Set<String> = ["/bodhi/v1/setup", "/bodhi/v1/auth/login", "/bodhi/v1/auth/register"]
+
+    static func routeClass(of path: String) -> RouteClass {
+        if inferenceRoutes.contains(path) { return .inference }
+        if authRoutes.contains(path) { return .auth }
+        return .management
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let path = context.endpointPath, !Self.exempt.contains(path) else { return try await next(request, context) }
+        let routeClass = Self.routeClass(of: path)
+        let subject = context.principal.map { principal in
+            limiter.subject(
+                userID: principal.user.id, username: principal.user.username, role: principal.role?.rawValue,
+                tokenID: principal.tokenID)
+        }
+        let decision = limiter.check(
+            subject: subject, address: context.clientAddress, routeClass: routeClass,
+            pressure: routeClass == .inference ? admission.pressure : 0)
+        switch decision {
+        case .refused(let quotas, let retryAfter):
+            metrics.recordRateLimited(routeClass: routeClass, policy: quotas[0].name)
+            let error = BodhiError(
+                .rateLimited, status: 429,
+                "Rate limit exceeded (\(quotas[0].name): \(quotas[0].limit) per \(quotas[0].windowSeconds) s). Retry after \(retryAfter) s.",
+                retryAfterSeconds: retryAfter)
+            var response = ErrorRenderingMiddleware.render(error, path: request.uri.path)
+            Self.stamp(&response.headers, quotas)
+            return response
+        case .unlimited, .allowed:
+            var response: Response
+            if let principal = context.principal, routeClass == .inference {
+                let caller = InferenceCaller(
+                    fairnessKey: "user:" + principal.user.id, limitKey: subject?.key ?? "",
+                    priority: subject?.unlimited == true, connectionClosed: context.connectionClosed)
+                response = try await InferenceCaller.$current.withValue(caller) { try await next(request, context) }
+            } else {
+                response = try await next(request, context)
+            }
+            if case .allowed(let quotas) = decision { Self.stamp(&response.headers, quotas) }
+            return response
+        }
+    }
+
+    /// `RateLimit-Policy: "inference";q=600;w=60` and `RateLimit: "inference";r=599;t=1`, one
+    /// item per policy the request counted against.
+    static func stamp(_ headers: inout HTTPFields, _ quotas: [RateLimiter.Quota]) {
+        guard !quotas.isEmpty else { return }
+        headers[policyHeader] = quotas.map { "\"\($0.name)\";q=\($0.limit);w=\($0.windowSeconds)" }.joined(separator: ", ")
+        headers[stateHeader] = quotas.map { "\"\($0.name)\";r=\($0.remaining);t=\($0.resetSeconds)" }.joined(separator: ", ")
+    }
+}

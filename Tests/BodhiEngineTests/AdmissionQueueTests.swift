@@ -1,0 +1,160 @@
+import BodhiCore
+@testable import BodhiEngine
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+@Suite struct AdmissionQueueTests {
+    static func caller(_ key: String, priority: Bool = false, closed: EventLoopFuture<Void>? = nil) -> InferenceCaller {
+        InferenceCaller(fairnessKey: key, limitKey: key, priority: priority, connectionClosed: closed)
+    }
+
+    /// Starts a request that records its caller's name when admitted, then holds its slot until released.
+    final class Recorder: Sendable {
+        let order = Mutex<[String]>([])
+        func append(_ name: String) { order.withLock { $0.append(name) } }
+        var names: [String] { order.withLock { $0 } }
+    }
+
+    /// Waits until `queue` has `waiting` requests queued for `model`.
+    static func waitFor(_ queue: AdmissionQueue, model: String = "m", waiting: Int) async throws {
+        for _ in 0..<2000 {
+            if await queue.depths().first(where: { $0.model == model })?.waiting ?? 0 == waiting { return }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        Issue.record("never saw \(waiting) waiting")
+    }
+
+    @Test func noMoreThanTheSlotsRunAndTheRestWait() async throws {
+        let queue = AdmissionQueue(maxQueue: 10)
+        let first = try await queue.admit("m", slots: 2, caller: Self.caller("a"))
+        let second = try await queue.admit("m", slots: 2, caller: Self.caller("a"))
+        let third = Task { try await queue.admit("m", slots: 2, caller: Self.caller("b")) }
+        try await Self.waitFor(queue, waiting: 1)
+        #expect(await queue.depths() == [.init(model: "m", inFlight: 2, waiting: 1)])
+        await first.release()
+        let admitted = try await third.value
+        #expect(await queue.depths() == [.init(model: "m", inFlight: 2, waiting: 0)])
+        await second.release()
+        await admitted.release()
+        #expect(await queue.depths().isEmpty)
+    }
+
+    @Test func waitingCallersAreServedInTurnSoAHeavyOneCannotStarveALightOne() async throws {
+        let queue = AdmissionQueue(maxQueue: 100)
+        let recorder = Recorder()
+        let holder = try await queue.admit("m", slots: 1, caller: Self.caller("heavy"))
+        var tasks: [Task<Void, any Error>] = []
+        for index in 0..<5 {
+            tasks.append(Task {
+                let ticket = try await queue.admit("m", slots: 1, caller: Self.caller("heavy"))
+                recorder.append("heavy\(index)")
+                await ticket.release()
+            })
+            try await Self.waitFor(queue, waiting: index + 1)
+        }
+        tasks.append(Task {
+            let ticket = try await queue.admit("m", slots: 1, caller: Self.caller("light"))
+            recorder.append("light")
+            await ticket.release()
+        })
+        try await Self.waitFor(queue, waiting: 6)
+        await holder.release()
+        for task in tasks { try await task.value }
+        // The light caller arrived last but waits for one heavy request, not five.
+        #expect(recorder.names.firstIndex(of: "light") == 1, "\(recorder.names)")
+    }
+
+    @Test func priorityCallersGoFirst() async throws {
+        let queue = AdmissionQueue(maxQueue: 100)
+        let recorder = Recorder()
+        let holder = try await queue.admit("m", slots: 1, caller: Self.caller("a"))
+        let normal = Task {
+            let ticket = try await queue.admit("m", slots: 1, caller: Self.caller("a"))
+            recorder.append("normal")
+            await ticket.release()
+        }
+        try await Self.waitFor(queue, waiting: 1)
+        let premium = Task {
+            let ticket = try await queue.admit("m", slots: 1, caller: Self.caller("vip", priority: true))
+            recorder.append("premium")
+            await ticket.release()
+        }
+        try await Self.waitFor(queue, waiting: 2)
+        await holder.release()
+        try await normal.value
+        try await premium.value
+        #expect(recorder.names == ["premium", "normal"])
+    }
+
+    @Test func aFullQueueRefusesWith503AndRetryAfter() async throws {
+        let observed = RejectionCounter()
+        let queue = AdmissionQueue(maxQueue: 1, observer: observed)
+        let holder = try await queue.admit("m", slots: 1, caller: Self.caller("a"))
+        let waiting = Task { try await queue.admit("m", slots: 1, caller: Self.caller("b")) }
+        try await Self.waitFor(queue, waiting: 1)
+        #expect(queue.pressure == 1)
+        await #expect(throws: BodhiError.self) { _ = try await queue.admit("m", slots: 1, caller: Self.caller("c")) }
+        do {
+            _ = try await queue.admit("m", slots: 1, caller: Self.caller("c"))
+        } catch let error as BodhiError {
+            #expect(error.status == 503)
+            #expect(error.retryAfterSeconds != nil)
+            #expect(error.message.contains("BODHI_MAX_QUEUE"))
+        }
+        #expect(observed.count.withLock { $0 } == 2)
+        await holder.release()
+        await (try waiting.value).release()
+    }
+
+    @Test func aCancelledWaiterLeavesTheQueueAtOnce() async throws {
+        let queue = AdmissionQueue(maxQueue: 10)
+        let holder = try await queue.admit("m", slots: 1, caller: Self.caller("a"))
+        let waiting = Task { try await queue.admit("m", slots: 1, caller: Self.caller("b")) }
+        try await Self.waitFor(queue, waiting: 1)
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await waiting.value }
+        #expect(await queue.depths() == [.init(model: "m", inFlight: 1, waiting: 0)])
+        await holder.release()
+    }
+
+    @Test func aWaiterWhoseClientHangsUpLeavesTheQueue() async throws {
+        let queue = AdmissionQueue(maxQueue: 10)
+        let closed = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
+        let holder = try await queue.admit("m", slots: 1, caller: Self.caller("a"))
+        let waiting = Task { try await queue.admit("m", slots: 1, caller: Self.caller("b", closed: closed.futureResult)) }
+        try await Self.waitFor(queue, waiting: 1)
+        closed.succeed()
+        await #expect(throws: CancellationError.self) { _ = try await waiting.value }
+        #expect(await queue.depths() == [.init(model: "m", inFlight: 1, waiting: 0)])
+        await holder.release()
+    }
+
+    @Test func aDroppedTicketGivesItsSlotBack() async throws {
+        let queue = AdmissionQueue(maxQueue: 10)
+        do { _ = try await queue.admit("m", slots: 1, caller: Self.caller("a")) }
+        for _ in 0..<1000 where await !queue.depths().isEmpty { try await Task.sleep(for: .milliseconds(1)) }
+        let next = try await queue.admit("m", slots: 1, caller: Self.caller("b"))
+        await next.release()
+    }
+
+    final class RejectionCounter: InferenceObserver {
+        let count = Mutex(0)
+        func inferenceFinished(_ record: InferenceRecord) {}
+        func queueRejected(model: String) { count.withLock { $0 += 1 } }
+    }
+}
+
+@Suite struct EngineUsageTests {
+    @Test func countsComeFromUsageOrElseFromTimings() {
+        let chat = ByteBuffer(string: #"{"choices":[{"message":{"content":"the \"usage\" is {odd}"}}],"usage":{"completion_tokens":7,"prompt_tokens":30,"total_tokens":37},"timings":{"cache_n":0,"prompt_n":30,"predicted_n":7}}"#)
+        #expect(EngineUsage.read(chat) == (30, 7))
+        let lastStreamEvent = ByteBuffer(string: "data: {\"choices\":[{\"finish_reason\":\"stop\",\"delta\":{}}],\"timings\":{\"cache_n\":12,\"prompt_n\":3,\"predicted_n\":128,\"predicted_ms\":900.5}}\n\n")
+        #expect(EngineUsage.read(lastStreamEvent) == (15, 128))
+        let embeddings = ByteBuffer(string: #"{"data":[{"embedding":[0.1,0.2]}],"usage":{"prompt_tokens":4,"total_tokens":4}}"#)
+        #expect(EngineUsage.read(embeddings) == (4, nil))
+        #expect(EngineUsage.read(ByteBuffer(string: #"{"error":{"message":"x"}}"#)) == (nil, nil))
+    }
+}

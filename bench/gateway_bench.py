@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""The gateway under load, each measurement with its baseline in the same run:
+
+  1. wrk, 1000 connections: an authenticated GET /v1/models (token check, rate limiter, model list)
+     against GET /ping (no auth, no limiter) on the same server -> p50/p95/p99, errors, ratio;
+  2. fairness, one slot: a light user's request latency while a heavy user keeps 8 streams queued,
+     against the same request with nobody else -> ratio, and how many heavy requests it waited for;
+  3. compression: /openapi.json and a 128-token SSE stream with and without gzip -> bytes ratio and
+     added latency (p50).
+
+Run from the repository root with the test virtualenv and wrk installed (`make bench` does both):
+
+    $(scripts/bootstrap --print-venv)/bin/python bench/gateway_bench.py [--quick] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+from bodhi_process import DEFAULT_MODEL, BodhiServer  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+# Limits high enough never to refuse the benchmark, so that the limiter runs but does not shape the result.
+GENEROUS = "inference=100000000/m management=100000000/m tokens=1000000000/m"
+HELLO = [{"role": "user", "content": "Write a short poem about the sea."}]
+
+
+def main() -> int:
+    args = parse_args()
+    report: dict = {"date": time.strftime("%Y-%m-%d"), "quick": args.quick}
+    with tempfile.TemporaryDirectory(prefix="bodhi-gateway-bench-") as tmp:
+        env = {"BODHI_RATE_LIMIT_POWER_USER": GENEROUS, "BODHI_RATE_LIMIT_USER": GENEROUS,
+               "BODHI_RATE_LIMIT_IP": "all=100000000/m auth=60/m", "BODHI_PARALLEL": "1", "BODHI_LOG_LEVEL": "warning"}
+        with BodhiServer(Path(tmp), binary=Path(args.bodhi) if args.bodhi else None, env=env) as server:
+            report["wrk"] = wrk_phase(server, args)
+            report["compression"] = compression_phase(server, args)
+            report["fairness"] = fairness_phase(server, args)
+    print(markdown(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short phases, for a smoke run")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--bodhi", help="the bodhi binary (default: BODHI_BIN or .build/debug/bodhi)")
+    parser.add_argument("--connections", type=int, default=1000)
+    return parser.parse_args()
+
+
+# 1. wrk ------------------------------------------------------------------------------------------
+
+def wrk(url: str, connections: int, seconds: int, headers: dict[str, str]) -> dict:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(HERE / "wrk_report.lua")]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    output = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    report = json.loads(output[output.index("WRK_JSON ") + 9:].splitlines()[0])
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    report["socket_errors"] = sum(map(int, socket_errors.groups())) if socket_errors else 0
+    return report
+
+
+def wrk_phase(server: BodhiServer, args: argparse.Namespace) -> dict:
+    seconds = 3 if args.quick else 10
+    results: dict[str, list[dict]] = {"models": [], "ping": []}
+    for _ in range(1 if args.quick else 3):  # interleaved rounds
+        results["ping"].append(wrk(f"{server.base_url}/ping", args.connections, seconds, {}))
+        results["models"].append(wrk(f"{server.api_url}/models", args.connections, seconds, server.auth))
+
+    def summary(runs: list[dict]) -> dict:
+        return {
+            "requests_per_s": statistics.median(r["requests"] / r["duration_s"] for r in runs),
+            "p50_ms": statistics.median(r["p50_us"] for r in runs) / 1000,
+            "p95_ms": statistics.median(r["p95_us"] for r in runs) / 1000,
+            "p99_ms": statistics.median(r["p99_us"] for r in runs) / 1000,
+            "errors": sum(r["non_2xx"] + r["socket_errors"] for r in runs),
+            "requests": sum(r["requests"] for r in runs),
+        }
+
+    models, ping = summary(results["models"]), summary(results["ping"])
+    return {"connections": args.connections, "seconds": seconds, "models": models, "ping": ping,
+            "p95_ratio": models["p95_ms"] / ping["p95_ms"] if ping["p95_ms"] else None}
+
+
+# 2. compression ------------------------------------------------------------------------------------
+
+def compression_phase(server: BodhiServer, args: argparse.Namespace) -> dict:
+    rounds = 20 if args.quick else 100
+    results = {}
+    with httpx.Client(base_url=server.base_url, headers=server.auth, timeout=120) as http:
+        for name, encoding in [("identity", "identity"), ("gzip", "gzip")]:
+            times, sizes = [], []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                with http.stream("GET", "/openapi.json", headers={"Accept-Encoding": encoding}) as response:
+                    size = sum(len(chunk) for chunk in response.iter_raw())
+                times.append(time.perf_counter() - started)
+                sizes.append(size)
+            results[f"openapi_{name}"] = {"p50_ms": statistics.median(times) * 1000, "bytes": sizes[0]}
+        stream_rounds = 3 if args.quick else 10
+        body = {"model": DEFAULT_MODEL, "messages": HELLO, "max_tokens": 128, "stream": True, "ignore_eos": True}
+        http.post("/v1/chat/completions", json=body | {"stream": False, "max_tokens": 1})  # load the model
+        for name, encoding in [("identity", "identity"), ("gzip", "gzip")] * stream_rounds:
+            with http.stream("POST", "/v1/chat/completions", json=body, headers={"Accept-Encoding": encoding}) as response:
+                size = sum(len(chunk) for chunk in response.iter_raw())
+            results.setdefault(f"stream_{name}", {"bytes": []})["bytes"].append(size)
+    for name in ("stream_identity", "stream_gzip"):
+        results[name]["bytes"] = statistics.median(results[name]["bytes"])
+    results["openapi_ratio"] = results["openapi_gzip"]["bytes"] / results["openapi_identity"]["bytes"]
+    results["openapi_added_ms"] = results["openapi_gzip"]["p50_ms"] - results["openapi_identity"]["p50_ms"]
+    results["stream_ratio"] = results["stream_gzip"]["bytes"] / results["stream_identity"]["bytes"]
+    return results
+
+
+# 3. fairness ---------------------------------------------------------------------------------------
+
+def light_request(server: BodhiServer, token: str) -> float:
+    started = time.perf_counter()
+    response = httpx.post(f"{server.api_url}/chat/completions", headers={"Authorization": f"Bearer {token}"},
+                          json={"model": DEFAULT_MODEL, "messages": HELLO, "max_tokens": 16, "ignore_eos": True}, timeout=300)
+    response.raise_for_status()
+    return time.perf_counter() - started
+
+
+def fairness_phase(server: BodhiServer, args: argparse.Namespace) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+    from test_gateway import make_user_token
+
+    light_token = make_user_token(server, "light")
+    rounds = 3 if args.quick else 8
+    alone = [light_request(server, light_token) for _ in range(rounds)]
+    stop = threading.Event()
+    heavy_done = []
+
+    def heavy_worker() -> None:
+        with httpx.Client(headers=server.auth, timeout=600) as http:
+            while not stop.is_set():
+                http.post(f"{server.api_url}/chat/completions",
+                          json={"model": DEFAULT_MODEL, "messages": HELLO, "max_tokens": 48, "ignore_eos": True})
+                heavy_done.append(time.perf_counter())
+
+    workers = [threading.Thread(target=heavy_worker, daemon=True) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    time.sleep(2)
+    loaded, waited_for = [], []
+    for _ in range(rounds):
+        before = len(heavy_done)
+        loaded.append(light_request(server, light_token))
+        waited_for.append(len(heavy_done) - before)
+        time.sleep(0.5)
+    stop.set()
+    for worker in workers:
+        worker.join(600)
+    heavy_time = statistics.median(alone) * 48 / 16  # what one heavy request costs, roughly
+    return {
+        "rounds": rounds,
+        "alone_p50_s": statistics.median(alone),
+        "loaded_p50_s": statistics.median(loaded),
+        "loaded_max_s": max(loaded),
+        "ratio_p50": statistics.median(loaded) / statistics.median(alone),
+        "heavy_requests_finished_meanwhile_median": statistics.median(waited_for),
+        "fifo_estimate_s": heavy_time * 8,
+    }
+
+
+# report --------------------------------------------------------------------------------------------
+
+def markdown(report: dict) -> str:
+    w, c, f = report["wrk"], report["compression"], report["fairness"]
+    lines = [
+        f"### wrk, {w['connections']} connections, {w['seconds']} s per run",
+        "| route | req/s | p50 ms | p95 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, label in [("models", "GET /v1/models (token, limiter)"), ("ping", "GET /ping (baseline)")]:
+        r = w[name]
+        lines.append(f"| {label} | {r['requests_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
+    lines += [
+        f"p95 ratio models/ping: {w['p95_ratio']:.2f}",
+        "",
+        "### fairness (one slot, 8 heavy streams of 48 tokens, light requests of 16)",
+        f"light alone p50 {f['alone_p50_s']:.2f} s; under load p50 {f['loaded_p50_s']:.2f} s (max {f['loaded_max_s']:.2f} s), "
+        f"ratio {f['ratio_p50']:.2f}; heavy requests finished while a light one waited: {f['heavy_requests_finished_meanwhile_median']} "
+        f"(FIFO behind 8 would be ~{f['fifo_estimate_s']:.1f} s)",
+        "",
+        "### compression (gzip)",
+        f"/openapi.json: {c['openapi_identity']['bytes']} -> {c['openapi_gzip']['bytes']} bytes (ratio {c['openapi_ratio']:.3f}), "
+        f"p50 {c['openapi_identity']['p50_ms']:.2f} -> {c['openapi_gzip']['p50_ms']:.2f} ms",
+        f"128-token SSE stream: {c['stream_identity']['bytes']:.0f} -> {c['stream_gzip']['bytes']:.0f} bytes (ratio {c['stream_ratio']:.3f})",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
