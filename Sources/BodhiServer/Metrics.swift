@@ -189,7 +189,10 @@ enum ProcessStatistics {
 }
 
 /// llama-server's own metrics, merged across engines: each family's HELP and TYPE once, each
-/// sample with the engine's `model` label.
+/// sample with the engine's `model` label. Names follow Prometheus's rules for exporters, which
+/// `promtool check metrics` enforces: `llamacpp:x` becomes `llamacpp_x` (colons are for recording
+/// rules), and a counter without the `_total` suffix (llama.cpp's `n_tokens_max`, a high-water
+/// mark) is typed as the gauge it is.
 enum EngineMetrics {
     static func relabel(_ expositions: [(model: String, text: String)]) -> String {
         var order: [String] = []
@@ -197,11 +200,16 @@ enum EngineMetrics {
         var samples: [String: [String]] = [:]
         for (model, text) in expositions {
             let label = "model=\"\(model.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\""
-            for line in text.split(separator: "\n") where !line.isEmpty {
+            for rawLine in text.split(separator: "\n") where !rawLine.isEmpty {
+                let line = rename(rawLine)
                 if line.hasPrefix("# HELP ") || line.hasPrefix("# TYPE ") {
                     let name = String(line.split(separator: " ")[2])
                     if headers[name] == nil { order.append(name); headers[name] = [] }
-                    if !(headers[name]!.contains { $0.hasPrefix(String(line.prefix(7))) }) { headers[name]!.append(String(line)) }
+                    var header = line
+                    if header.hasPrefix("# TYPE "), header.hasSuffix(" counter"), !name.hasSuffix("_total") {
+                        header = "# TYPE \(name) gauge"
+                    }
+                    if !(headers[name]!.contains { $0.hasPrefix(String(header.prefix(7))) }) { headers[name]!.append(header) }
                     continue
                 }
                 if line.hasPrefix("#") { continue }
@@ -221,6 +229,20 @@ enum EngineMetrics {
             for sample in samples[family] ?? [] { output += sample + "\n" }
         }
         return output
+    }
+
+    /// The line with colons in its metric name (the first word of a sample, the third of a header)
+    /// turned into underscores.
+    static func rename(_ line: Substring) -> String {
+        var words = line.split(separator: " ", maxSplits: line.hasPrefix("# ") ? 3 : 1, omittingEmptySubsequences: false).map(String.init)
+        let index = line.hasPrefix("# ") ? 2 : 0
+        guard words.count > index else { return String(line) }
+        if let brace = words[index].firstIndex(of: "{") {
+            words[index] = words[index][..<brace].replacingOccurrences(of: ":", with: "_") + words[index][brace...]
+        } else {
+            words[index] = words[index].replacingOccurrences(of: ":", with: "_")
+        }
+        return words.joined(separator: " ")
     }
 }
 

@@ -92,4 +92,27 @@ import Testing
             }
         }
     }
+
+    @Test func engineMetricsGetAModelLabelAndNamesPromtoolAccepts() {
+        let engine = """
+            # HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.
+            # TYPE llamacpp:prompt_tokens_total counter
+            llamacpp:prompt_tokens_total 12
+            # HELP llamacpp:n_tokens_max Largest observed n_tokens.
+            # TYPE llamacpp:n_tokens_max counter
+            llamacpp:n_tokens_max{slot="0"} 42
+            """
+        let merged = EngineMetrics.relabel([(model: "a/b:Q4", text: engine), (model: "c\"d", text: engine)])
+        #expect(merged == """
+            # HELP llamacpp_prompt_tokens_total Number of prompt tokens processed.
+            # TYPE llamacpp_prompt_tokens_total counter
+            llamacpp_prompt_tokens_total{model="a/b:Q4"} 12
+            llamacpp_prompt_tokens_total{model="c\\"d"} 12
+            # HELP llamacpp_n_tokens_max Largest observed n_tokens.
+            # TYPE llamacpp_n_tokens_max gauge
+            llamacpp_n_tokens_max{model="a/b:Q4",slot="0"} 42
+            llamacpp_n_tokens_max{model="c\\"d",slot="0"} 42
+
+            """)
+    }
 }

@@ -272,7 +272,7 @@ def test_metrics_parse_and_count_what_happened(client: openai.OpenAI, bodhi: Bod
     assert families["process_resident_memory_bytes"].samples[0].value > 10_000_000
     assert families["process_open_fds"].samples[0].value > 0
     # The engine's own llama.cpp metrics, labelled with its model.
-    engine = [s for family in families.values() for s in family.samples if s.name.startswith("llamacpp:")]
+    engine = [s for family in families.values() for s in family.samples if s.name.startswith("llamacpp_")]
     assert any(s.labels.get("model") == DEFAULT_MODEL for s in engine) and all("model" in s.labels for s in engine)
 
 
