@@ -166,10 +166,11 @@ def start_direct(binary: Path, args: list[str], log_path: Path) -> subprocess.Po
 
 def open_client(base_url: str, concurrency: int, token: str) -> httpx.Client:
     # A bearer token of the same length for both (the direct server ignores it), so request sizes match.
+    # No compression: llama-server does not compress, and its cost is measured apart (gateway_bench.py).
     return httpx.Client(
         base_url=base_url,
         timeout=REQUEST_TIMEOUT_S,
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"},
         limits=httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2),
     )
 

@@ -31,6 +31,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 from bodhi_process import DEFAULT_MODEL, BodhiServer  # noqa: E402
 
+from bench import cpu_seconds  # noqa: E402  (bench.py beside this file)
+
 HERE = Path(__file__).resolve().parent
 # Limits high enough never to refuse the benchmark, so that the limiter runs but does not shape the result.
 GENEROUS = "inference=100000000/m management=100000000/m tokens=1000000000/m"
@@ -116,10 +118,15 @@ def compression_phase(server: BodhiServer, args: argparse.Namespace) -> dict:
         body = {"model": DEFAULT_MODEL, "messages": HELLO, "max_tokens": 128, "stream": True, "ignore_eos": True}
         http.post("/v1/chat/completions", json=body | {"stream": False, "max_tokens": 1})  # load the model
         for name, encoding in [("identity", "identity"), ("gzip", "gzip")] * stream_rounds:
+            cpu_before = cpu_seconds(server.proc.pid)
             with http.stream("POST", "/v1/chat/completions", json=body, headers={"Accept-Encoding": encoding}) as response:
                 size = sum(len(chunk) for chunk in response.iter_raw())
-            results.setdefault(f"stream_{name}", {"bytes": []})["bytes"].append(size)
+            entry = results.setdefault(f"stream_{name}", {"bytes": [], "cpu_ms_per_event": []})
+            entry["bytes"].append(size)
+            entry["cpu_ms_per_event"].append(cpu_seconds(server.proc.pid) - cpu_before)
     for name in ("stream_identity", "stream_gzip"):
+        # CPU time comes in clock ticks: summed over every stream, per event (128 tokens, a role and a finish event).
+        results[name]["cpu_ms_per_event"] = sum(results[name]["cpu_ms_per_event"]) * 1000 / (130 * stream_rounds)
         results[name]["bytes"] = statistics.median(results[name]["bytes"])
     results["openapi_ratio"] = results["openapi_gzip"]["bytes"] / results["openapi_identity"]["bytes"]
     results["openapi_added_ms"] = results["openapi_gzip"]["p50_ms"] - results["openapi_identity"]["p50_ms"]
@@ -202,7 +209,8 @@ def markdown(report: dict) -> str:
         "### compression (gzip)",
         f"/openapi.json: {c['openapi_identity']['bytes']} -> {c['openapi_gzip']['bytes']} bytes (ratio {c['openapi_ratio']:.3f}), "
         f"p50 {c['openapi_identity']['p50_ms']:.2f} -> {c['openapi_gzip']['p50_ms']:.2f} ms",
-        f"128-token SSE stream: {c['stream_identity']['bytes']:.0f} -> {c['stream_gzip']['bytes']:.0f} bytes (ratio {c['stream_ratio']:.3f})",
+        f"128-token SSE stream: {c['stream_identity']['bytes']:.0f} -> {c['stream_gzip']['bytes']:.0f} bytes (ratio {c['stream_ratio']:.3f}); "
+        f"Bodhi CPU per event {c['stream_identity']['cpu_ms_per_event']:.3f} -> {c['stream_gzip']['cpu_ms_per_event']:.3f} ms",
     ]
     return "\n".join(lines)
 

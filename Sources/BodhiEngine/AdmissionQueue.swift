@@ -190,7 +190,7 @@ public final class AdmissionTicket: Sendable {
     private let queue: AdmissionQueue
     private let model: String
     private let id: UInt64
-    private let released = Mutex(false)
+    private let once = ReleaseOnce()
 
     init(queue: AdmissionQueue, model: String, id: UInt64, waited: Duration) {
         self.queue = queue
@@ -200,19 +200,12 @@ public final class AdmissionTicket: Sendable {
     }
 
     public func release() async {
-        guard claim() else { return }
+        guard once.claim() else { return }
         await queue.release(model, id: id)
     }
 
-    private func claim() -> Bool {
-        released.withLock { wasReleased in
-            defer { wasReleased = true }
-            return !wasReleased
-        }
-    }
-
     deinit {
-        guard claim() else { return }
+        guard once.claim() else { return }
         let queue = queue, model = model, id = id
         Task { await queue.release(model, id: id) }
     }

@@ -66,7 +66,7 @@ public final class EngineLease: Sendable {
     public let modelID: String
     private let generation: Int
     private let supervisor: EngineSupervisor
-    private let released = Mutex(false)
+    private let once = ReleaseOnce()
 
     init(endpoint: EngineEndpoint, modelID: String, generation: Int, supervisor: EngineSupervisor) {
         self.endpoint = endpoint
@@ -76,19 +76,12 @@ public final class EngineLease: Sendable {
     }
 
     public func release() async {
-        guard claimRelease() else { return }
+        guard once.claim() else { return }
         await supervisor.release(modelID: modelID, generation: generation)
     }
 
-    private func claimRelease() -> Bool {
-        released.withLock { wasReleased in
-            defer { wasReleased = true }
-            return !wasReleased
-        }
-    }
-
     deinit {
-        guard claimRelease() else { return }
+        guard once.claim() else { return }
         let supervisor = supervisor, modelID = modelID, generation = generation
         Task { await supervisor.release(modelID: modelID, generation: generation) }
     }

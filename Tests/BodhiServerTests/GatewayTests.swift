@@ -9,8 +9,7 @@ import Testing
     let hub: String
 
     init() throws {
-        hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-gateway-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: hub, withIntermediateDirectories: true)
+        hub = try TestApp.emptyHub("gateway")
     }
 
     @Test func everyResponseCarriesTheVersionAndARequestID() async throws {

@@ -144,8 +144,7 @@ final class ManualClock: Sendable {
     let hub: String
 
     init() throws {
-        hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-limits-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: hub, withIntermediateDirectories: true)
+        hub = try TestApp.emptyHub("limits")
     }
 
     @Test func overTheLimitIs429InEachAPIsOwnFormatWithRetryAfterAndRateLimitHeaders() async throws {
@@ -226,8 +225,7 @@ final class ManualClock: Sendable {
     let hub: String
 
     init() throws {
-        hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-gzip-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: hub, withIntermediateDirectories: true)
+        hub = try TestApp.emptyHub("gzip")
     }
 
     @Test func largeBodiesAreCompressedAsTheClientAsksAndSmallOnesNever() async throws {

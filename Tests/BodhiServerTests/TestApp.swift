@@ -76,6 +76,13 @@ struct TestApp: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// A temporary, empty Hugging Face cache.
+    static func emptyHub(_ label: String) throws -> String {
+        let hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-\(label)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: hub, withIntermediateDirectories: true)
+        return hub
+    }
+
     /// A temporary Hugging Face cache holding one tiny model, `org/tiny-GGUF:Q4_K_M`.
     static func hubWithTinyModel(_ label: String) throws -> String {
         let hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-\(label)-\(UUID().uuidString)").path

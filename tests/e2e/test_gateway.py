@@ -187,13 +187,16 @@ def test_compressed_responses_and_streams_decode_to_the_same_content(bodhi: Bodh
         with http.stream("POST", "/v1/chat/completions", json=request, headers={"Accept-Encoding": "gzip"}) as response:
             assert response.headers["content-encoding"] == "gzip"
             decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            events = 0
+            text, pieces = b"", 0
             for chunk in response.iter_raw():
-                text = decompressor.decompress(chunk).decode()
-                events += text.count("data: ")
-                if events == 1:
-                    assert text.startswith("data: {")  # the first event decodes on its own
-        assert events >= 18  # 16 tokens, the finish event and [DONE] (and a role event)
+                piece = decompressor.decompress(chunk)
+                if pieces == 0:
+                    assert piece.startswith(b"data: {")  # the first event decodes on its own: flushed
+                pieces += 1
+                text += piece
+        events = text.decode().count("data: ")
+        assert events >= 18, text  # 16 tokens, the finish event and [DONE] (and a role event)
+        assert pieces > 1  # arrived piece by piece, not at the end
     # The official client asks for gzip itself and reads the stream as usual.
     with openai.OpenAI(base_url=bodhi.api_url, api_key=bodhi.token, max_retries=0) as client:
         pieces = [c.choices[0].delta.content for c in client.chat.completions.create(
