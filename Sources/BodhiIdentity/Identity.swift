@@ -214,6 +214,10 @@ public struct Principal: Sendable, Equatable {
 
 /// Where users, sessions, tokens and access requests are kept.
 public protocol IdentityRepository: Sendable {
+    /// A cheap value that changes whenever the stored data may have changed, other processes'
+    /// writes included; nil when there is none. Lets checked credentials be reused until it moves.
+    func changeMarker() -> String?
+
     func userCount(withRole role: Role) async throws -> Int
     func user(id: String) async throws -> User?
     func user(named username: String) async throws -> User?
@@ -236,4 +240,8 @@ public protocol IdentityRepository: Sendable {
     func accessRequests() async throws -> [AccessRequest]
     func accessRequest(id: String) async throws -> AccessRequest?
     func updateAccessRequest(_ request: AccessRequest) async throws
+}
+
+extension IdentityRepository {
+    public func changeMarker() -> String? { nil }
 }

@@ -15,6 +15,22 @@ public actor IdentityService {
     /// Failed sign-ins per client address, for throttling.
     private var failuresByClient: [String: [Date]] = [:]
 
+    /// API tokens checked recently, by their SHA-256, so that a busy client does not cost two
+    /// database reads per request. An entry is used only while the repository's change marker
+    /// is the one it was checked under (any write, this process's or another's — a CLI revoke —
+    /// moves it) and for at most `tokenRecheck`; without a marker (PostgreSQL, shared by several
+    /// replicas) for at most `tokenRecheckWithoutMarker`.
+    private struct CheckedToken {
+        let principal: Principal
+        let expiresAt: Date?
+        let checkedAt: ContinuousClock.Instant
+        let marker: String?
+    }
+    private var checkedTokens: [String: CheckedToken] = [:]
+    static let tokenRecheck: Duration = .seconds(60)
+    static let tokenRecheckWithoutMarker: Duration = .seconds(5)
+    static let maxCheckedTokens = 10_000
+
     public static let maxFailedLogins = 5
     public static let lockout: TimeInterval = 15 * 60
     public static let clientFailureWindow: TimeInterval = 5 * 60
@@ -161,9 +177,19 @@ public actor IdentityService {
 
     /// The principal behind an API token.
     public func authenticate(token: String) async throws -> Principal {
-        guard let prefix = TokenFormat.lookupPrefix(of: token),
-              var stored = try await repository.token(prefix: prefix),
-              Secrets.constantTimeEquals(stored.hash, Secrets.sha256(token)) else {
+        guard let prefix = TokenFormat.lookupPrefix(of: token) else {
+            throw BodhiError(.unauthorized, status: 401, "The API token is not valid.")
+        }
+        let hash = Secrets.sha256(token)
+        // Read before the database, so that a change made meanwhile is not filed under the old marker.
+        let marker = repository.changeMarker()
+        let now = ContinuousClock.now
+        if let checked = checkedTokens[hash], checked.marker == marker,
+           now - checked.checkedAt < (marker == nil ? Self.tokenRecheckWithoutMarker : Self.tokenRecheck),
+           checked.expiresAt.map({ $0 > Date() }) ?? true {
+            return checked.principal
+        }
+        guard var stored = try await repository.token(prefix: prefix), Secrets.constantTimeEquals(stored.hash, hash) else {
             throw BodhiError(.unauthorized, status: 401, "The API token is not valid.")
         }
         if stored.revokedAt != nil { throw BodhiError(.unauthorized, status: 401, "The API token was revoked.") }
@@ -176,7 +202,15 @@ public actor IdentityService {
             stored.lastUsedAt = Date()
             try await repository.updateToken(stored)
         }
-        return Principal(user: user.profile, credential: .token(id: stored.id, models: stored.models), tokenScope: stored.scope)
+        let principal = Principal(user: user.profile, credential: .token(id: stored.id, models: stored.models), tokenScope: stored.scope)
+        if checkedTokens.count >= Self.maxCheckedTokens { checkedTokens.removeAll() }
+        checkedTokens[hash] = CheckedToken(principal: principal, expiresAt: stored.expiresAt, checkedAt: now, marker: marker)
+        return principal
+    }
+
+    /// Who may do what just changed here: no token checked before may be trusted without a new look.
+    private func forgetCheckedTokens() {
+        checkedTokens.removeAll()
     }
 
     private func activeUser(_ id: String) async throws -> User {
@@ -190,6 +224,7 @@ public actor IdentityService {
     // MARK: Self-service
 
     public func changePassword(userID: String, current: String, new: String) async throws {
+        defer { forgetCheckedTokens() }
         guard var user = try await repository.user(id: userID) else { throw BodhiError.notFound("No such user.") }
         guard await verify(current, hash: user.passwordHash) else {
             throw BodhiError(.forbidden, status: 403, "The current password is wrong.")
@@ -228,6 +263,7 @@ public actor IdentityService {
 
     /// Approves (granting `role`) or rejects a pending request.
     public func decide(_ requestID: String, approve: Bool, role: Role, by actor: Principal) async throws -> AccessRequest {
+        defer { forgetCheckedTokens() }
         guard var request = try await repository.accessRequest(id: requestID) else {
             throw BodhiError.notFound("There is no access request '\(requestID)'.")
         }
@@ -242,6 +278,7 @@ public actor IdentityService {
 
     /// Nobody grants a role above their own, or changes someone who outranks them.
     public func setRole(userID: String, role: Role?, by actor: Principal) async throws -> UserProfile {
+        defer { forgetCheckedTokens() }
         var user = try await managedUser(userID, by: actor)
         if let role, let actorRole = actor.role, role > actorRole {
             throw BodhiError(.forbidden, status: 403, "You cannot grant \(role.rawValue), which is above your own role.")
@@ -254,6 +291,7 @@ public actor IdentityService {
     }
 
     public func setDisabled(userID: String, disabled: Bool, by actor: Principal) async throws -> UserProfile {
+        defer { forgetCheckedTokens() }
         var user = try await managedUser(userID, by: actor)
         if disabled, user.role == .admin { try await keepOneAdmin() }
         user.disabled = disabled
@@ -264,6 +302,7 @@ public actor IdentityService {
     }
 
     public func deleteUser(_ userID: String, by actor: Principal) async throws {
+        defer { forgetCheckedTokens() }
         let user = try await managedUser(userID, by: actor)
         if user.role == .admin { try await keepOneAdmin() }
         try await repository.deleteUser(id: user.id)
@@ -326,6 +365,7 @@ public actor IdentityService {
     }
 
     public func revokeToken(_ tokenID: String, userID: String) async throws -> APITokenSummary {
+        defer { forgetCheckedTokens() }
         guard var token = try await repository.tokens(userID: userID).first(where: { $0.id == tokenID }) else {
             throw BodhiError.notFound("You have no token '\(tokenID)'.")
         }

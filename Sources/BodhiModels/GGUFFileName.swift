@@ -13,6 +13,13 @@ public struct GGUFFileName: Sendable, Equatable {
     /// The name with any split suffix removed: identical for every part of one model.
     public let stem: String
 
+    // Built once: a regex literal is parsed again each time it is evaluated, and names are
+    // parsed for every file on every scan.
+    // Regex does not declare Sendable; these are never mutated, and the standard library compiles
+    // a regex's program once, atomically, so concurrent matches only read it.
+    private nonisolated(unsafe) static let splitSuffix = /(.*)-(\d{5})-of-(\d{5})/
+    private nonisolated(unsafe) static let quantizationLabel = /I?Q[1-8](?:_[0-9A-Z]{1,3}){0,3}|TQ[12]_0|BF16|F16|F32|FP16|FP32|MXFP4(?:_MOE)?/
+
     public static func == (lhs: GGUFFileName, rhs: GGUFFileName) -> Bool {
         lhs.fileName == rhs.fileName
     }
@@ -21,7 +28,7 @@ public struct GGUFFileName: Sendable, Equatable {
         guard fileName.lowercased().hasSuffix(".gguf") else { return nil }
         self.fileName = fileName
         var base = String(fileName.dropLast(5))
-        if let match = base.wholeMatch(of: /(.*)-(\d{5})-of-(\d{5})/), let part = Int(match.2), let count = Int(match.3),
+        if let match = base.wholeMatch(of: Self.splitSuffix), let part = Int(match.2), let count = Int(match.3),
            part >= 1, count >= 1, part <= count {
             split = (part, count)
             base = String(match.1)
@@ -46,7 +53,7 @@ public struct GGUFFileName: Sendable, Equatable {
             let pieces = token.split(separator: "_").map(String.init)
             for start in pieces.indices {
                 let candidate = pieces[start...].joined(separator: "_").uppercased()
-                if candidate.wholeMatch(of: /I?Q[1-8](?:_[0-9A-Z]{1,3}){0,3}|TQ[12]_0|BF16|F16|F32|FP16|FP32|MXFP4(?:_MOE)?/) != nil {
+                if candidate.wholeMatch(of: quantizationLabel) != nil {
                     return candidate
                 }
             }

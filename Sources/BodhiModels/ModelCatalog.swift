@@ -1,15 +1,17 @@
 import BodhiCore
 import Foundation
 
-/// The models Bodhi can serve, kept fresh from the Hugging Face cache: listing rescans, and a
-/// name that is not known (yet) triggers a rescan before it is reported missing, so files
-/// that appear while Bodhi runs are served without a restart.
+/// The models Bodhi can serve, kept fresh from the Hugging Face cache: listing rescans when the
+/// cache's folders changed, and a name that is not known (yet) triggers a rescan before it is
+/// reported missing, so files that appear while Bodhi runs are served without a restart.
 public actor ModelCatalog {
     public nonisolated let cache: HuggingFaceCache
     private var byID: [String: ModelEntry] = [:]
     /// When each entry's file was last seen on disk; a recent sighting spares the hot path a stat.
     private var seenAt: [String: ContinuousClock.Instant] = [:]
     private static let recheckAfter: Duration = .seconds(1)
+    /// The cache's folder times at the last scan; listing rescans only when they moved.
+    private var scannedFingerprint: [String: Int64]?
     /// Headers read so far, by path; an entry is reused while the file's size and date hold.
     private var headers: [String: CachedHeader] = [:]
 
@@ -25,7 +27,11 @@ public actor ModelCatalog {
 
     /// All models, sorted by name.
     public func list() -> [ModelEntry] {
-        rescan()
+        let fingerprint = cache.fingerprint()
+        if fingerprint != scannedFingerprint {
+            rescan()
+            scannedFingerprint = fingerprint
+        }
         return byID.values.sorted { $0.id < $1.id }
     }
 

@@ -16,10 +16,25 @@ public final class Store: Sendable {
     private let backend: any StoreBackend
     /// Which database this is, for messages and for the few checks that differ (tests).
     public let kind: DatabaseURL.Kind
+    /// The SQLite file, whose write-ahead log shows every commit, from any process.
+    private let sqlitePath: String?
 
-    private init(backend: any StoreBackend, kind: DatabaseURL.Kind) {
+    private init(backend: any StoreBackend, kind: DatabaseURL.Kind, sqlitePath: String? = nil) {
         self.backend = backend
         self.kind = kind
+        self.sqlitePath = sqlitePath
+    }
+
+    /// For SQLite: the modification time and size of the database and its write-ahead log, which
+    /// every commit (this process's or another's, such as the CLI's) changes. Two `stat` calls,
+    /// no query. Nil for PostgreSQL, whose other clients leave no such trace here.
+    public func changeMarker() -> String? {
+        guard let sqlitePath else { return nil }
+        return [sqlitePath, sqlitePath + "-wal"].map { path in
+            var status = stat()
+            guard stat(path, &status) == 0 else { return "-" }
+            return "\(status.st_mtim.tv_sec).\(status.st_mtim.tv_nsec):\(status.st_size)"
+        }.joined(separator: "|")
     }
 
     /// Opens the database `url` names.
@@ -42,7 +57,7 @@ public final class Store: Sendable {
             for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 5000"] {
                 try await database.raw(SQLQueryString(pragma)).run()
             }
-            return Store(backend: SQLiteBackend(database: database, connection: connection), kind: .sqlite)
+            return Store(backend: SQLiteBackend(database: database, connection: connection), kind: .sqlite, sqlitePath: path)
         } catch {
             throw BodhiError.internalError("Could not open the database at \(path): \(String(reflecting: error))")
         }

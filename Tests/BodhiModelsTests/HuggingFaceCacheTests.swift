@@ -77,6 +77,23 @@ struct FakeHub {
         #expect(HuggingFaceCache(hubDirectory: hub.hub).scan().map(\.id) == ["org/pair-GGUF:base-Q4_0", "org/pair-GGUF:instruct-Q4_0"])
     }
 
+    /// Listing rescans only when a folder changed, and every kind of change is seen at once:
+    /// a new repository, a file in a folder of an existing snapshot, a removed file, a moved ref.
+    @Test func listingSeesEveryChangeAtOnce() async throws {
+        let hub = FakeHub()
+        try hub.add(repo: "org/a-GGUF", file: "a-Q4_0.gguf")
+        let catalog = ModelCatalog(hubDirectory: hub.hub)
+        #expect(await catalog.list().map(\.id) == ["org/a-GGUF:Q4_0"])
+        #expect(await catalog.list().map(\.id) == ["org/a-GGUF:Q4_0"])
+        try hub.add(repo: "org/a-GGUF", file: "Q8_0/a-Q8_0.gguf")
+        #expect(await catalog.list().map(\.id) == ["org/a-GGUF:Q4_0", "org/a-GGUF:Q8_0"])
+        try hub.add(repo: "org/b-GGUF", file: "b-Q5_K_M.gguf")
+        #expect(await catalog.list().count == 3)
+        let snapshot = hub.hub + "/models--org--a-GGUF/snapshots/0123456789abcdef0123456789abcdef01234567"
+        try FileManager.default.removeItem(atPath: snapshot + "/Q8_0/a-Q8_0.gguf")
+        #expect(await catalog.list().map(\.id) == ["org/a-GGUF:Q4_0", "org/b-GGUF:Q5_K_M"])
+    }
+
     @Test func catalogSeesNewFilesWithoutARestartAndReportsUnknownNames() async throws {
         let hub = FakeHub()
         try hub.add(repo: "org/a-GGUF", file: "a-Q4_0.gguf")

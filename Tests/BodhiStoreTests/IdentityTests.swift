@@ -138,6 +138,32 @@ import Testing
         _ = try await identity.login(username: "root", password: "battery staple", client: "a")
     }
 
+    /// A checked token is remembered, but a revoke by another process (the CLI, on the same
+    /// SQLite file) or by this service takes effect at the next request.
+    @Test func aRememberedTokenStopsWorkingAsSoonAsItIsRevokedAnywhere() async throws {
+        let (store, dispose) = try await TestDatabase.sqlite.makeStore()
+        defer { Task { await dispose() } }
+        try await store.migrate()
+        let server = IdentityService(repository: store, bcryptCost: 4)
+        _ = try await server.setup(username: "root", password: "root password")
+        let first = try await server.createToken(forUser: "root", name: "a", scope: .user, models: nil, expiresIn: nil)
+        let second = try await server.createToken(forUser: "root", name: "b", scope: .user, models: nil, expiresIn: nil)
+        for _ in 0..<3 { _ = try await server.authenticate(token: first.token) }
+        _ = try await server.authenticate(token: second.token)
+        let marker = store.changeMarker()
+        #expect(marker != nil)
+        _ = try await server.authenticate(token: first.token)
+        #expect(store.changeMarker() == marker)  // a remembered token costs no write
+
+        let rootID = try #require(try await store.user(named: "root")).id
+        let cli = IdentityService(repository: store, bcryptCost: 4)
+        _ = try await cli.revokeToken(first.summary.id, userID: rootID)
+        await expectError(401) { _ = try await server.authenticate(token: first.token) }
+
+        _ = try await server.revokeToken(second.summary.id, userID: rootID)
+        await expectError(401) { _ = try await server.authenticate(token: second.token) }
+    }
+
     @Test func secretsAreRandomComparedInConstantTimeAndSealed() throws {
         #expect(Secrets.randomBase62(32) != Secrets.randomBase62(32))
         #expect(Secrets.constantTimeEquals("abc", "abc") && !Secrets.constantTimeEquals("abc", "abd") && !Secrets.constantTimeEquals("abc", "ab"))
