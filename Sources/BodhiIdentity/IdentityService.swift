@@ -27,6 +27,9 @@ public actor IdentityService {
         let marker: String?
     }
     private var checkedTokens: [String: CheckedToken] = [:]
+    /// Checks under way, by token hash: many requests with one token that all miss (after a
+    /// write moved the marker) wait for one database check instead of queueing one each.
+    private var checkingTokens: [String: Task<Principal, any Error>] = [:]
     static let tokenRecheck: Duration = .seconds(60)
     static let tokenRecheckWithoutMarker: Duration = .seconds(5)
     static let maxCheckedTokens = 10_000
@@ -189,6 +192,15 @@ public actor IdentityService {
            checked.expiresAt.map({ $0 > Date() }) ?? true {
             return checked.principal
         }
+        if let checking = checkingTokens[hash] { return try await checking.value }
+        let check = Task { try await self.check(token: hash, prefix: prefix, marker: marker, at: now) }
+        checkingTokens[hash] = check
+        defer { checkingTokens[hash] = nil }
+        return try await check.value
+    }
+
+    /// Reads a token and its owner from the database, and remembers the result.
+    private func check(token hash: String, prefix: String, marker: String?, at now: ContinuousClock.Instant) async throws -> Principal {
         guard var stored = try await repository.token(prefix: prefix), Secrets.constantTimeEquals(stored.hash, hash) else {
             throw BodhiError(.unauthorized, status: 401, "The API token is not valid.")
         }
