@@ -1,4 +1,3 @@
-import Foundation
 import NIOCore
 
 /// What one inference request cost, reported when it ends (for metrics and token limits).
@@ -48,54 +47,54 @@ extension InferenceObserver {
 }
 
 /// Token counts from an engine's answer: OpenAI's `usage` where present, else llama-server's
-/// `timings` (which its last stream event and native endpoints carry). Only those members are
-/// decoded, found from the end of the body, so a large embeddings answer is not parsed whole.
+/// `timings` (which its last stream event and native endpoints carry). Read from the bytes, from
+/// the end of the body, with no JSON decoding: this runs once per request, and a large
+/// embeddings answer is not parsed whole.
 enum EngineUsage {
-    struct Usage: Decodable {
-        let promptTokens: Int?
-        let completionTokens: Int?
-
-        enum CodingKeys: String, CodingKey {
-            case promptTokens = "prompt_tokens", completionTokens = "completion_tokens"
-        }
-    }
-
-    struct Timings: Decodable {
-        let cacheN: Int?
-        let promptN: Int?
-        let predictedN: Int?
-
-        enum CodingKeys: String, CodingKey {
-            case cacheN = "cache_n", promptN = "prompt_n", predictedN = "predicted_n"
-        }
-    }
-
     static func read(_ body: ByteBuffer) -> (prompt: Int?, completion: Int?) {
         body.withUnsafeReadableBytes { bytes in
-            if let object = lastObject(named: "usage", in: bytes),
-               let usage = try? JSONDecoder().decode(Usage.self, from: Data(object)) {
-                return (usage.promptTokens, usage.completionTokens)
+            if let usage = lastObject(named: "usage", in: bytes) {
+                let prompt = integer(named: "prompt_tokens", in: usage)
+                let completion = integer(named: "completion_tokens", in: usage)
+                if prompt != nil || completion != nil { return (prompt, completion) }
             }
-            if let object = lastObject(named: "timings", in: bytes),
-               let timings = try? JSONDecoder().decode(Timings.self, from: Data(object)) {
-                let prompt = timings.promptN.map { $0 + (timings.cacheN ?? 0) }
-                return (prompt, timings.predictedN)
+            if let timings = lastObject(named: "timings", in: bytes) {
+                let prompt = integer(named: "prompt_n", in: timings).map { $0 + (integer(named: "cache_n", in: timings) ?? 0) }
+                return (prompt, integer(named: "predicted_n", in: timings))
             }
             return (nil, nil)
         }
     }
 
+    /// Where the last `"name"` key in `bytes` is, just past its closing quote.
+    private static func endOfLastKey(_ name: String, in bytes: UnsafeRawBufferPointer.SubSequence) -> Int? {
+        let key = Array("\"\(name)\"".utf8)
+        var index = bytes.endIndex - key.count
+        while index >= bytes.startIndex {
+            if bytes[index] == key[0], bytes[index..<index + key.count].elementsEqual(key) { return index + key.count }
+            index -= 1
+        }
+        return nil
+    }
+
+    /// The whole-number value of the last `"name":` in `bytes`.
+    static func integer(named name: String, in bytes: UnsafeRawBufferPointer.SubSequence) -> Int? {
+        guard var index = endOfLastKey(name, in: bytes) else { return nil }
+        while index < bytes.endIndex, bytes[index] == UInt8(ascii: " ") || bytes[index] == UInt8(ascii: ":") { index += 1 }
+        var value = 0
+        var digits = 0
+        while index < bytes.endIndex, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9"), digits < 18 {
+            value = value * 10 + Int(bytes[index] - UInt8(ascii: "0"))
+            digits += 1
+            index += 1
+        }
+        return digits > 0 ? value : nil
+    }
+
     /// The bytes of the object that is the value of the last `"name":` in `bytes` (objects
     /// without strings that contain braces, as these are).
     static func lastObject(named name: String, in bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer.SubSequence? {
-        let key = Array("\"\(name)\"".utf8)
-        var index = bytes.count - key.count
-        while index >= 0 {
-            if bytes[index] == key[0], bytes[index..<index + key.count].elementsEqual(key) { break }
-            index -= 1
-        }
-        guard index >= 0 else { return nil }
-        var start = index + key.count
+        guard var start = endOfLastKey(name, in: bytes[...]) else { return nil }
         while start < bytes.count, bytes[start] == UInt8(ascii: " ") || bytes[start] == UInt8(ascii: ":") { start += 1 }
         guard start < bytes.count, bytes[start] == UInt8(ascii: "{") else { return nil }
         var depth = 0

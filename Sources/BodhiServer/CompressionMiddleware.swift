@@ -46,8 +46,17 @@ struct CompressionMiddleware: RouterMiddleware {
         return response
     }
 
-    /// The client's choice: gzip before deflate, neither when refused with `q=0`.
+    /// The client's choice: gzip before deflate, neither when refused with `q=0`. What common
+    /// clients send (httpx, the OpenAI SDKs, curl, browsers) is answered without parsing.
     static func negotiate(_ header: String) -> Encoding? {
+        switch header {
+        case "identity": return nil
+        case "gzip", "gzip, deflate", "gzip, deflate, br", "gzip, deflate, br, zstd", "gzip, deflate, zstd", "deflate, gzip": return .gzip
+        default: return parse(header)
+        }
+    }
+
+    private static func parse(_ header: String) -> Encoding? {
         var weights: [String: Double] = [:]
         for item in header.split(separator: ",") {
             let parts = item.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
