@@ -46,7 +46,9 @@ public enum BodhiHTTPServer {
             responder: responder(services: services),
             // Connections idle this long between requests are closed (a request in progress never is).
             server: .http1(configuration: .init(additionalChannelHandlers: [ClientHangUpHandler()], idleTimeout: .seconds(75))),
-            configuration: .init(address: .hostname(host, port: port), serverName: "bodhi"),
+            // A deep accept queue: a burst of connections (a thousand clients at once) waits to be
+            // accepted instead of having its SYNs dropped and retried a second or more later.
+            configuration: .init(address: .hostname(host, port: port), serverName: "bodhi", backlog: 4096),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger)
     }
