@@ -4,7 +4,6 @@ logs, /docs and metrics that promtool accepts. Each test runs its own server wit
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
 import shutil
 import socket
@@ -176,7 +175,7 @@ def test_a_full_queue_is_503_and_a_client_that_hangs_up_leaves_it(tmp_path: Path
 def test_compressed_responses_and_streams_decode_to_the_same_content(bodhi: BodhiServer):
     with httpx.Client(base_url=bodhi.base_url, headers=bodhi.auth, timeout=120) as http:
         plain = http.get("/openapi.json", headers={"Accept-Encoding": "identity"})
-        for encoding, decode in [("gzip", gzip.decompress), ("deflate", zlib.decompress)]:
+        for encoding in ("gzip", "deflate"):
             raw = http.get("/openapi.json", headers={"Accept-Encoding": encoding})
             assert raw.headers["content-encoding"] == encoding
             assert raw.json() == plain.json()  # httpx decodes it
@@ -194,8 +193,12 @@ def test_compressed_responses_and_streams_decode_to_the_same_content(bodhi: Bodh
                     assert piece.startswith(b"data: {")  # the first event decodes on its own: flushed
                 pieces += 1
                 text += piece
-        events = text.decode().count("data: ")
-        assert events >= 18, text  # 16 tokens, the finish event and [DONE] (and a role event)
+        events = [line[6:] for line in text.decode().splitlines() if line.startswith("data: ")]
+        # llama-server sometimes sends several tokens in one event, so the count varies; the shape does not.
+        assert events[-1] == "[DONE]" and len(events) >= 4, text
+        chunks = [json.loads(event) for event in events[:-1]]
+        assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+        assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
         assert pieces > 1  # arrived piece by piece, not at the end
     # The official client asks for gzip itself and reads the stream as usual.
     with openai.OpenAI(base_url=bodhi.api_url, api_key=bodhi.token, max_retries=0) as client:
