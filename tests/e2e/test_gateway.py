@@ -73,7 +73,8 @@ def test_a_runaway_script_is_limited_with_429_retry_after_and_ratelimit_headers(
                 statuses.append(http.get("/v1/models").status_code)
             last = http.get("/v1/models")
             ollama = http.get("/api/tags")
-        assert statuses.count(200) == 20 and statuses.count(429) == 20
+        # A burst of 20, then refusals (a slow machine may earn one more back: 20 a minute refill).
+        assert statuses[:20] == [200] * 20 and statuses.count(429) >= 18, statuses
         assert last.status_code == 429
         assert int(last.headers["Retry-After"]) >= 1
         assert last.headers["RateLimit-Policy"].startswith('"management";q=20;w=60')
@@ -93,7 +94,7 @@ def test_unlimited_callers_bypass_and_limits_change_live(tmp_path: Path):
         with session_for(server, server.ADMIN, server.ADMIN_PASSWORD) as admin:
             token_id = next(t["id"] for t in admin.get("/bodhi/v1/tokens").json()["data"] if t["name"] == "e2e")
             codes = [httpx.get(f"{server.api_url}/models", headers=server.auth, timeout=30).status_code for _ in range(8)]
-            assert codes.count(429) == 3
+            assert codes[:5] == [200] * 5 and codes.count(429) >= 2, codes
             changed = admin.put("/bodhi/v1/settings/BODHI_RATE_LIMIT_UNLIMITED", json={"value": token_id})
             assert changed.status_code == 200, changed.text
             codes = [httpx.get(f"{server.api_url}/models", headers=server.auth, timeout=30).status_code for _ in range(30)]
@@ -142,12 +143,16 @@ def test_a_heavy_user_cannot_starve_a_light_one(tmp_path: Path):
         for thread in heavy:
             thread.start()
         poll_until(lambda: (metric(server, "bodhi_queue_depth", model=DEFAULT_MODEL) or 0) >= 5, 60, "the heavy user's queue")
+        with lock:
+            finished_before_light = len(finished)
         light = threading.Thread(target=ask, args=("light", light_token))
         light.start()
         for thread in [*heavy, light]:
             thread.join(300)
         assert len(finished) == 7
-        assert finished.index("light") <= 2, finished
+        # Ahead of it: the heavy request in the slot and one turn of the heavy user (one more if a heavy
+        # request finished while the light one was on its way), not all five waiting ones.
+        assert finished.index("light") - finished_before_light <= 3, finished
         assert (metric(server, "bodhi_queue_wait_seconds_count", model=DEFAULT_MODEL) or 0) >= 7
 
 
