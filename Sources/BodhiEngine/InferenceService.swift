@@ -127,7 +127,10 @@ struct InferenceSlot: Sendable {
         await lease.release()
         await ticket.release()
         guard !observers.isEmpty else { return }
-        let usage: (prompt: Int?, completion: Int?) = (body ?? timing?.last).map(EngineUsage.read) ?? (prompt: nil, completion: nil)
+        var usage: (prompt: Int?, completion: Int?) = (body ?? timing?.last).map(EngineUsage.read) ?? (prompt: nil, completion: nil)
+        // A stream cut short (client gone, engine failed) has no counts at its end: its events are
+        // what it generated, one token each, so that limits on tokens still see them.
+        if usage.completion == nil, let timing, timing.first != nil { usage.completion = timing.gaps.count + 1 }
         let record = InferenceRecord(
             model: lease.modelID, operation: operation, caller: caller, status: status, queueWait: ticket.waited,
             promptTokens: usage.prompt, completionTokens: usage.completion,

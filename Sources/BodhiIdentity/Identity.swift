@@ -235,6 +235,8 @@ public protocol IdentityRepository: Sendable {
     func token(prefix: String) async throws -> APIToken?
     func tokens(userID: String) async throws -> [APIToken]
     func updateToken(_ token: APIToken) async throws
+    /// Sets only the token's last use, and only while it is not revoked.
+    func touchToken(id: String, at date: Date) async throws
 
     func insertAccessRequest(_ request: AccessRequest) async throws
     func accessRequests() async throws -> [AccessRequest]

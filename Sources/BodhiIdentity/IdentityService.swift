@@ -30,6 +30,8 @@ public actor IdentityService {
     /// Checks under way, by token hash: many requests with one token that all miss (after a
     /// write moved the marker) wait for one database check instead of queueing one each.
     private var checkingTokens: [String: Task<Principal, any Error>] = [:]
+    /// Moves at every identity change made here; a check that began before one is not remembered.
+    private var checkedGeneration = 0
     static let tokenRecheck: Duration = .seconds(60)
     static let tokenRecheckWithoutMarker: Duration = .seconds(5)
     static let maxCheckedTokens = 10_000
@@ -195,13 +197,15 @@ public actor IdentityService {
         if let checking = checkingTokens[hash] { return try await checking.value }
         let check = Task { try await self.check(token: hash, prefix: prefix, marker: marker, at: now) }
         checkingTokens[hash] = check
-        defer { checkingTokens[hash] = nil }
+        let generation = checkedGeneration
+        defer { if generation == checkedGeneration { checkingTokens[hash] = nil } }
         return try await check.value
     }
 
     /// Reads a token and its owner from the database, and remembers the result.
     private func check(token hash: String, prefix: String, marker: String?, at now: ContinuousClock.Instant) async throws -> Principal {
-        guard var stored = try await repository.token(prefix: prefix), Secrets.constantTimeEquals(stored.hash, hash) else {
+        let generation = checkedGeneration
+        guard let stored = try await repository.token(prefix: prefix), Secrets.constantTimeEquals(stored.hash, hash) else {
             throw BodhiError(.unauthorized, status: 401, "The API token is not valid.")
         }
         if stored.revokedAt != nil { throw BodhiError(.unauthorized, status: 401, "The API token was revoked.") }
@@ -211,10 +215,11 @@ public actor IdentityService {
         let user = try await activeUser(stored.userID)
         // Last use is kept to the minute: no write per request.
         if stored.lastUsedAt.map({ Date().timeIntervalSince($0) > 60 }) ?? true {
-            stored.lastUsedAt = Date()
-            try await repository.updateToken(stored)
+            try await repository.touchToken(id: stored.id, at: Date())
         }
         let principal = Principal(user: user.profile, credential: .token(id: stored.id, models: stored.models), tokenScope: stored.scope)
+        // A change made here while this check ran (a revoke) wins: nothing read before it is kept.
+        guard generation == checkedGeneration else { return principal }
         if checkedTokens.count >= Self.maxCheckedTokens { checkedTokens.removeAll() }
         checkedTokens[hash] = CheckedToken(principal: principal, expiresAt: stored.expiresAt, checkedAt: now, marker: marker)
         return principal
@@ -223,6 +228,9 @@ public actor IdentityService {
     /// Who may do what just changed here: no token checked before may be trusted without a new look.
     private func forgetCheckedTokens() {
         checkedTokens.removeAll()
+        // Requests from now on check anew rather than join a check that began before the change.
+        checkingTokens.removeAll()
+        checkedGeneration += 1
     }
 
     private func activeUser(_ id: String) async throws -> User {

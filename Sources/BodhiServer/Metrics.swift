@@ -53,8 +53,9 @@ public final class BodhiMetrics: Sendable {
         let depths = await admission.depths()
         let pullBytes = await pulls.downloadedBytes
         let (newPullBytes, vanished) = scraped.withLock { scraped in
-            let delta = pullBytes - scraped.pullBytes
-            scraped.pullBytes = pullBytes
+            // Scrapes can overlap; only ever count upwards (a counter must never be given less than 0).
+            let delta = max(0, pullBytes - scraped.pullBytes)
+            scraped.pullBytes = max(scraped.pullBytes, pullBytes)
             let current = Set(depths.map(\.model))
             let vanished = scraped.queueModels.subtracting(current)
             scraped.queueModels = current

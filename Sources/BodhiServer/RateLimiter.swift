@@ -71,16 +71,20 @@ public final class RateLimiter: Sendable, InferenceObserver {
 
     public var settings: RateLimitSettings { state.withLock { $0.settings } }
 
-    /// The subject for a signed-in caller: a token's own plan if settings give it one, else
-    /// the role's; unlimited when the user's name or the token's id is on the unlimited list.
+    /// The subject for a signed-in caller. A token with a plan of its own in settings has buckets
+    /// of its own; every other token and session of a user with the same effective role (a
+    /// token's scope caps it) shares the user's buckets under that role's plan, so that minting
+    /// tokens does not multiply a user's limits. Unlimited when the unlimited list names the user
+    /// (`alice` or `user:alice`) or the token (`token:ID`).
     public func subject(userID: String, username: String, role: String?, tokenID: String?) -> Subject {
         let settings = settings
-        let key = tokenID.map { "token:" + $0 } ?? "user:" + userID
-        if settings.unlimited.contains(username) || tokenID.map(settings.unlimited.contains) == true {
-            return Subject(key: key, plan: .unlimitedPlan)
+        let userKey = "user:\(userID):\(role ?? "user")"
+        if settings.unlimited.contains(username) || settings.unlimited.contains("user:" + username)
+            || tokenID.map({ settings.unlimited.contains("token:" + $0) }) == true {
+            return Subject(key: tokenID.map { "token:" + $0 } ?? userKey, plan: .unlimitedPlan)
         }
-        let plan = tokenID.flatMap { settings.tokens[$0] } ?? settings.roles[role ?? "user"] ?? settings.roles["user"] ?? RateLimitPlan()
-        return Subject(key: key, plan: plan)
+        if let tokenID, let plan = settings.tokens[tokenID] { return Subject(key: "token:" + tokenID, plan: plan) }
+        return Subject(key: userKey, plan: settings.roles[role ?? "user"] ?? settings.roles["user"] ?? RateLimitPlan())
     }
 
     /// Counts one request of `routeClass` from `address` (and `subject`, when signed in) if every

@@ -204,6 +204,15 @@ extension Store: IdentityRepository {
         }
     }
 
+    /// Records a token's last use without writing the rest of its row: a revoke that commits
+    /// meanwhile must not be undone by a stale copy.
+    public func touchToken(id: String, at date: Date) async throws {
+        try await session {
+            try await $0.update("api_tokens").set("last_used_at", to: millis(date))
+                .where("id", .equal, id).where("revoked_at", .is, SQLLiteral.null).run()
+        }
+    }
+
     // MARK: Access requests
 
     public func insertAccessRequest(_ request: AccessRequest) async throws {

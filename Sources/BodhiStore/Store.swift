@@ -25,16 +25,28 @@ public final class Store: Sendable {
         self.sqlitePath = sqlitePath
     }
 
-    /// For SQLite: the modification time and size of the database and its write-ahead log, which
-    /// every commit (this process's or another's, such as the CLI's) changes. Two `stat` calls,
-    /// no query. Nil for PostgreSQL, whose other clients leave no such trace here.
+    /// For SQLite: the modification time and size of the database and its write-ahead log, and
+    /// the header of the WAL index (its change counter moves at every commit, even when the log
+    /// was reset to the same size within one clock tick), which every commit changes, this
+    /// process's or another's (the CLI's). A few system calls, no query. Nil for PostgreSQL, whose
+    /// other clients leave no such trace here.
     public func changeMarker() -> String? {
         guard let sqlitePath else { return nil }
-        return [sqlitePath, sqlitePath + "-wal"].map { path in
+        var parts = [sqlitePath, sqlitePath + "-wal"].map { path in
             var status = stat()
             guard stat(path, &status) == 0 else { return "-" }
             return "\(status.st_mtim.tv_sec).\(status.st_mtim.tv_nsec):\(status.st_size)"
-        }.joined(separator: "|")
+        }
+        parts.append(Self.walIndexHeader(sqlitePath + "-shm"))
+        return parts.joined(separator: "|")
+    }
+
+    /// The first 48 bytes of the WAL index (`-shm`), hex: version, change counter, frame count, salts.
+    private static func walIndexHeader(_ path: String) -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return "-" }
+        defer { try? handle.close() }
+        guard let header = try? handle.read(upToCount: 48), !header.isEmpty else { return "-" }
+        return header.map { String($0, radix: 16) }.joined(separator: ".")
     }
 
     /// Opens the database `url` names.

@@ -66,9 +66,12 @@ final class ManualClock: Sendable {
         #expect(quotas.first?.name == "management")
         #expect(quotas.first?.remaining == 0)
         #expect(retryAfter == 12)  // one request's worth at 5 a minute
-        // Another token of the same user has its own bucket; inference is counted apart.
+        // Another token of the same user shares the user's bucket (minting tokens buys nothing);
+        // another user has their own; inference is counted apart.
         let other = limiter.subject(userID: "u1", username: "ann", role: "user", tokenID: "t2")
-        #expect(Self.allowed(limiter.check(subject: other, address: "10.0.0.1", routeClass: .management, pressure: 0)))
+        #expect(!Self.allowed(limiter.check(subject: other, address: "10.0.0.1", routeClass: .management, pressure: 0)))
+        let bob = limiter.subject(userID: "u2", username: "bob", role: "user", tokenID: "t3")
+        #expect(Self.allowed(limiter.check(subject: bob, address: "10.0.0.1", routeClass: .management, pressure: 0)))
         #expect(Self.allowed(limiter.check(subject: subject, address: "10.0.0.1", routeClass: .inference, pressure: 0)))
         clock.advance(12)
         #expect(Self.allowed(limiter.check(subject: subject, address: "10.0.0.1", routeClass: .management, pressure: 0)))
@@ -85,13 +88,16 @@ final class ManualClock: Sendable {
 
     @Test func unlimitedUsersTokensAndRolesBypassEveryLimit() {
         let limiter = RateLimiter(
-            settings: Self.settings(tokens: ["t9": .unlimitedPlan], unlimited: ["vip", "t7"]), clock: ManualClock().read)
+            settings: Self.settings(tokens: ["t9": .unlimitedPlan], unlimited: ["vip", "token:t7", "user:carol"]), clock: ManualClock().read)
         let subjects = [
             limiter.subject(userID: "u2", username: "vip", role: "user", tokenID: nil),
             limiter.subject(userID: "u3", username: "bob", role: "user", tokenID: "t7"),
             limiter.subject(userID: "u3", username: "bob", role: "user", tokenID: "t9"),
             limiter.subject(userID: "u4", username: "root", role: "admin", tokenID: nil),
+            limiter.subject(userID: "u5", username: "carol", role: "user", tokenID: "t5"),
         ]
+        // A user named like an unlimited token's id gains nothing.
+        #expect(!limiter.subject(userID: "u6", username: "t7", role: "user", tokenID: nil).unlimited)
         for subject in subjects {
             #expect(subject.unlimited)
             for _ in 0..<50 {

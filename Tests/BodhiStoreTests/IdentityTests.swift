@@ -159,6 +159,9 @@ import Testing
         let cli = IdentityService(repository: store, bcryptCost: 4)
         _ = try await cli.revokeToken(first.summary.id, userID: rootID)
         await expectError(401) { _ = try await server.authenticate(token: first.token) }
+        // Recording a last use (as a check that read the token before the revoke does) keeps it revoked.
+        try await store.touchToken(id: first.summary.id, at: Date())
+        await expectError(401) { _ = try await IdentityService(repository: store, bcryptCost: 4).authenticate(token: first.token) }
 
         _ = try await server.revokeToken(second.summary.id, userID: rootID)
         await expectError(401) { _ = try await server.authenticate(token: second.token) }

@@ -95,7 +95,7 @@ def test_unlimited_callers_bypass_and_limits_change_live(tmp_path: Path):
             token_id = next(t["id"] for t in admin.get("/bodhi/v1/tokens").json()["data"] if t["name"] == "e2e")
             codes = [httpx.get(f"{server.api_url}/models", headers=server.auth, timeout=30).status_code for _ in range(8)]
             assert codes[:5] == [200] * 5 and codes.count(429) >= 2, codes
-            changed = admin.put("/bodhi/v1/settings/BODHI_RATE_LIMIT_UNLIMITED", json={"value": token_id})
+            changed = admin.put("/bodhi/v1/settings/BODHI_RATE_LIMIT_UNLIMITED", json={"value": f"token:{token_id}"})
             assert changed.status_code == 200, changed.text
             codes = [httpx.get(f"{server.api_url}/models", headers=server.auth, timeout=30).status_code for _ in range(30)]
             assert set(codes) == {200}
