@@ -64,7 +64,15 @@ public struct RateLimitPlan: Sendable, Equatable, CustomStringConvertible {
 
     /// The rule for requests of `routeClass`; nil when they are not limited.
     public func rule(for routeClass: RouteClass) -> RateLimitRule? {
-        unlimited ? nil : requests[routeClass] ?? all
+        scopedRule(for: routeClass)?.rule
+    }
+
+    /// The rule for requests of `routeClass` and the bucket it counts in: the class's own, or
+    /// `all` shared by the classes not named.
+    public func scopedRule(for routeClass: RouteClass) -> (rule: RateLimitRule, scope: String)? {
+        if unlimited { return nil }
+        if let rule = requests[routeClass] { return (rule, routeClass.rawValue) }
+        return all.map { ($0, "all") }
     }
 
     /// Parses `inference=600/m management=1200/m tokens=1000000/m`, `all=6000/m`, or `unlimited`

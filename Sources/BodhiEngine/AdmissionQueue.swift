@@ -187,26 +187,18 @@ public actor AdmissionQueue {
 public final class AdmissionTicket: Sendable {
     /// How long the request waited for its slot.
     public let waited: Duration
-    private let queue: AdmissionQueue
-    private let model: String
-    private let id: UInt64
-    private let once = ReleaseOnce()
+    private let once: ReleaseOnce
 
     init(queue: AdmissionQueue, model: String, id: UInt64, waited: Duration) {
-        self.queue = queue
-        self.model = model
-        self.id = id
         self.waited = waited
+        once = ReleaseOnce { await queue.release(model, id: id) }
     }
 
     public func release() async {
-        guard once.claim() else { return }
-        await queue.release(model, id: id)
+        await once.release()
     }
 
     deinit {
-        guard once.claim() else { return }
-        let queue = queue, model = model, id = id
-        Task { await queue.release(model, id: id) }
+        once.releaseDetached()
     }
 }

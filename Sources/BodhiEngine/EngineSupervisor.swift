@@ -64,26 +64,20 @@ public struct EngineStatus: Sendable, Codable, Equatable {
 public final class EngineLease: Sendable {
     public let endpoint: EngineEndpoint
     public let modelID: String
-    private let generation: Int
-    private let supervisor: EngineSupervisor
-    private let once = ReleaseOnce()
+    private let once: ReleaseOnce
 
     init(endpoint: EngineEndpoint, modelID: String, generation: Int, supervisor: EngineSupervisor) {
         self.endpoint = endpoint
         self.modelID = modelID
-        self.generation = generation
-        self.supervisor = supervisor
+        once = ReleaseOnce { await supervisor.release(modelID: modelID, generation: generation) }
     }
 
     public func release() async {
-        guard once.claim() else { return }
-        await supervisor.release(modelID: modelID, generation: generation)
+        await once.release()
     }
 
     deinit {
-        guard once.claim() else { return }
-        let supervisor = supervisor, modelID = modelID, generation = generation
-        Task { await supervisor.release(modelID: modelID, generation: generation) }
+        once.releaseDetached()
     }
 }
 
@@ -209,7 +203,7 @@ public actor EngineSupervisor {
         let apiKey = Self.randomKey()
         let arguments = EngineArguments.build(
             modelPath: model.path, modelName: model.id, port: port,
-            parallel: model.overrides.parallel ?? configuration.parallel,
+            parallel: slots(for: model),
             extra: configuration.extraArguments + model.overrides.arguments)
         let task = Task { try await self.load(model, generation: generation, port: port, apiKey: apiKey, arguments: arguments, after: delay) }
         // A restart keeps the crash history that drives its backoff.
@@ -463,13 +457,13 @@ public actor EngineSupervisor {
             switch engine.phase {
             case .loading(_, let arguments):
                 return EngineStatus(
-                    model: engine.model.id, state: "loading", pid: nil, port: nil, slots: engine.model.overrides.parallel ?? configuration.parallel,
+                    model: engine.model.id, state: "loading", pid: nil, port: nil, slots: slots(for: engine.model),
                     inFlight: engine.inFlight, memoryBytes: nil, idleSeconds: idle, restarts: engine.restarts,
                     args: EngineArguments.redacted(arguments))
             case .ready(let running):
                 return EngineStatus(
                     model: engine.model.id, state: "ready", pid: running.child.pid, port: running.port,
-                    slots: engine.model.overrides.parallel ?? configuration.parallel, inFlight: engine.inFlight,
+                    slots: slots(for: engine.model), inFlight: engine.inFlight,
                     memoryBytes: SystemResources.residentMemory(of: String(running.child.pid)), idleSeconds: idle,
                     restarts: engine.restarts, args: EngineArguments.redacted(running.arguments),
                     loadSeconds: Self.seconds(running.loadDuration))

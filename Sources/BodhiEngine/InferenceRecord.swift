@@ -14,14 +14,12 @@ public struct InferenceRecord: Sendable {
     public let timeToFirstToken: Duration?
     /// Streams only: the gaps between consecutive generated events.
     public let interTokenLatencies: [Duration]
-    /// From the request's arrival to its last byte from the engine.
-    public let duration: Duration
 
     public var totalTokens: Int { (promptTokens ?? 0) + (completionTokens ?? 0) }
 
     public init(
         model: String, operation: InferenceOperation, caller: InferenceCaller, status: Int, queueWait: Duration,
-        promptTokens: Int?, completionTokens: Int?, timeToFirstToken: Duration?, interTokenLatencies: [Duration], duration: Duration
+        promptTokens: Int?, completionTokens: Int?, timeToFirstToken: Duration?, interTokenLatencies: [Duration]
     ) {
         self.model = model
         self.operation = operation
@@ -32,7 +30,6 @@ public struct InferenceRecord: Sendable {
         self.completionTokens = completionTokens
         self.timeToFirstToken = timeToFirstToken
         self.interTokenLatencies = interTokenLatencies
-        self.duration = duration
     }
 }
 

@@ -123,7 +123,6 @@ struct InferenceSlot: Sendable {
     let observers: [any InferenceObserver]
 
     func finish(status: Int, body: ByteBuffer? = nil, timing: StreamTiming? = nil) async {
-        let ended = ContinuousClock.now
         await lease.release()
         await ticket.release()
         guard !observers.isEmpty else { return }
@@ -134,8 +133,7 @@ struct InferenceSlot: Sendable {
         let record = InferenceRecord(
             model: lease.modelID, operation: operation, caller: caller, status: status, queueWait: ticket.waited,
             promptTokens: usage.prompt, completionTokens: usage.completion,
-            timeToFirstToken: timing?.first.map { $0 - started }, interTokenLatencies: timing?.gaps ?? [],
-            duration: ended - started)
+            timeToFirstToken: timing?.first.map { $0 - started }, interTokenLatencies: timing?.gaps ?? [])
         for observer in observers { observer.inferenceFinished(record) }
     }
 }

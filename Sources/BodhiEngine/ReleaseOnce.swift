@@ -1,12 +1,28 @@
 import Synchronization
 
-/// Lets exactly one caller through: for handles released explicitly or, failing that, when the
-/// last reference goes away (leases, admission tickets).
+/// A handle's release, run exactly once: when the holder releases it, or else when the last
+/// reference to the handle goes away (leases, admission tickets).
 struct ReleaseOnce: ~Copyable, Sendable {
     private let released = Mutex(false)
+    private let action: @Sendable () async -> Void
 
-    /// True for the first caller only.
-    func claim() -> Bool {
+    init(_ action: @escaping @Sendable () async -> Void) {
+        self.action = action
+    }
+
+    /// Runs the release unless it has run already.
+    func release() async {
+        guard claim() else { return }
+        await action()
+    }
+
+    /// For `deinit`: runs the release in a task of its own, unless it has run already.
+    func releaseDetached() {
+        guard claim() else { return }
+        Task { [action] in await action() }
+    }
+
+    private func claim() -> Bool {
         released.withLock { wasReleased in
             defer { wasReleased = true }
             return !wasReleased

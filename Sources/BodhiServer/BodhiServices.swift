@@ -18,9 +18,10 @@ public struct BodhiServices: Sendable {
     public let ollama: OllamaService
     public let anthropic: AnthropicService
     public let readiness: Readiness
-    public let metrics: BodhiMetrics
-    public let admission: AdmissionQueue
-    public let rateLimiter: RateLimiter
+    public let gateway: Gateway
+    public var metrics: BodhiMetrics { gateway.metrics }
+    public var admission: AdmissionQueue { gateway.admission }
+    public var rateLimiter: RateLimiter { gateway.rateLimiter }
     /// Swagger UI's assets for `/docs`; nil for none.
     public let docsAssetsDirectory: String?
     /// How engines run, for memory estimates.
@@ -31,14 +32,10 @@ public struct BodhiServices: Sendable {
     public init(
         catalog: ModelCatalog, aliases: AliasRegistry, supervisor: EngineSupervisor, inference: InferenceService,
         pulls: PullManager, identity: IdentityService, settings: SettingsEditor, readiness: Readiness, enginePlan: EnginePlan,
-        maxRequestBodyBytes: Int = 32 * 1024 * 1024, metrics: BodhiMetrics = BodhiMetrics(),
-        admission: AdmissionQueue = AdmissionQueue(maxQueue: 512), rateLimiter: RateLimiter,
-        docsAssetsDirectory: String? = nil
+        gateway: Gateway, maxRequestBodyBytes: Int = 32 * 1024 * 1024, docsAssetsDirectory: String? = nil
     ) {
+        self.gateway = gateway
         self.docsAssetsDirectory = docsAssetsDirectory
-        self.metrics = metrics
-        self.admission = admission
-        self.rateLimiter = rateLimiter
         self.readiness = readiness
         self.identity = identity
         self.settings = settings

@@ -95,20 +95,19 @@ struct CompressionMiddleware: RouterMiddleware {
         }
     }
 
-    /// Deflates `input` into a fresh buffer grown until it fits.
-    fileprivate static func deflate(_ compressor: any NIOCompressor, from input: inout ByteBuffer, to output: inout ByteBuffer, flush: CompressNIOFlush) throws {
+    /// `input` deflated into a fresh buffer, grown until it fits.
+    fileprivate static func deflate(_ compressor: any NIOCompressor, _ input: ByteBuffer, flush: CompressNIOFlush) throws -> ByteBuffer {
         var source = input
         var result = ByteBuffer()
         result.reserveCapacity(max(64, compressor.maxSize(from: source)))
         while true {
             do {
                 try compressor.streamDeflate(from: &source, to: &result, flush: flush)
-                break
+                return result
             } catch let error as CompressNIOError where error == .bufferOverflow {
                 result.reserveCapacity(result.capacity * 2)
             }
         }
-        output = result
     }
 }
 
@@ -135,16 +134,11 @@ private struct CompressingWriter: ResponseBodyWriter {
     let compressor: any NIOCompressor
 
     mutating func write(_ part: ByteBuffer) async throws {
-        var input = part
-        var output = ByteBuffer()
-        try CompressionMiddleware.deflate(compressor, from: &input, to: &output, flush: .sync)
-        try await parent.write(output)
+        try await parent.write(CompressionMiddleware.deflate(compressor, part, flush: .sync))
     }
 
     consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
-        var empty = ByteBuffer()
-        var tail = ByteBuffer()
-        try CompressionMiddleware.deflate(compressor, from: &empty, to: &tail, flush: .finish)
+        let tail = try CompressionMiddleware.deflate(compressor, ByteBuffer(), flush: .finish)
         try compressor.finishStream()
         try await parent.write(tail)
         try await parent.finish(trailingHeaders)

@@ -96,13 +96,11 @@ public final class RateLimiter: Sendable, InferenceObserver {
             guard state.settings.enabled, subject?.unlimited != true else { return .unlimited }
             let cost = routeClass == .inference ? 1 / Self.tightening(pressure) : 1
             var touched: [(key: String, name: String, rule: RateLimitRule, cost: Double)] = []
-            if let rule = state.settings.address.rule(for: routeClass) {
-                let scope = state.settings.address.requests[routeClass] != nil ? routeClass.rawValue : "all"
+            if let (rule, scope) = state.settings.address.scopedRule(for: routeClass) {
                 touched.append(("ip:\(address)|\(scope)", "address-\(scope)", rule, cost))
             }
             if let subject {
-                if let rule = subject.plan.rule(for: routeClass) {
-                    let scope = subject.plan.requests[routeClass] != nil ? routeClass.rawValue : "all"
+                if let (rule, scope) = subject.plan.scopedRule(for: routeClass) {
                     touched.append(("\(subject.key)|\(scope)", scope, rule, cost))
                 }
                 // Tokens are charged when the request ends; it may start while any are left.
@@ -112,8 +110,8 @@ public final class RateLimiter: Sendable, InferenceObserver {
             }
             var quotas: [Quota] = []
             var refusal: (quota: Quota, retry: Int)?
-            for item in touched {
-                let level = Self.refilled(state.buckets[item.key], rule: item.rule, now: now)
+            let levels = touched.map { Self.refilled(state.buckets[$0.key], rule: $0.rule, now: now) }
+            for (item, level) in zip(touched, levels) {
                 let needed = max(item.cost, item.cost == 0 ? Double.ulpOfOne : 0)
                 if level < needed, refusal == nil {
                     let rate = Double(item.rule.limit) / Double(item.rule.windowSeconds)
@@ -126,8 +124,7 @@ public final class RateLimiter: Sendable, InferenceObserver {
                 let others = quotas.filter { $0.name != refusal.quota.name }
                 return .refused(quotas: [refusal.quota] + others, retryAfterSeconds: refusal.retry)
             }
-            for item in touched {
-                let level = Self.refilled(state.buckets[item.key], rule: item.rule, now: now)
+            for (item, level) in zip(touched, levels) {
                 state.buckets[item.key] = Bucket(level: level - item.cost, updated: now, rule: item.rule)
             }
             Self.sweep(&state, now: now)

@@ -68,26 +68,22 @@ struct Serve: AsyncParsableCommand {
         }
         await pulls.resumeUnfinished()
         let identity = IdentityService(repository: store)
-        let metrics = BodhiMetrics()
-        let admission = AdmissionQueue(maxQueue: settings.maxQueue, observer: metrics)
-        let rateLimiter = RateLimiter(settings: settings.rateLimits)
+        let gateway = Gateway(settings: settings)
         let services = BodhiServices(
             catalog: catalog, aliases: aliases, supervisor: supervisor,
             inference: InferenceService(
-                models: aliases, supervisor: supervisor, http: http, logger: logger, admission: admission,
-                observers: [metrics, rateLimiter]),
+                models: aliases, supervisor: supervisor, http: http, logger: logger, admission: gateway.admission,
+                observers: gateway.observers),
             pulls: pulls, identity: identity,
             settings: SettingsEditor(settings: settings, flags: server.flags) { changed in
                 await supervisor.reconfigure(changed)
-                admission.setMaxQueue(changed.maxQueue)
-                rateLimiter.reconfigure(changed.rateLimits)
+                gateway.apply(changed)
             },
             readiness: Readiness(
                 databasePing: { try await store.ping() }, hubDirectory: settings.hubDirectory,
                 engineBinary: settings.llamaServer, supervisor: supervisor),
             enginePlan: EnginePlan(slots: settings.parallel, engineArguments: settings.llamaArgs),
-            metrics: metrics, admission: admission, rateLimiter: rateLimiter,
-            docsAssetsDirectory: settings.docsAssetsDirectory)
+            gateway: gateway, docsAssetsDirectory: settings.docsAssetsDirectory)
         let application = BodhiHTTPServer.application(
             services: services, host: settings.host, port: settings.port, logger: logger,
             onServerRunning: { port in

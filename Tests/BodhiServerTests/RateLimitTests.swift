@@ -120,7 +120,7 @@ final class ManualClock: Sendable {
         limiter.inferenceFinished(InferenceRecord(
             model: "m", operation: .chatCompletions, caller: InferenceCaller(fairnessKey: "user:u1", limitKey: subject.key),
             status: 200, queueWait: .zero, promptTokens: 80, completionTokens: 40, timeToFirstToken: nil,
-            interTokenLatencies: [], duration: .seconds(1)))
+            interTokenLatencies: []))
         guard case .refused(let quotas, let retryAfter) = limiter.check(subject: subject, address: "a", routeClass: .inference, pressure: 0)
         else { Issue.record("a caller over its tokens per minute was let through"); return }
         #expect(quotas.first?.name == "tokens")
@@ -193,7 +193,7 @@ final class ManualClock: Sendable {
             app.services.metrics.inferenceFinished(InferenceRecord(
                 model: "org/tiny-GGUF:Q4_K_M", operation: .chatCompletions, caller: InferenceCaller(fairnessKey: "u", limitKey: "u"),
                 status: 200, queueWait: .milliseconds(3), promptTokens: 11, completionTokens: 5, timeToFirstToken: .milliseconds(40),
-                interTokenLatencies: [.milliseconds(8), .milliseconds(9), .milliseconds(7), .milliseconds(8)], duration: .milliseconds(80)))
+                interTokenLatencies: [.milliseconds(8), .milliseconds(9), .milliseconds(7), .milliseconds(8)]))
             app.services.metrics.queueRejected(model: "org/tiny-GGUF:Q4_K_M")
             try await client.execute(uri: "/v1/models", method: .get) { #expect($0.status == .ok) }
             try await client.execute(uri: "/v1/models", method: .get) { #expect($0.status == .tooManyRequests) }

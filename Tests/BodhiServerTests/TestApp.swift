@@ -40,27 +40,23 @@ struct TestApp: Sendable {
         let logger = Logger(label: "test")
         let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: .shared, logger: logger)
         let aliases = AliasRegistry(repository: store, catalog: catalog)
-        let metrics = BodhiMetrics()
-        let admission = AdmissionQueue(maxQueue: settings.maxQueue, observer: metrics)
-        let rateLimiter = RateLimiter(settings: settings.rateLimits)
+        let gateway = Gateway(settings: settings)
         let services = BodhiServices(
             catalog: catalog, aliases: aliases, supervisor: supervisor,
             inference: InferenceService(
-                models: aliases, supervisor: supervisor, http: .shared, logger: logger, admission: admission,
-                observers: [metrics, rateLimiter]),
+                models: aliases, supervisor: supervisor, http: .shared, logger: logger, admission: gateway.admission,
+                observers: gateway.observers),
             pulls: PullManager(
                 hub: HubClient(endpoint: "http://127.0.0.1:9", token: nil, http: .shared),
                 cache: HuggingFaceCache(hubDirectory: hub), repository: nil, maxConcurrent: 1, logger: logger),
             identity: identity,
             settings: SettingsEditor(settings: settings, environment: environment) { changed in
                 await supervisor.reconfigure(changed)
-                admission.setMaxQueue(changed.maxQueue)
-                rateLimiter.reconfigure(changed.rateLimits)
+                gateway.apply(changed)
             },
             readiness: Readiness(
                 databasePing: { try await store.ping() }, hubDirectory: hub, engineBinary: "/bin/sh", supervisor: supervisor),
-            enginePlan: EnginePlan(slots: 4, contextSize: nil), maxRequestBodyBytes: maxBody,
-            metrics: metrics, admission: admission, rateLimiter: rateLimiter)
+            enginePlan: EnginePlan(slots: 4, contextSize: nil), gateway: gateway, maxRequestBodyBytes: maxBody)
         let app = TestApp(services: services, store: store, rootToken: rootToken, home: directory)
         let application = Application(responder: BodhiHTTPServer.responder(services: services))
         do {
