@@ -57,11 +57,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Users' conversations, kept on the server.
+        .target(
+            name: "BodhiChats",
+            dependencies: ["BodhiCore"],
+            swiftSettings: strict
+        ),
         // The database: SQLKit keeps one dialect-neutral layer for SQLite and PostgreSQL.
         .target(
             name: "BodhiStore",
             dependencies: [
-                "BodhiCore", "BodhiModels", "BodhiIdentity",
+                "BodhiCore", "BodhiModels", "BodhiIdentity", "BodhiChats",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "PostgresKit", package: "postgres-kit"),
@@ -108,7 +114,7 @@ let package = Package(
         .target(
             name: "BodhiServer",
             dependencies: [
-                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiCompatibility",
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiChats", "BodhiCompatibility",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -119,7 +125,7 @@ let package = Package(
         .executableTarget(
             name: "bodhi",
             dependencies: [
-                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiServer", "BodhiStore",
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiChats", "BodhiServer", "BodhiStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -131,7 +137,7 @@ let package = Package(
         .testTarget(name: "BodhiCoreTests", dependencies: ["BodhiCore"], swiftSettings: strict),
         .testTarget(name: "BodhiModelsTests", dependencies: ["BodhiModels"], swiftSettings: strict),
         .testTarget(name: "BodhiCompatibilityTests", dependencies: ["BodhiCompatibility"], swiftSettings: strict),
-        .testTarget(name: "BodhiStoreTests", dependencies: ["BodhiStore", "BodhiIdentity"], swiftSettings: strict),
+        .testTarget(name: "BodhiStoreTests", dependencies: ["BodhiStore", "BodhiIdentity", "BodhiChats"], swiftSettings: strict),
         .testTarget(
             name: "BodhiHubTests",
             dependencies: ["BodhiHub", .product(name: "Hummingbird", package: "hummingbird")],
@@ -145,7 +151,7 @@ let package = Package(
         .testTarget(
             name: "BodhiServerTests",
             dependencies: [
-                "BodhiServer", "BodhiHub", "BodhiStore", "BodhiIdentity",
+                "BodhiServer", "BodhiHub", "BodhiStore", "BodhiIdentity", "BodhiChats",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

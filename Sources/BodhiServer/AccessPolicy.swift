@@ -76,6 +76,13 @@ enum AccessPolicy {
         "GET /bodhi/v1/tokens": Rule.user.inSessionOnly,
         "POST /bodhi/v1/tokens": Rule.user.inSessionOnly,
         "DELETE /bodhi/v1/tokens/{id}": Rule.user.inSessionOnly,
+        // Own conversations; another user's chats do not exist for the caller.
+        "GET /bodhi/v1/chats": .user,
+        "POST /bodhi/v1/chats": .user,
+        "GET /bodhi/v1/chats/{id}": .user,
+        "PATCH /bodhi/v1/chats/{id}": .user,
+        "DELETE /bodhi/v1/chats/{id}": .user,
+        "POST /bodhi/v1/chats/{id}/messages": .user,
         // Changing what is served.
         "DELETE /bodhi/v1/models/**": .powerUser,
         "POST /bodhi/v1/models/pull": .powerUser,

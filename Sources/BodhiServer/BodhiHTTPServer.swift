@@ -20,6 +20,7 @@ public enum BodhiHTTPServer {
         router.add(middleware: RateLimitMiddleware(limiter: services.rateLimiter, admission: services.admission, metrics: services.metrics))
         SystemRoutes(services: services).register(on: router)
         IdentityRoutes(services: services).register(on: router)
+        ChatRoutes(services: services).register(on: router)
         SettingsRoutes(services: services).register(on: router)
         OpenAIRoutes(services: services).register(on: router)
         OllamaRoutes(services: services).register(on: router)

@@ -1,3 +1,4 @@
+import BodhiChats
 import BodhiCore
 import BodhiEngine
 import BodhiHub
@@ -14,6 +15,7 @@ public struct BodhiServices: Sendable {
     public let models: ModelService
     public let pulls: PullManager
     public let identity: IdentityService
+    public let chats: ChatService
     public let settings: SettingsEditor
     public let ollama: OllamaService
     public let anthropic: AnthropicService
@@ -31,13 +33,14 @@ public struct BodhiServices: Sendable {
 
     public init(
         catalog: ModelCatalog, aliases: AliasRegistry, supervisor: EngineSupervisor, inference: InferenceService,
-        pulls: PullManager, identity: IdentityService, settings: SettingsEditor, readiness: Readiness, enginePlan: EnginePlan,
+        pulls: PullManager, identity: IdentityService, chats: ChatService, settings: SettingsEditor, readiness: Readiness, enginePlan: EnginePlan,
         gateway: Gateway, maxRequestBodyBytes: Int = 32 * 1024 * 1024, docsAssetsDirectory: String? = nil
     ) {
         self.gateway = gateway
         self.docsAssetsDirectory = docsAssetsDirectory
         self.readiness = readiness
         self.identity = identity
+        self.chats = chats
         self.settings = settings
         self.catalog = catalog
         self.aliases = aliases

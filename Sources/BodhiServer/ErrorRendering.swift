@@ -75,10 +75,12 @@ struct BodhiErrorBody: Encodable {
     struct Detail: Encodable {
         let code: String
         let message: String
+        /// The request field at fault, for forms to point at.
+        let param: String?
     }
     let error: Detail
 
     init(_ error: BodhiError) {
-        self.error = Detail(code: error.code.rawValue, message: error.message)
+        self.error = Detail(code: error.code.rawValue, message: error.message, param: error.param)
     }
 }

@@ -95,6 +95,38 @@ extension Migration {
                 try await database.drop(table: table).run()
             }
         }),
+        Migration(version: 4, name: "chats", up: { database in
+            try await database.create(table: "chats")
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("user_id", type: .text, .notNull, .references("users", "id", onDelete: .cascade))
+                .column("title", type: .text, .notNull)
+                .column("model", type: .text)
+                .column("system_prompt", type: .text)
+                .column("settings", type: .text, .notNull)
+                .column("message_count", type: .int, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .column("updated_at", type: .bigint, .notNull)
+                .run()
+            // The list is per user, newest change first.
+            try await database.create(index: "chats_user_updated").on("chats").column("user_id").column("updated_at").run()
+            try await database.create(table: "chat_messages")
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("chat_id", type: .text, .notNull, .references("chats", "id", onDelete: .cascade))
+                .column("position", type: .int, .notNull)
+                .column("role", type: .text, .notNull)
+                .column("content", type: .text, .notNull)
+                .column("model", type: .text)
+                .column("stats", type: .text)
+                .column("created_at", type: .bigint, .notNull)
+                .run()
+            // One message per place: two writers racing to append cannot interleave.
+            try await database.create(index: "chat_messages_position").unique().on("chat_messages")
+                .column("chat_id").column("position").run()
+        }, down: { database in
+            for table in ["chat_messages", "chats"] {
+                try await database.drop(table: table).run()
+            }
+        }),
     ]
 }
 

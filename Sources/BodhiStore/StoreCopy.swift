@@ -31,6 +31,8 @@ extension Store {
         TableCopy("sessions", as: SessionRow.self),
         TableCopy("api_tokens", as: TokenRow.self),
         TableCopy("access_requests", as: AccessRequestRow.self),
+        TableCopy("chats", as: ChatRow.self),
+        TableCopy("chat_messages", as: ChatMessageRow.self),
     ]
 
     /// The number of rows in `table`.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import BodhiChats
 import BodhiCore
 import BodhiEngine
 import BodhiHub
@@ -74,7 +75,7 @@ struct Serve: AsyncParsableCommand {
             inference: InferenceService(
                 models: aliases, supervisor: supervisor, http: http, logger: logger, admission: gateway.admission,
                 observers: gateway.observers),
-            pulls: pulls, identity: identity,
+            pulls: pulls, identity: identity, chats: ChatService(repository: store),
             settings: SettingsEditor(settings: settings, flags: server.flags) { changed in
                 await supervisor.reconfigure(changed)
                 gateway.apply(changed)

@@ -1,3 +1,4 @@
+import BodhiChats
 import BodhiCore
 import BodhiEngine
 import BodhiHub
@@ -49,7 +50,7 @@ struct TestApp: Sendable {
             pulls: PullManager(
                 hub: HubClient(endpoint: "http://127.0.0.1:9", token: nil, http: .shared),
                 cache: HuggingFaceCache(hubDirectory: hub), repository: nil, maxConcurrent: 1, logger: logger),
-            identity: identity,
+            identity: identity, chats: ChatService(repository: store),
             settings: SettingsEditor(settings: settings, environment: environment) { changed in
                 await supervisor.reconfigure(changed)
                 gateway.apply(changed)

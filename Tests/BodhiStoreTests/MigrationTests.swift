@@ -20,7 +20,9 @@ import Testing
         #expect(try await store.appliedMigrations() == [1])
         try await store.migrate()
         #expect(try await store.appliedMigrations() == all)
-        #expect(try await store.tableNames() == ["access_requests", "aliases", "api_tokens", "pulls", "schema_migrations", "sessions", "users"])
+        #expect(try await store.tableNames() == [
+            "access_requests", "aliases", "api_tokens", "chat_messages", "chats", "pulls", "schema_migrations", "sessions", "users",
+        ])
     }
 
     @Test(arguments: TestDatabase.available)
@@ -134,8 +136,8 @@ import Testing
             files: [PullFile(path: "f.gguf", size: 3, sha256: "x")], state: .completed))
 
         let counts = try await source.copy(into: target)
-        #expect(counts.map(\.table) == ["aliases", "pulls", "users", "sessions", "api_tokens", "access_requests"])
-        #expect(counts.map(\.rows) == [450, 1, 0, 0, 0, 0])
+        #expect(counts.map(\.table) == ["aliases", "pulls", "users", "sessions", "api_tokens", "access_requests", "chats", "chat_messages"])
+        #expect(counts.map(\.rows) == [450, 1, 0, 0, 0, 0, 0, 0])
         let copied = try await target.allAliases()
         #expect(copied.count == 450)
         #expect(copied.first { $0.name == "a7" }?.defaults.system == "S7")
