@@ -120,6 +120,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CompressNIO", package: "compress-nio"),
             ],
+            // The browser UI: plain files, served as they are.
+            resources: [.copy("UI")],
             swiftSettings: strict
         ),
         .executableTarget(

@@ -35,6 +35,9 @@ enum AccessPolicy {
         "GET /openapi.json": .open,
         "GET /docs": .open,
         "GET /docs/{file}": .open,
+        // The browser UI's files; what it shows comes from the APIs below, under their rules.
+        "GET /ui": .open,
+        "GET /ui/**": .open,
         "GET /health": .open,
         "GET /health/live": .open,
         "GET /health/ready": .open,

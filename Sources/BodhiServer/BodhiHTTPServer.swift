@@ -29,6 +29,7 @@ public enum BodhiHTTPServer {
         AliasRoutes(services: services).register(on: router)
         ModelRoutes(services: services).register(on: router)
         DocsRoutes(assetsDirectory: services.docsAssetsDirectory).register(on: router)
+        UIRoutes(assets: UIRoutes.bundled).register(on: router)
         // Last, so that it lists every route, itself included.
         let routes = router.routes.map { (method: $0.method.rawValue, path: "\($0.path)") } + [("GET", "/openapi.json")]
         let document = (try? JSONSerialization.data(

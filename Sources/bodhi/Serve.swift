@@ -89,9 +89,11 @@ struct Serve: AsyncParsableCommand {
             services: services, host: settings.host, port: settings.port, logger: logger,
             onServerRunning: { port in
                 print("Bodhi is listening on http://\(settings.host):\(port) (models from \(settings.hubDirectory))")
+                print("Open http://\(settings.host):\(port)/ui in a browser to chat and manage Bodhi.")
                 if (try? await identity.isSetUp()) == false {
                     print("""
-                        Bodhi is not set up yet: every API but /ping answers 401 until the first admin exists. Create one with
+                        Bodhi is not set up yet: every API but /ping answers 401 until the first admin exists. Create one
+                        in the browser at http://\(settings.host):\(port)/ui, or with
                           bodhi setup --admin-user admin --admin-password-stdin
                         then an API token for your clients with
                           bodhi tokens create --user admin --name my-app --scope power_user

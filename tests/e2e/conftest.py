@@ -49,6 +49,7 @@ def http(bodhi: BodhiServer):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
+    setattr(item, f"report_{report.when}", report)  # for fixtures that keep evidence of a failure
     if report.failed and _server is not None:
         report.sections.append(("bodhi log (tail)", _server.log_tail()))
     return report
