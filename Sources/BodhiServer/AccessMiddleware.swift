@@ -24,7 +24,7 @@ struct AccessMiddleware: RouterMiddleware {
 
         guard try await identity.isSetUp() else {
             throw BodhiError(.unauthorized, status: 401,
-                             "Bodhi is not set up yet: create the first admin with `bodhi setup --admin-user NAME --admin-password-stdin` or POST /bodhi/v1/setup.")
+                             "Bodhi is not set up yet: create the first admin in a browser at /ui, with `bodhi setup --admin-user NAME --admin-password-stdin`, or with POST /bodhi/v1/setup.")
         }
         guard let principal = try await authenticate(request) else {
             throw BodhiError(.unauthorized, status: 401,

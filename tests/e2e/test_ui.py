@@ -134,6 +134,7 @@ def sign_in(driver, server: BodhiServer, username: str, password: str) -> None:
     driver.delete_all_cookies()
     go(driver, server, "/ui/login")
     visible(driver, "form[aria-label='Sign in']")
+    shot(driver, "00-login")
     fill(driver, "Username", username)
     fill(driver, "Password", password)
     click(driver, "Sign in")
@@ -215,6 +216,11 @@ def test_chat_streams_a_reply_that_is_still_there_after_a_reload(server: BodhiSe
 
 
 def test_a_reply_can_be_stopped_and_regenerated(server: BodhiServer, browser):
+    # Greedy sampling, kept with the chat: this prompt then runs long enough to be stopped.
+    click(browser, "Settings")
+    fill(browser, "Temperature", "0")
+    click(browser, "Save settings")
+    text_in(browser, "#toasts", "Settings saved for this chat")
     prompt = visible(browser, "#prompt")
     prompt.send_keys("Write a very long story about a dragon, with many chapters.")
     prompt.send_keys(Keys.ENTER)
@@ -257,7 +263,7 @@ def test_a_reply_can_be_stopped_and_regenerated(server: BodhiServer, browser):
     with httpx.Client(base_url=server.base_url) as http:
         http.post("/bodhi/v1/auth/login", json={"username": ADMIN, "password": ADMIN_PASSWORD}).raise_for_status()
         chat = http.get(f"/bodhi/v1/chats/{chat_id}").json()
-    assert chat["settings"]["max_tokens"] == 32 and chat["system_prompt"] == "Answer in one short sentence."
+    assert chat["settings"] == {"temperature": 0, "max_tokens": 32} and chat["system_prompt"] == "Answer in one short sentence."
     assert [m["content"] for m in chat["messages"]][0] == "Say goodbye." and len(chat["messages"]) == 2
     assert chat["messages"][1]["stats"]["completion_tokens"] <= 32
 
@@ -317,6 +323,16 @@ def test_a_pull_shows_live_progress_and_the_model_appears(server: BodhiServer, b
         shot(browser, "04-models-pulling")
         text_in(browser, ".pull-state", "completed", timeout=90)
         text_in(browser, "main table", "test-org/ui-GGUF:Q4_0")
+
+        # A pull can be cancelled from the page (and retried later; the part downloaded stays).
+        hub.add_repo("test-org/slow-GGUF", {"slow.Q8_0.gguf": b"GGUF" + os.urandom(size - 4)})
+        hub.knobs.bytes_per_second = 256 * 1024
+        fill(browser, "Hugging Face model", "test-org/slow-GGUF:Q8_0")
+        click(browser, "Pull")
+        text_in(browser, ".pull:first-child .pull-state", "downloading")
+        wait(browser, EC.element_to_be_clickable((By.XPATH, "//div[contains(@class,'pull')][1]//button[.='Cancel']"))).click()
+        text_in(browser, ".pull:first-child .pull-state", "cancelled")
+        assert browser.find_element(By.XPATH, "//div[contains(@class,'pull')][1]//button[.='Retry']")
     finally:
         hub.knobs.bytes_per_second = None
 

@@ -273,14 +273,15 @@ export async function render(main, { params }) {
       duration_ms: finished - started, stopped,
     };
     delete message.streaming;
-    state.controller = null;
-    setBusy(false);
     if (!message.error || message.content) {
       try {
         const saved = await save([{ role: "assistant", content: message.content, model: message.model, stats: message.stats }], replaceFrom);
         state.messages = saved;
       } catch (error) { report(error); }
     }
+    // Ready for the next message only once this reply is stored, so turns never interleave.
+    state.controller = null;
+    setBusy(false);
     renderMessages();
     prompt.focus();
   }

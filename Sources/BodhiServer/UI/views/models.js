@@ -49,24 +49,42 @@ export async function render(main, { session }) {
   }
 
   // --- pulls ---
+  // Each pull's view is built once and updated in place, so its buttons stay put under the
+  // pointer while progress events arrive every 100 ms.
+  const pullViews = new Map();
   function pullView(record) {
-    const existing = pullsBox.querySelector(`[data-pull="${CSS.escape(record.id)}"]`);
+    let view = pullViews.get(record.id);
+    if (!view) {
+      view = {
+        progress: h("progress", { max: 1, value: 0, "aria-label": `Progress of ${record.reference}` }),
+        state: h("span", { class: "pull-state" }),
+        bytes: h("small", { class: "muted" }),
+        error: h("p", { class: "form-error", hidden: true }),
+        actions: h("div", { class: "row" }),
+        shown: null,
+      };
+      view.root = h("div", { class: "pull", dataset: { pull: record.id } },
+        h("div", { class: "row spread" }, h("strong", {}, record.reference), view.state),
+        view.progress, view.bytes, view.error, view.actions);
+      pullViews.set(record.id, view);
+      pullsBox.prepend(view.root);
+    }
     const finished = ["completed", "failed", "cancelled"].includes(record.state);
     const percent = record.total_bytes ? Math.floor((record.completed_bytes / record.total_bytes) * 100) : 0;
-    const progress = h("progress", { max: record.total_bytes || 1, value: record.completed_bytes, "aria-label": `Progress of ${record.reference}` });
-    const actions = h("div", { class: "row" });
-    if (!finished) actions.append(h("button", { type: "button", class: "ghost small", onclick: () => post(`/bodhi/v1/models/pull/${record.id}/cancel`).catch((e) => toast(e.message, "error")) }, "Cancel"));
-    if (record.state === "failed" || record.state === "cancelled") {
-      actions.append(h("button", { type: "button", class: "ghost small", onclick: () => retry(record.id) }, "Retry"));
-    }
-    if (finished) actions.append(h("button", { type: "button", class: "ghost small", onclick: () => view.remove() }, "Dismiss"));
-    const view = h("div", { class: `pull ${record.state}`, dataset: { pull: record.id } },
-      h("div", { class: "row spread" }, h("strong", {}, record.reference), h("span", { class: "pull-state" }, `${record.state} · ${percent}%`)),
-      progress,
-      h("small", { class: "muted" }, `${formatBytes(record.completed_bytes)} of ${formatBytes(record.total_bytes)}`),
-      record.error ? h("p", { class: "form-error" }, record.error) : null,
-      actions);
-    if (existing) existing.replaceWith(view); else pullsBox.prepend(view);
+    view.root.className = `pull ${record.state}`;
+    view.progress.max = record.total_bytes || 1;
+    view.progress.value = record.completed_bytes;
+    view.state.textContent = `${record.state} · ${percent}%`;
+    view.bytes.textContent = `${formatBytes(record.completed_bytes)} of ${formatBytes(record.total_bytes)}`;
+    view.error.textContent = record.error ?? "";
+    view.error.hidden = !record.error;
+    if (view.shown === record.state) return;
+    view.shown = record.state;
+    const actions = [];
+    if (!finished) actions.push(h("button", { type: "button", class: "ghost small", onclick: () => post(`/bodhi/v1/models/pull/${record.id}/cancel`).catch((e) => toast(e.message, "error")) }, "Cancel"));
+    if (record.state === "failed" || record.state === "cancelled") actions.push(h("button", { type: "button", class: "ghost small", onclick: () => retry(record.id) }, "Retry"));
+    if (finished) actions.push(h("button", { type: "button", class: "ghost small", onclick: () => { view.root.remove(); pullViews.delete(record.id); } }, "Dismiss"));
+    replace(view.actions, actions);
   }
 
   function follow(id) {
