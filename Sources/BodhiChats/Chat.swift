@@ -206,7 +206,9 @@ public protocol ChatRepository: Sendable {
     /// Up to `query.limit + 1` chats, so the caller can tell whether more follow.
     func chats(userID: String, query: ChatListQuery) async throws -> [Chat]
     func messages(chatID: String) async throws -> [ChatMessage]
-    /// In one transaction: drops the messages from `position` on (none when nil), appends
-    /// `messages`, and saves `chat` (its title, time and count). Returns the messages now kept.
+    /// In one transaction: drops the messages from `position` on (none when nil; a position past
+    /// the last message is a 400), appends `messages`, and saves `chat` (its title, time and
+    /// count). A concurrent writer that took the same places first makes this a 409. Returns the
+    /// messages now kept.
     func replaceMessages(of chat: Chat, from position: Int?, with messages: [ChatMessage]) async throws -> [ChatMessage]
 }

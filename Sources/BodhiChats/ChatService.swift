@@ -110,9 +110,8 @@ public struct ChatService: Sendable {
     /// nil appends a turn, the index of a reply regenerates it, the index of a user message edits it.
     public func replaceMessages(chatID: String, userID: String, from position: Int?, with messages: [NewMessage]) async throws -> Conversation {
         var chat = try await chat(id: chatID, userID: userID)
-        if let position, !(0...chat.messageCount).contains(position) {
-            throw BodhiError.invalidRequest(
-                "'replace_from' must be between 0 and \(chat.messageCount), the number of messages in the chat.", param: "replace_from")
+        if let position, position < 0 {
+            throw BodhiError.invalidRequest("'replace_from' must be 0 or more.", param: "replace_from")
         }
         let time = now()
         let stored = messages.map { message in
@@ -150,9 +149,9 @@ public struct ChatService: Sendable {
         }
     }
 
-    /// The first line of `text`, cut at a word near `derivedTitleLength` characters.
+    /// The first non-blank line of `text`, cut at a word near `derivedTitleLength` characters.
     static func title(from text: String) -> String {
-        let line = text.split(whereSeparator: \.isNewline).first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
+        let line = text.split(whereSeparator: \.isNewline).lazy.map { $0.trimmingCharacters(in: .whitespaces) }.first { !$0.isEmpty } ?? ""
         guard line.count > derivedTitleLength else { return line }
         let cut = line.prefix(derivedTitleLength)
         let atWord = cut.lastIndex(of: " ").map { cut[..<$0] } ?? cut

@@ -16,9 +16,13 @@ struct UIRoutes {
 
     let assets: [String: Asset]
 
-    /// The UI shipped in this module's resources.
+    /// The UI shipped in this module's resources: the `bodhi_BodhiServer.resources` folder SwiftPM
+    /// puts beside the executable. Looked up by hand, because `Bundle.module` stops the process
+    /// when the folder is missing (a binary copied away alone); then the UI answers 404 instead.
     static let bundled: [String: Asset] = {
-        guard let directory = Bundle.module.resourceURL?.appendingPathComponent("UI").path else { return [:] }
+        let executable = Bundle.main.executableURL?.resolvingSymlinksInPath().deletingLastPathComponent()
+        let candidates = [executable, Bundle.main.bundleURL].compactMap { $0?.appendingPathComponent("bodhi_BodhiServer.resources/UI").path }
+        guard let directory = candidates.first(where: { FileManager.default.fileExists(atPath: $0 + "/index.html") }) else { return [:] }
         return load(directory: directory)
     }()
 
@@ -58,9 +62,13 @@ struct UIRoutes {
     func register(on router: Router<BodhiRequestContext>) {
         let assets = assets
         @Sendable func serve(_ request: Request, _ relative: String) throws -> Response {
-            let name = relative.isEmpty || !relative.split(separator: "/").last!.contains(".") ? "index.html" : relative
+            // A path whose last part has no extension is one of the app's pages.
+            let last = relative.split(separator: "/").last
+            let name = last.map { $0.contains(".") } == true ? relative : "index.html"
             guard let asset = assets[name] else {
-                throw BodhiError.notFound(assets.isEmpty ? "This build of Bodhi has no UI files." : "There is no file /ui/\(relative).")
+                throw BodhiError.notFound(assets.isEmpty
+                    ? "This Bodhi has no UI files: keep the folder bodhi_BodhiServer.resources beside the bodhi binary."
+                    : "There is no file /ui/\(relative).")
             }
             var headers: HTTPFields = [
                 .contentType: asset.type, .contentSecurityPolicy: Self.contentSecurityPolicy, .eTag: asset.etag,

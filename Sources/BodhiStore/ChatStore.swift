@@ -1,5 +1,7 @@
 import BodhiChats
+import BodhiCore
 import Foundation
+import PostgresKit
 import SQLKit
 
 /// Chats in `chats`, their messages in `chat_messages` (ordered by `position`); sampling
@@ -107,9 +109,11 @@ extension Store: ChatRepository {
                 // `!` escapes LIKE's wildcards, so a search for "50%" means those characters.
                 let pattern = "%" + search.replacingOccurrences(of: "!", with: "!!").replacingOccurrences(of: "%", with: "!%")
                     .replacingOccurrences(of: "_", with: "!_") + "%"
+                // Messages are searched only within this user's chats.
                 select = select.where(SQLQueryString("""
                     (LOWER(title) LIKE \(bind: pattern) ESCAPE '!' OR id IN \
-                    (SELECT chat_id FROM chat_messages WHERE LOWER(content) LIKE \(bind: pattern) ESCAPE '!'))
+                    (SELECT m.chat_id FROM chat_messages m JOIN chats c ON c.id = m.chat_id \
+                    WHERE c.user_id = \(bind: userID) AND LOWER(m.content) LIKE \(bind: pattern) ESCAPE '!'))
                     """))
             }
             if let after = query.after {
@@ -128,26 +132,34 @@ extension Store: ChatRepository {
 
     public func replaceMessages(of chat: Chat, from position: Int?, with messages: [ChatMessage]) async throws -> [ChatMessage] {
         let chatRow = try ChatRow(chat)
-        return try await transaction { database in
-            let start: Int
-            if let position {
-                try await database.delete(from: "chat_messages")
-                    .where("chat_id", .equal, chat.id).where("position", .greaterThanOrEqual, position).run()
-                start = position
-            } else {
-                start = try await database.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "count")
+        do {
+            return try await transaction { database in
+                // Positions run 0..<count; the count is read here, in the transaction that writes.
+                let count = try await database.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "count")
                     .from("chat_messages").where("chat_id", .equal, chat.id).first(decodingColumn: "count", as: Int.self) ?? 0
-            }
-            let rows = try messages.enumerated().map { try ChatMessageRow($1, chatID: chat.id, position: start + $0) }
-            if !rows.isEmpty {
-                try await database.insert(into: "chat_messages").models(rows, nilEncodingStrategy: .asNil).run()
-            }
-            let kept = try await Self.messageRows(chatID: chat.id, in: database)
-            try await database.update("chats")
-                .set("title", to: chatRow.title).set("updated_at", to: chatRow.updated_at).set("message_count", to: kept.count)
-                .where("id", .equal, chat.id).run()
-            return kept
-        }.map { try $0.message() }
+                if let position, position > count {
+                    throw BodhiError.invalidRequest(
+                        "'replace_from' must be between 0 and \(count), the number of messages in the chat.", param: "replace_from")
+                }
+                let start = position ?? count
+                if start < count {
+                    try await database.delete(from: "chat_messages")
+                        .where("chat_id", .equal, chat.id).where("position", .greaterThanOrEqual, start).run()
+                }
+                let rows = try messages.enumerated().map { try ChatMessageRow($1, chatID: chat.id, position: start + $0) }
+                if !rows.isEmpty {
+                    try await database.insert(into: "chat_messages").models(rows, nilEncodingStrategy: .asNil).run()
+                }
+                let kept = try await Self.messageRows(chatID: chat.id, in: database)
+                try await database.update("chats")
+                    .set("title", to: chatRow.title).set("updated_at", to: chatRow.updated_at).set("message_count", to: kept.count)
+                    .where("id", .equal, chat.id).run()
+                return kept
+            }.map { try $0.message() }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            // Another writer added messages at the same place first (two tabs on one chat).
+            throw BodhiError.conflict("The chat changed while this was saved; reload it and try again.")
+        }
     }
 
     private static func messageRows(chatID: String, in database: any SQLDatabase) async throws -> [ChatMessageRow] {

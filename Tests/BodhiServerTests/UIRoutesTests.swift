@@ -34,6 +34,12 @@ import Testing
             try await client.execute(uri: "/ui/missing.js", method: .get) { response in
                 #expect(response.status == .notFound)
             }
+            // Odd paths are pages, or files that do not exist; never a crash, never a file elsewhere.
+            for (path, status) in [("/ui/%2F", HTTPResponse.Status.ok), ("/ui/%2F%2F", .ok), ("/ui/%2E%2E%2FPackage.swift", .notFound)] {
+                try await client.execute(uri: path, method: .get) { response in
+                    #expect(response.status == status, "\(path)")
+                }
+            }
         }
     }
 

@@ -114,9 +114,12 @@ async function render() {
   const match = page.path.exec(path);
   replace(main);
   try {
-    state.cleanup = (await module[page.view ?? "render"](main, {
+    const cleanup = (await module[page.view ?? "render"](main, {
       session: state.session, params: match.slice(1), query: new URLSearchParams(location.search),
     })) ?? null;
+    // Left while it loaded: its timers and streams stop now, not at some later navigation.
+    if (ticket !== state.rendering) { cleanup?.(); return; }
+    state.cleanup = cleanup;
   } catch (error) {
     replace(main, h("div", { class: "panel error", role: "alert" }, h("h1", {}, "Something went wrong"), h("p", {}, error.message)));
   }
@@ -149,6 +152,8 @@ function boot() {
     if (!link || link.target || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
     const url = new URL(link.href);
     if (url.origin !== location.origin || !url.pathname.startsWith("/ui")) return;
+    // Same page, another place on it (the skip link): the browser's own jump.
+    if (url.hash && url.pathname === location.pathname) return;
     event.preventDefault();
     navigate(url.pathname + url.search);
   });

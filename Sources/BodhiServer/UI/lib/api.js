@@ -58,6 +58,14 @@ export const del = (path) => request("DELETE", path);
 export async function readEvents(response, onEvent) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
+  // True when the stream says it is done.
+  const deliver = (block) => {
+    const data = block.split(/\r?\n/).filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trimStart()).join("\n");
+    if (!data) return false;
+    if (data === "[DONE]") return true;
+    onEvent(JSON.parse(data));
+    return false;
+  };
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
@@ -66,12 +74,11 @@ export async function readEvents(response, onEvent) {
     while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, "");
-      const data = block.split(/\r?\n/).filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trimStart()).join("\n");
-      if (!data) continue;
-      if (data === "[DONE]") return;
-      onEvent(JSON.parse(data));
+      if (deliver(block)) return;
     }
   }
+  // A last event without the blank line after it still counts.
+  if (buffer.trim()) deliver(buffer);
 }
 
 /** A model id or alias as one path segment. */

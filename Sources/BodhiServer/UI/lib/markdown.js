@@ -3,8 +3,10 @@
 
 import { copyText, h } from "./dom.js";
 
-const fencePattern = /^\s{0,3}(`{3,}|~{3,})\s*([\w+#.-]*)/;
-const headingPattern = /^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
+// A backtick fence's info string holds no backtick (CommonMark), so ```code``` on one line is inline code.
+const fencePattern = /^\s{0,3}(`{3,}(?=[^`]*$)|~{3,})\s*([\w+#.-]*)/;
+// A closing run of # counts only after a space: "## Using C#" keeps its #.
+const headingPattern = /^\s{0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$/;
 const rulePattern = /^\s{0,3}([-*_])(\s*\1){2,}\s*$/;
 const quotePattern = /^\s{0,3}>\s?/;
 const listPattern = /^(\s*)([-*+]|\d{1,9}[.)])\s+(.*)$/;

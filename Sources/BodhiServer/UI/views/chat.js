@@ -52,13 +52,18 @@ export async function render(main, { params }) {
   main.append(h("div", { class: "chat-layout" }, sidebar, pane));
 
   // --- the list of chats ---
+  // Only the latest request may fill the list, so a slow earlier search never overwrites a newer one.
+  let listRequest = 0;
   async function loadList(reset = true) {
+    const ticket = ++listRequest;
     if (reset) state.cursor = null;
-    const query = new URLSearchParams({ limit: "30" });
-    if (state.search) query.set("q", state.search);
-    if (state.cursor) query.set("cursor", state.cursor);
+    // encodeURIComponent, not URLSearchParams: a space must arrive as %20, not as "+".
+    let query = "limit=30";
+    if (state.search) query += `&q=${encodeURIComponent(state.search)}`;
+    if (state.cursor) query += `&cursor=${encodeURIComponent(state.cursor)}`;
     try {
       const pageOfChats = await get(`/bodhi/v1/chats?${query}`);
+      if (ticket !== listRequest) return;
       const items = pageOfChats.data.map((chat) => h("li", {},
         h("a", { href: `/ui/chat/${chat.id}`, "aria-current": chat.id === state.chat?.id ? "page" : null },
           h("span", { class: "chat-name" }, chat.title || "New chat"),
@@ -114,14 +119,16 @@ export async function render(main, { params }) {
       const text = inputs[spec.key].value.trim();
       if (text !== "") settings[spec.key] = spec.integer ? parseInt(text, 10) : parseFloat(text);
     }
-    state.settings = settings;
-    state.systemPrompt = systemPrompt.value;
+    // Used for replies only once the server accepted them.
     if (state.chat) {
       try {
         state.chat = await patch(`/bodhi/v1/chats/${state.chat.id}`, { settings, system_prompt: systemPrompt.value });
         toast("Settings saved for this chat.");
       } catch (error) { report(error); return; }
-    } else {
+    }
+    state.settings = settings;
+    state.systemPrompt = systemPrompt.value;
+    if (!state.chat) {
       toast("Settings will be kept with this chat once you send the first message.");
     }
     settingsPanel.hidden = true;
@@ -203,6 +210,8 @@ export async function render(main, { params }) {
   }
 
   function setBusy(busy) {
+    // Screen readers wait for the finished reply instead of re-reading every redraw.
+    log.setAttribute("aria-busy", String(busy));
     sendButton.textContent = busy ? "Stop" : "Send";
     sendButton.classList.toggle("danger", busy);
     sendButton.setAttribute("aria-label", busy ? "Stop the reply" : "Send");
@@ -217,7 +226,8 @@ export async function render(main, { params }) {
         model: state.model, system_prompt: state.systemPrompt, settings: state.settings, messages,
       });
       state.chat = created;
-      history.replaceState(null, "", `/ui/chat/${created.id}`);
+      // Only while this page is still the one shown.
+      if (location.pathname === "/ui/chat") history.replaceState(null, "", `/ui/chat/${created.id}`);
       title.textContent = created.title || "New chat";
       renameButton.hidden = deleteButton.hidden = false;
       loadList();
@@ -233,6 +243,7 @@ export async function render(main, { params }) {
 
   /** Streams a reply to the conversation so far; `replaceFrom` is the index of the reply it replaces. */
   async function reply(replaceFrom) {
+    if (state.controller || state.sending) return;
     if (!state.model) { toast("Choose a model first.", "error"); return; }
     const history = state.messages.slice(0, replaceFrom ?? state.messages.length).map(({ role, content }) => ({ role, content }));
     state.messages = state.messages.slice(0, replaceFrom ?? state.messages.length);
@@ -287,14 +298,25 @@ export async function render(main, { params }) {
   }
 
   /** Sends a new user message (or an edited one at `replaceFrom`) and streams the reply. */
+  /** Sends a new user message (or an edited one at `replaceFrom`) and streams the reply; false if it could not be saved. */
   async function send(text, replaceFrom = null) {
-    if (!text.trim() || state.controller) return;
-    if (!state.model) { toast("Choose a model first: pull one on the Models page.", "error"); return; }
+    if (!text.trim() || state.controller || state.sending) return false;
+    if (!state.model) { toast("Choose a model first: pull one on the Models page.", "error"); return false; }
+    // Busy from the first request on, so a second Enter cannot start a second turn.
+    state.sending = true;
+    setBusy(true);
     try {
       state.messages = await save([{ role: "user", content: text }], replaceFrom);
-    } catch (error) { report(error); return; }
+    } catch (error) {
+      report(error);
+      setBusy(false);
+      return false;
+    } finally {
+      state.sending = false;
+    }
     renderMessages();
     await reply(null);
+    return true;
   }
 
   function edit(index) {
@@ -309,12 +331,14 @@ export async function render(main, { params }) {
     editor.focus();
   }
 
-  composer.addEventListener("submit", (event) => {
+  composer.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (state.controller) { state.controller.abort(); return; }
+    if (state.sending) return;
     const text = prompt.value;
     prompt.value = "";
-    send(text);
+    // What was typed comes back when it could not be sent.
+    if (!(await send(text)) && !prompt.value) prompt.value = text;
   });
   prompt.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {

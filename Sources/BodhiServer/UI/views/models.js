@@ -30,13 +30,20 @@ export async function render(main, { session }) {
             h("td", {}, formatBytes(model.size_bytes)),
             h("td", {}, model.quantization ?? "—"),
             h("td", {}, model.gguf?.context_length?.toLocaleString() ?? "—"),
-            h("td", {}, model.capabilities.map((capability) => h("span", { class: "tag" }, capability))),
+            h("td", {}, capabilitiesOf(model).map((capability) => h("span", { class: "tag" }, capability))),
             h("td", {}, engine ? h("span", { class: "tag ok" }, engine.state) : h("span", { class: "muted" }, "not loaded")),
             h("td", {}, canChange ? h("button", { type: "button", class: "ghost small danger-text", onclick: () => removeModel(model.id, Boolean(engine)) }, "Delete") : null));
         }))));
     } catch (error) {
       replace(modelsTable, h("p", { class: "form-error" }, error.message));
     }
+  }
+
+  /** What a model can do: chat when it has a chat template, then what its header shows beyond that. */
+  function capabilitiesOf(model) {
+    if (model.header_error) return ["unreadable header"];
+    const base = model.gguf?.chat_template ? ["chat"] : model.capabilities.includes("embedding") ? [] : ["completion"];
+    return [...base, ...model.capabilities];
   }
 
   async function removeModel(id, isLoaded) {
