@@ -41,7 +41,7 @@ export async function render(main) {
     ]);
     if (report.status === "fulfilled") {
       const value = report.value;
-      replace(health, h("p", {}, "Overall: ", h("span", { class: `tag ${value.status === "ok" ? "ok" : "bad"}` }, value.status)),
+      replace(health, h("p", {}, "Overall: ", h("span", { class: `tag ${value.status === "ready" ? "ok" : "bad"}` }, value.status.replace("_", " "))),
         h("ul", { class: "health" }, Object.entries(value.components).sort().map(([name, component]) =>
           h("li", {}, h("span", { class: `tag ${component.status === "ok" ? "ok" : "bad"}` }, component.status), " ",
             h("strong", {}, name), " ", h("span", { class: "muted" }, component.detail)))));
