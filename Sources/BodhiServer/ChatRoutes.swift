@@ -36,7 +36,7 @@ struct ChatRoutes {
         let limit = services.maxRequestBodyBytes
         let base = "/bodhi/v1/chats"
         router.get(RouterPath(base)) { request, context in
-            let parameters = ModelRoutes.parameters(of: request)
+            let parameters = request.queryValues
             var query = ChatListQuery(search: parameters["q"])
             if let text = parameters["limit"] {
                 guard let value = Int(text) else { throw BodhiError.invalidRequest("'limit' must be a whole number.", param: "limit") }

@@ -9,14 +9,14 @@ struct ModelRoutes {
 
     func register(on router: Router<BodhiRequestContext>) {
         router.get("/bodhi/v1/models") { request, _ in
-            let query = try ModelQuery(parameters: Self.parameters(of: request))
+            let query = try ModelQuery(parameters: request.queryValues)
             return try Response.json(query.apply(to: await services.models.describeAll(plan: services.enginePlan)))
         }
         router.get("/bodhi/v1/models/**") { request, _ in
             try Response.json(await services.models.describe(request.decodedPath(after: Self.prefix), plan: services.enginePlan))
         }
         router.delete("/bodhi/v1/models/**") { request, _ in
-            let force = Self.parameters(of: request)["force"].map { $0 == "true" || $0 == "1" } ?? false
+            let force = request.queryValues["force"].map { $0 == "true" || $0 == "1" } ?? false
             let deleted = try await services.models.delete(request.decodedPath(after: Self.prefix), force: force)
             return try Response.json(Deleted(id: deleted.id))
         }
@@ -30,12 +30,4 @@ struct ModelRoutes {
     }
 
     static let prefix = "/bodhi/v1/models/"
-
-    static func parameters(of request: Request) -> [String: String] {
-        var parameters: [String: String] = [:]
-        for (key, value) in request.uri.queryParameters {
-            parameters[String(key)] = String(value)
-        }
-        return parameters
-    }
 }

@@ -11,6 +11,17 @@ extension Request {
     }
 }
 
+extension Request {
+    /// The query string's parameters, percent-decoded; the last of a repeated name wins.
+    var queryValues: [String: String] {
+        var values: [String: String] = [:]
+        for (key, value) in uri.queryParameters {
+            values[String(key)] = String(value)
+        }
+        return values
+    }
+}
+
 extension Parameters {
     /// A path parameter, percent-decoded (clients encode `:` and other characters in names).
     func decoded(_ name: String) throws -> String {
