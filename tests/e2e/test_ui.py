@@ -401,6 +401,12 @@ def test_admin_pages_render(server: BodhiServer, browser):
     browser.set_window_size(390, 844)
     go(browser, server, "/ui/chat")
     visible(browser, "#prompt")
+    # The list of chats folds away on a phone, behind a button.
+    assert not browser.find_element(By.ID, "chat-sidebar").is_displayed()
+    click(browser, "Chats")
+    text_in(browser, ".chat-list", "Markdown")
+    shot(browser, "11-chat-phone-list")
+    click(browser, "Chats")
     assert browser.find_element(By.ID, "menu-toggle").is_displayed()
     assert not browser.find_element(By.ID, "nav").is_displayed()
     browser.find_element(By.ID, "menu-toggle").click()

@@ -23,7 +23,7 @@ export async function render(main, { params }) {
   const searchBox = h("input", { type: "search", placeholder: "Search chats", "aria-label": "Search chats" });
   const list = h("ul", { class: "chat-list", "aria-label": "Conversations" });
   const more = h("button", { type: "button", class: "ghost small", hidden: true }, "Load more");
-  const sidebar = h("aside", { class: "chat-sidebar" },
+  const sidebar = h("aside", { class: "chat-sidebar", id: "chat-sidebar", "aria-label": "Chats" },
     h("a", { class: "button primary", href: "/ui/chat" }, "+ New chat"), searchBox, list, more);
 
   // The conversation.
@@ -31,6 +31,8 @@ export async function render(main, { params }) {
   const modelSelect = h("select", { id: "chat-model", "aria-label": "Model" });
   const renameButton = h("button", { type: "button", class: "ghost small" }, "Rename");
   const deleteButton = h("button", { type: "button", class: "ghost small danger-text" }, "Delete");
+  // On a phone the list of chats folds away behind this button.
+  const listButton = h("button", { type: "button", class: "ghost small chats-toggle", "aria-expanded": "false", "aria-controls": "chat-sidebar" }, "Chats");
   const settingsButton = h("button", { type: "button", class: "ghost small", "aria-expanded": "false", "aria-controls": "chat-settings" }, "Settings");
   const log = h("div", { class: "messages", role: "log", "aria-live": "polite", "aria-label": "Messages" });
   const prompt = h("textarea", { id: "prompt", rows: 3, placeholder: "Send a message (Enter sends, Shift+Enter starts a new line)", "aria-label": "Message" });
@@ -47,9 +49,14 @@ export async function render(main, { params }) {
     saveSettings);
 
   const pane = h("section", { class: "chat-pane" },
-    h("div", { class: "chat-head" }, title, h("div", { class: "row" }, modelSelect, settingsButton, renameButton, deleteButton)),
+    h("div", { class: "chat-head" }, h("div", { class: "row" }, listButton, title), h("div", { class: "row" }, modelSelect, settingsButton, renameButton, deleteButton)),
     settingsPanel, log, composer);
-  main.append(h("div", { class: "chat-layout" }, sidebar, pane));
+  const layout = h("div", { class: "chat-layout" }, sidebar, pane);
+  main.append(layout);
+  listButton.addEventListener("click", () => {
+    const open = layout.classList.toggle("list-open");
+    listButton.setAttribute("aria-expanded", String(open));
+  });
 
   // --- the list of chats ---
   // Only the latest request may fill the list, so a slow earlier search never overwrites a newer one.
