@@ -427,6 +427,11 @@ def test_a_newcomer_asks_for_access_and_cannot_reach_admin_pages(server: BodhiSe
     click(browser, "Request access")
     text_in(browser, "main", "Your request was sent")
     shot(browser, "12-waiting")
+    # Signing out ends the session: the pages ask for a sign-in again.
+    click(browser, "Sign out", within="header")
+    wait(browser, EC.url_contains("/ui/login"))
+    go(browser, server, "/ui/chat")
+    wait(browser, EC.url_contains("/ui/login"))
 
     sign_in(browser, server, ADMIN, ADMIN_PASSWORD)
     go(browser, server, "/ui/users")
@@ -449,3 +454,16 @@ def test_a_newcomer_asks_for_access_and_cannot_reach_admin_pages(server: BodhiSe
     go(browser, server, "/ui/chat")
     visible(browser, ".chat-list")
     text_in(browser, ".chat-list", "No chats yet")
+
+    # She changes her password; the old one stops working, the new one works.
+    go(browser, server, "/ui/account")
+    fill(browser, "Current password", "uma-password")
+    fill(browser, "New password", "uma-new-password")
+    click(browser, "Change password")
+    wait(browser, EC.url_contains("/ui/login"))
+    fill(browser, "Username", "uma")
+    fill(browser, "Password", "uma-password")
+    click(browser, "Sign in")
+    text_in(browser, ".form-error", "password")
+    sign_in(browser, server, "uma", "uma-new-password")
+    text_in(browser, "#who", "uma")
