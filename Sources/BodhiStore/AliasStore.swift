@@ -15,8 +15,8 @@ extension Store: AliasRepository {
         init(_ alias: Alias) throws {
             name = alias.name
             model = alias.model
-            request_defaults = String(decoding: try JSONEncoder().encode(alias.defaults), as: UTF8.self)
-            engine_settings = String(decoding: try JSONEncoder().encode(alias.engine), as: UTF8.self)
+            request_defaults = try jsonColumn(alias.defaults)
+            engine_settings = try jsonColumn(alias.engine)
             created_at = millis(alias.createdAt)
             updated_at = millis(alias.updatedAt)
         }
@@ -24,8 +24,8 @@ extension Store: AliasRepository {
         func alias() throws -> Alias {
             Alias(
                 name: name, model: model,
-                defaults: try JSONDecoder().decode(RequestDefaults.self, from: Data(request_defaults.utf8)),
-                engine: try JSONDecoder().decode(EngineOverrides.self, from: Data(engine_settings.utf8)),
+                defaults: try fromJSONColumn(request_defaults, as: RequestDefaults.self),
+                engine: try fromJSONColumn(engine_settings, as: EngineOverrides.self),
                 createdAt: date(created_at), updatedAt: date(updated_at))
         }
     }

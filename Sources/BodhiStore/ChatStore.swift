@@ -24,7 +24,7 @@ extension Store: ChatRepository {
             title = chat.title
             model = chat.model
             system_prompt = chat.systemPrompt
-            settings = String(decoding: try JSONEncoder().encode(chat.settings), as: UTF8.self)
+            settings = try jsonColumn(chat.settings)
             message_count = chat.messageCount
             created_at = millis(chat.createdAt)
             updated_at = millis(chat.updatedAt)
@@ -33,7 +33,7 @@ extension Store: ChatRepository {
         func chat() throws -> Chat {
             Chat(
                 id: id, userID: user_id, title: title, model: model, systemPrompt: system_prompt,
-                settings: try JSONDecoder().decode(SamplingSettings.self, from: Data(settings.utf8)),
+                settings: try fromJSONColumn(settings, as: SamplingSettings.self),
                 createdAt: date(created_at), updatedAt: date(updated_at), messageCount: message_count)
         }
     }
@@ -55,14 +55,14 @@ extension Store: ChatRepository {
             role = message.role.rawValue
             content = message.content
             model = message.model
-            stats = try message.stats.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+            stats = try message.stats.map { try jsonColumn($0) }
             created_at = millis(message.createdAt)
         }
 
         func message() throws -> ChatMessage {
             ChatMessage(
                 id: id, role: ChatMessage.Role(rawValue: role) ?? .user, content: content, model: model,
-                stats: try stats.map { try JSONDecoder().decode(ReplyStats.self, from: Data($0.utf8)) },
+                stats: try stats.map { try fromJSONColumn($0, as: ReplyStats.self) },
                 createdAt: date(created_at))
         }
     }

@@ -62,7 +62,7 @@ extension Store: IdentityRepository {
             prefix = token.prefix
             token_hash = token.hash
             scope = token.scope.rawValue
-            models = try token.models.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+            models = try token.models.map { try jsonColumn($0) }
             created_at = millis(token.createdAt)
             expires_at = token.expiresAt.map(millis)
             revoked_at = token.revokedAt.map(millis)
@@ -72,7 +72,7 @@ extension Store: IdentityRepository {
         func token() throws -> APIToken {
             APIToken(
                 id: id, userID: user_id, name: name, prefix: prefix, hash: token_hash, scope: Role(rawValue: scope) ?? .user,
-                models: try models.map { try JSONDecoder().decode([String].self, from: Data($0.utf8)) },
+                models: try models.map { try fromJSONColumn($0, as: [String].self) },
                 createdAt: date(created_at), expiresAt: expires_at.map(date), revokedAt: revoked_at.map(date),
                 lastUsedAt: last_used_at.map(date))
         }

@@ -26,7 +26,7 @@ extension Store: PullRepository {
             revision = pull.revision
             commit_sha = pull.commit
             model = pull.model
-            files = String(decoding: try JSONEncoder().encode(pull.files), as: UTF8.self)
+            files = try jsonColumn(pull.files)
             state = pull.state.rawValue
             error = pull.error
             total_bytes = pull.totalBytes
@@ -38,7 +38,7 @@ extension Store: PullRepository {
         func record() throws -> PullRecord {
             PullRecord(
                 id: id, reference: reference, repo: repo, revision: revision, commit: commit_sha, model: model,
-                files: try JSONDecoder().decode([PullFile].self, from: Data(files.utf8)),
+                files: try fromJSONColumn(files, as: [PullFile].self),
                 state: PullState(rawValue: state) ?? .failed, error: error, completedBytes: completed_bytes,
                 createdAt: date(created_at), updatedAt: date(updated_at))
         }

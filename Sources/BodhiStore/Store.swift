@@ -10,6 +10,14 @@ import SQLiteKit
 func millis(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970 * 1000) }
 func date(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
 
+/// A value kept as JSON text in one column (defaults, file lists, settings), and read back.
+func jsonColumn<Value: Encodable>(_ value: Value) throws -> String {
+    String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+}
+func fromJSONColumn<Value: Decodable>(_ text: String, as type: Value.Type) throws -> Value {
+    try JSONDecoder().decode(type, from: Data(text.utf8))
+}
+
 /// Bodhi's database: one dialect-neutral SQLKit layer, so the same queries and migrations run
 /// on SQLite (the default, a file in `BODHI_HOME`) and on PostgreSQL.
 public final class Store: Sendable {
