@@ -68,7 +68,7 @@ public struct ChatService: Sendable {
     public func create(userID: String, changes: Changes, messages: [NewMessage] = []) async throws -> Conversation {
         let time = now()
         var chat = Chat(
-            id: "chat_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(), userID: userID,
+            id: Self.newID("chat_"), userID: userID,
             title: "", model: nil, systemPrompt: nil, settings: .init(), createdAt: time, updatedAt: time)
         try apply(changes, to: &chat)
         try await repository.insertChat(chat)
@@ -116,7 +116,7 @@ public struct ChatService: Sendable {
         let time = now()
         let stored = messages.map { message in
             ChatMessage(
-                id: "msg_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(), role: message.role,
+                id: Self.newID("msg_"), role: message.role,
                 content: message.content, model: message.model, stats: message.stats, createdAt: time)
         }
         if chat.title.isEmpty, let first = stored.first(where: { $0.role == .user }) {
@@ -156,6 +156,11 @@ public struct ChatService: Sendable {
         let cut = line.prefix(derivedTitleLength)
         let atWord = cut.lastIndex(of: " ").map { cut[..<$0] } ?? cut
         return atWord.trimmingCharacters(in: .whitespaces) + "…"
+    }
+
+    /// `prefix` and 32 random hex digits.
+    static func newID(_ prefix: String) -> String {
+        prefix + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
     }
 
     static func missing(_ id: String) -> BodhiError {

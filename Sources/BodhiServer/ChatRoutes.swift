@@ -8,17 +8,16 @@ import Hummingbird
 struct ChatRoutes {
     let services: BodhiServices
 
+    /// A chat's fields as a change makes them, and optionally its first messages.
     struct NewChat: Decodable {
-        let title: String?
-        let model: String?
-        let systemPrompt: String?
-        let settings: SamplingSettings?
+        let changes: ChatService.Changes
         let messages: [ChatService.NewMessage]?
-        enum CodingKeys: String, CodingKey {
-            case title, model, settings, messages
-            case systemPrompt = "system_prompt"
+
+        init(from decoder: any Decoder) throws {
+            changes = try ChatService.Changes(from: decoder)
+            messages = try decoder.container(keyedBy: Key.self).decodeIfPresent([ChatService.NewMessage].self, forKey: .messages)
         }
-        var changes: ChatService.Changes { .init(title: title, model: model, systemPrompt: systemPrompt, settings: settings) }
+        enum Key: String, CodingKey { case messages }
     }
 
     struct MessageEdit: Decodable {

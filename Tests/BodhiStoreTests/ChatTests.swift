@@ -24,17 +24,6 @@ import Testing
         return (store, ChatService(repository: store, now: { clock.now() }), dispose)
     }
 
-    func expectError(_ status: Int, _ body: () async throws -> Void) async {
-        do {
-            try await body()
-            Issue.record("expected an error with status \(status)")
-        } catch let error as BodhiError {
-            #expect(error.status == status, "\(error.message)")
-        } catch {
-            Issue.record("unexpected \(error)")
-        }
-    }
-
     @Test(arguments: TestDatabase.available)
     func aConversationIsKeptWithItsSettingsAndNamedByItsFirstQuestion(database: TestDatabase) async throws {
         let (_, chats, dispose) = try await Self.make(database)

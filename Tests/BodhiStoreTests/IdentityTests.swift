@@ -14,17 +14,6 @@ import Testing
         return (IdentityService(repository: store, bcryptCost: 4), dispose)
     }
 
-    func expectError(_ status: Int, _ body: () async throws -> Void) async {
-        do {
-            try await body()
-            Issue.record("expected an error with status \(status)")
-        } catch let error as BodhiError {
-            #expect(error.status == status, "\(error.message)")
-        } catch {
-            Issue.record("unexpected \(error)")
-        }
-    }
-
     @Test func passwordsAreHashedWithBcryptCostTwelveByDefault() async throws {
         let (store, dispose) = try await TestDatabase.sqlite.makeStore()
         defer { Task { await dispose() } }

@@ -44,3 +44,15 @@ enum TestDatabase: String, CaseIterable, Sendable, CustomTestStringConvertible {
         return components.string!
     }
 }
+
+/// Runs `body` and checks that it fails with a `BodhiError` of this HTTP status.
+func expectError(_ status: Int, _ body: () async throws -> Void) async {
+    do {
+        try await body()
+        Issue.record("expected an error with status \(status)")
+    } catch let error as BodhiError {
+        #expect(error.status == status, "\(error.message)")
+    } catch {
+        Issue.record("unexpected \(error)")
+    }
+}
