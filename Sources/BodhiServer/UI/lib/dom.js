@@ -47,6 +47,38 @@ export function field(label, input, hint) {
   return h("div", { class: "field" }, h("label", { for: id }, label), input, hintNode);
 }
 
+/** A data table: a caption for screen readers, column headings, and rows (`tr` elements). */
+export function table(caption, headings, rows, attributes = {}) {
+  return h("table", attributes,
+    h("caption", { class: "sr-only" }, caption),
+    h("thead", {}, h("tr", {}, headings.map((name) => h("th", { scope: "col" }, name)))),
+    h("tbody", {}, rows));
+}
+
+/**
+ * A form whose submit runs `action`: its button is disabled meanwhile, and a failure's message
+ * shows in the form. `buttons` go beside the submit button.
+ */
+export function actionForm({ label, submitLabel, className = "panel", buttons = [] }, fields, action) {
+  const error = h("p", { class: "form-error", role: "alert", hidden: true });
+  const submit = h("button", { type: "submit", class: "primary" }, submitLabel);
+  const form = h("form", { class: className, "aria-label": label }, fields, error, h("div", { class: "row" }, submit, buttons));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    submit.disabled = true;
+    try {
+      await action();
+    } catch (failure) {
+      error.textContent = failure.message;
+      error.hidden = false;
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
 /** Asks before something that cannot be undone; resolves true when confirmed. */
 export function confirmAction(question, action = "Delete") {
   return new Promise((resolve) => {

@@ -2,28 +2,7 @@
 
 import { navigate, refreshSession, signOut } from "../app.js";
 import { get, post, put } from "../lib/api.js";
-import { field, h, page, toast } from "../lib/dom.js";
-
-/** A form whose submit runs `action`, with its button disabled meanwhile and errors shown in it. */
-function form(label, fields, action, submitLabel) {
-  const error = h("p", { class: "form-error", role: "alert", hidden: true });
-  const submit = h("button", { type: "submit", class: "primary" }, submitLabel);
-  const element = h("form", { class: "panel narrow", "aria-label": label }, fields, error, submit);
-  element.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.hidden = true;
-    submit.disabled = true;
-    try {
-      await action();
-    } catch (failure) {
-      error.textContent = failure.message;
-      error.hidden = false;
-    } finally {
-      submit.disabled = false;
-    }
-  });
-  return element;
-}
+import { actionForm, field, h, page, toast } from "../lib/dom.js";
 
 const input = (name, type = "text", extra = {}) => h("input", { name, type, required: true, ...extra });
 
@@ -41,7 +20,7 @@ export async function setup(main) {
   const again = input("password-again", "password", { autocomplete: "new-password" });
   main.append(...page("Welcome to Bodhi",
     h("p", { class: "lead" }, "Create the first account. It becomes the administrator, who can invite everyone else."),
-    form("Create the administrator", [
+    actionForm({ label: "Create the administrator", submitLabel: "Create administrator", className: "panel narrow" }, [
       field("Username", username),
       field("Password", password, "At least 8 characters."),
       field("Password again", again),
@@ -50,7 +29,7 @@ export async function setup(main) {
       await post("/bodhi/v1/setup", { username: username.value.trim(), password: password.value });
       await signIn(username.value.trim(), password.value);
       toast("Bodhi is set up. Welcome!");
-    }, "Create administrator")));
+    })));
   username.focus();
 }
 
@@ -58,8 +37,8 @@ export function login(main, { query }) {
   const username = input("username", "text", { autocomplete: "username" });
   const password = input("password", "password", { autocomplete: "current-password" });
   main.append(...page("Sign in",
-    form("Sign in", [field("Username", username), field("Password", password)],
-      () => signIn(username.value.trim(), password.value, query.get("next")), "Sign in"),
+    actionForm({ label: "Sign in", submitLabel: "Sign in", className: "panel narrow" }, [field("Username", username), field("Password", password)],
+      () => signIn(username.value.trim(), password.value, query.get("next"))),
     h("p", { class: "center" }, "New here? ", h("a", { href: "/ui/register" }, "Create an account"), " and ask for access.")));
   username.focus();
 }
@@ -69,10 +48,10 @@ export function register(main) {
   const password = input("password", "password", { autocomplete: "new-password", minlength: 8 });
   main.append(...page("Create an account",
     h("p", { class: "lead" }, "A manager decides what you may do; until then you can sign in and ask for access."),
-    form("Create an account", [field("Username", username), field("Password", password, "At least 8 characters.")], async () => {
+    actionForm({ label: "Create an account", submitLabel: "Create account", className: "panel narrow" }, [field("Username", username), field("Password", password, "At least 8 characters.")], async () => {
       await post("/bodhi/v1/auth/register", { username: username.value.trim(), password: password.value });
       await signIn(username.value.trim(), password.value);
-    }, "Create account"),
+    }),
     h("p", { class: "center" }, "Have an account? ", h("a", { href: "/ui/login" }, "Sign in"))));
   username.focus();
 }
@@ -106,10 +85,10 @@ export function account(main, { session }) {
       h("dt", {}, "Username"), h("dd", {}, session.user.username),
       h("dt", {}, "Role"), h("dd", {}, session.user.role ?? "none yet")),
     h("h2", {}, "Change password"),
-    form("Change password", [field("Current password", current), field("New password", fresh, "At least 8 characters.")], async () => {
+    actionForm({ label: "Change password", submitLabel: "Change password", className: "panel narrow" }, [field("Current password", current), field("New password", fresh, "At least 8 characters.")], async () => {
       await put("/bodhi/v1/users/me/password", { current: current.value, new: fresh.value });
       toast("Password changed. Sign in with the new one.");
       await refreshSession();
       navigate("/ui/login", { replace: true });
-    }, "Change password")));
+    })));
 }

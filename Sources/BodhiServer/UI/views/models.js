@@ -2,7 +2,7 @@
 
 import { hasRole } from "../app.js";
 import { APIError, del, get, post, put, segment } from "../lib/api.js";
-import { confirmAction, field, formatBytes, h, page, replace, toast } from "../lib/dom.js";
+import { actionForm, confirmAction, field, formatBytes, h, page, replace, table, toast } from "../lib/dom.js";
 
 export async function render(main, { session }) {
   const canChange = hasRole(session.user, "power_user");
@@ -20,10 +20,8 @@ export async function render(main, { session }) {
       ]);
       models = described.data;
       const loaded = new Map(engines.engines.map((engine) => [engine.model, engine]));
-      replace(modelsTable, models.length === 0 ? h("p", { class: "muted" }, "No models yet. Pull one below.") : h("table", {},
-        h("caption", { class: "sr-only" }, "Models on this machine"),
-        h("thead", {}, h("tr", {}, ["Model", "Size", "Quant", "Context", "Capabilities", "State", ""].map((name) => h("th", { scope: "col" }, name)))),
-        h("tbody", {}, models.map((model) => {
+      replace(modelsTable, models.length === 0 ? h("p", { class: "muted" }, "No models yet. Pull one below.") : table("Models on this machine", ["Model", "Size", "Quant", "Context", "Capabilities", "State", ""],
+        models.map((model) => {
           const engine = loaded.get(model.id);
           return h("tr", {},
             h("td", {}, h("code", {}, model.id), model.aliases.length ? h("div", { class: "muted small" }, `aliases: ${model.aliases.join(", ")}`) : null),
@@ -33,7 +31,7 @@ export async function render(main, { session }) {
             h("td", {}, capabilitiesOf(model).map((capability) => h("span", { class: "tag" }, capability))),
             h("td", {}, engine ? h("span", { class: "tag ok" }, engine.state) : h("span", { class: "muted" }, "not loaded")),
             h("td", {}, canChange ? h("button", { type: "button", class: "ghost small danger-text", onclick: () => removeModel(model.id, Boolean(engine)) }, "Delete") : null));
-        }))));
+        })));
     } catch (error) {
       replace(modelsTable, h("p", { class: "form-error" }, error.message));
     }
@@ -114,38 +112,27 @@ export async function render(main, { session }) {
   }
 
   const pullInput = h("input", { name: "model", required: true, placeholder: "owner/repo:Q4_K_M", autocomplete: "off", spellcheck: "false" });
-  const pullError = h("p", { class: "form-error", role: "alert", hidden: true });
-  const pullForm = h("form", { class: "panel", "aria-label": "Pull a model" },
+  const pullForm = actionForm({ label: "Pull a model", submitLabel: "Pull" },
     field("Hugging Face model", pullInput, "A GGUF repository, optionally with a quantization: bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M"),
-    pullError, h("button", { type: "submit", class: "primary" }, "Pull"));
-  pullForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    pullError.hidden = true;
-    try {
+    async () => {
       const record = await post("/bodhi/v1/models/pull", { model: pullInput.value.trim() });
       pullView(record);
       follow(record.id);
       pullInput.value = "";
-    } catch (error) {
-      pullError.textContent = error.message;
-      pullError.hidden = false;
-    }
-  });
+    });
 
   // --- aliases ---
   async function loadAliases() {
     try {
       const { data } = await get("/bodhi/v1/aliases");
-      replace(aliasesBox, data.length === 0 ? h("p", { class: "muted" }, "No aliases yet.") : h("table", {},
-        h("caption", { class: "sr-only" }, "Aliases"),
-        h("thead", {}, h("tr", {}, ["Alias", "Model", "Defaults", ""].map((name) => h("th", { scope: "col" }, name)))),
-        h("tbody", {}, data.map((alias) => h("tr", {},
+      replace(aliasesBox, data.length === 0 ? h("p", { class: "muted" }, "No aliases yet.") : table("Aliases", ["Alias", "Model", "Defaults", ""],
+        data.map((alias) => h("tr", {},
           h("td", {}, h("code", {}, alias.name)),
           h("td", {}, h("code", {}, alias.model)),
           h("td", {}, describeDefaults(alias.defaults)),
           h("td", {}, canChange ? h("div", { class: "row" },
             h("button", { type: "button", class: "ghost small", onclick: () => aliasForm(alias) }, "Edit"),
-            h("button", { type: "button", class: "ghost small danger-text", onclick: () => removeAlias(alias.name) }, "Delete")) : null))))));
+            h("button", { type: "button", class: "ghost small danger-text", onclick: () => removeAlias(alias.name) }, "Delete")) : null)))));
     } catch (error) {
       replace(aliasesBox, h("p", { class: "form-error" }, error.message));
     }
@@ -169,30 +156,23 @@ export async function render(main, { session }) {
     const system = h("textarea", { rows: 2 });
     system.value = alias?.defaults?.system ?? "";
     const temperature = h("input", { type: "number", step: "0.05", min: 0, max: 2, value: alias?.defaults?.temperature ?? "" });
-    const error = h("p", { class: "form-error", role: "alert", hidden: true });
-    const form = h("form", { class: "panel", "aria-label": alias ? `Edit alias ${alias.name}` : "New alias" },
+    const form = actionForm({
+      label: alias ? `Edit alias ${alias.name}` : "New alias", submitLabel: alias ? "Save" : "Create",
+      buttons: h("button", { type: "button", class: "ghost", onclick: () => replace(aliasBox) }, "Cancel"),
+    }, [
       h("h3", {}, alias ? `Edit ${alias.name}` : "New alias"),
       field("Name", name), field("Model", model), field("System prompt", system), field("Temperature", temperature),
-      error,
-      h("div", { class: "row" }, h("button", { type: "submit", class: "primary" }, alias ? "Save" : "Create"),
-        h("button", { type: "button", class: "ghost", onclick: () => replace(aliasBox) }, "Cancel")));
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
+    ], async () => {
       const defaults = { ...(alias?.defaults ?? {}) };
       if (system.value.trim()) defaults.system = system.value; else delete defaults.system;
       if (temperature.value !== "") defaults.temperature = parseFloat(temperature.value); else delete defaults.temperature;
       const body = { model: model.value, defaults, engine: alias?.engine };
-      try {
-        if (alias) await put(`/bodhi/v1/aliases/${segment(alias.name)}`, body);
-        else await post("/bodhi/v1/aliases", { name: name.value.trim(), ...body });
-        toast(alias ? `Alias ${alias.name} saved.` : `Alias ${name.value.trim()} created.`);
-        replace(aliasBox);
-        loadAliases();
-        loadModels();
-      } catch (failure) {
-        error.textContent = failure.message;
-        error.hidden = false;
-      }
+      if (alias) await put(`/bodhi/v1/aliases/${segment(alias.name)}`, body);
+      else await post("/bodhi/v1/aliases", { name: name.value.trim(), ...body });
+      toast(alias ? `Alias ${alias.name} saved.` : `Alias ${name.value.trim()} created.`);
+      replace(aliasBox);
+      loadAliases();
+      loadModels();
     });
     replace(aliasBox, form);
     (alias ? model : name).focus();

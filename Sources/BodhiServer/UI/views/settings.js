@@ -1,7 +1,7 @@
 // Settings (admins): every setting with its value and source; the editable ones change live.
 
 import { del, get, put } from "../lib/api.js";
-import { h, page, replace, toast } from "../lib/dom.js";
+import { h, page, replace, table, toast } from "../lib/dom.js";
 
 export async function render(main) {
   const box = h("div", { class: "table-scroll" });
@@ -9,10 +9,8 @@ export async function render(main) {
   async function load() {
     try {
       const { data } = await get("/bodhi/v1/settings");
-      replace(box, h("table", { class: "settings" },
-        h("caption", { class: "sr-only" }, "Settings"),
-        h("thead", {}, h("tr", {}, ["Setting", "Value", "Default", "Source", ""].map((name) => h("th", { scope: "col" }, name)))),
-        h("tbody", {}, data.map((setting) => {
+      replace(box, table("Settings", ["Setting", "Value", "Default", "Source", ""],
+        data.map((setting) => {
           const value = h("input", { value: setting.value, "aria-label": setting.key, disabled: !setting.editable, spellcheck: "false" });
           const error = h("small", { class: "form-error", role: "alert", hidden: true });
           const save = async () => {
@@ -37,7 +35,7 @@ export async function render(main) {
               h("button", { type: "button", class: "ghost small", onclick: async () => {
                 try { await del(`/bodhi/v1/settings/${setting.key}`); toast(`${setting.key} reset.`); load(); } catch (failure) { toast(failure.message, "error"); }
               } }, "Reset")) : h("span", { class: "muted small" }, "set at start")));
-        }))));
+        }), { class: "settings" }));
     } catch (error) {
       replace(box, h("p", { class: "form-error" }, error.message));
     }

@@ -1,7 +1,7 @@
 // Status: health of each component, loaded engines, and the key counters from /metrics.
 
 import { get } from "../lib/api.js";
-import { formatBytes, h, page, replace } from "../lib/dom.js";
+import { formatBytes, h, page, replace, table } from "../lib/dom.js";
 
 /** Sums of each metric family in Prometheus text, by name (labels folded together). */
 function metricTotals(text) {
@@ -50,12 +50,10 @@ export async function render(main) {
     }
     if (running.status === "fulfilled") {
       const list = running.value.engines;
-      replace(engines, list.length === 0 ? h("p", { class: "muted" }, "No model is loaded; the first request to a model loads it.") : h("table", {},
-        h("caption", { class: "sr-only" }, "Loaded engines"),
-        h("thead", {}, h("tr", {}, ["Model", "State", "Slots", "In flight", "Memory", "Idle", "Restarts"].map((name) => h("th", { scope: "col" }, name)))),
-        h("tbody", {}, list.map((engine) => h("tr", {},
+      replace(engines, list.length === 0 ? h("p", { class: "muted" }, "No model is loaded; the first request to a model loads it.") : table("Loaded engines", ["Model", "State", "Slots", "In flight", "Memory", "Idle", "Restarts"],
+        list.map((engine) => h("tr", {},
           h("td", {}, h("code", {}, engine.model)), h("td", {}, engine.state), h("td", {}, engine.slots), h("td", {}, engine.in_flight),
-          h("td", {}, formatBytes(engine.memory_bytes)), h("td", {}, `${Math.round(engine.idle_seconds)} s`), h("td", {}, engine.restarts))))));
+          h("td", {}, formatBytes(engine.memory_bytes)), h("td", {}, `${Math.round(engine.idle_seconds)} s`), h("td", {}, engine.restarts)))));
     } else {
       replace(engines, h("p", { class: "form-error" }, running.reason.message));
     }

@@ -2,7 +2,7 @@
 
 import { hasRole } from "../app.js";
 import { del, get, post } from "../lib/api.js";
-import { confirmAction, copyText, field, formatTime, h, page, replace, toast } from "../lib/dom.js";
+import { actionForm, confirmAction, copyText, field, formatTime, h, page, replace, table, toast } from "../lib/dom.js";
 
 const scopes = ["user", "power_user", "manager", "admin"];
 
@@ -13,10 +13,8 @@ export async function render(main, { session }) {
   async function load() {
     try {
       const { data } = await get("/bodhi/v1/tokens");
-      replace(listBox, data.length === 0 ? h("p", { class: "muted" }, "No tokens yet.") : h("table", {},
-        h("caption", { class: "sr-only" }, "Your API tokens"),
-        h("thead", {}, h("tr", {}, ["Name", "Prefix", "Scope", "Created", "Last used", "Expires", "Status", ""].map((name) => h("th", { scope: "col" }, name)))),
-        h("tbody", {}, data.map((token) => {
+      replace(listBox, data.length === 0 ? h("p", { class: "muted" }, "No tokens yet.") : table("Your API tokens", ["Name", "Prefix", "Scope", "Created", "Last used", "Expires", "Status", ""],
+        data.map((token) => {
           const expired = token.expires_at && token.expires_at * 1000 < Date.now();
           const status = token.revoked_at ? "revoked" : expired ? "expired" : "active";
           return h("tr", {},
@@ -25,7 +23,7 @@ export async function render(main, { session }) {
             h("td", {}, token.expires_at ? formatTime(token.expires_at) : "never"),
             h("td", {}, h("span", { class: `tag ${status === "active" ? "ok" : ""}` }, status)),
             h("td", {}, status === "active" ? h("button", { type: "button", class: "ghost small danger-text", onclick: () => revoke(token) }, "Revoke") : null));
-        }))));
+        })));
     } catch (error) {
       replace(listBox, h("p", { class: "form-error" }, error.message));
     }
@@ -41,14 +39,9 @@ export async function render(main, { session }) {
   const expiry = h("select", {},
     h("option", { value: "" }, "never"), h("option", { value: "7d" }, "7 days"), h("option", { value: "30d", selected: true }, "30 days"),
     h("option", { value: "90d" }, "90 days"), h("option", { value: "365d" }, "1 year"));
-  const error = h("p", { class: "form-error", role: "alert", hidden: true });
-  const form = h("form", { class: "panel", "aria-label": "Create a token" },
+  const form = actionForm({ label: "Create a token", submitLabel: "Create token" },
     h("div", { class: "grid-fields" }, field("Name", name), field("Scope", scope, "The most this token may do; never more than your role."), field("Expires", expiry)),
-    error, h("button", { type: "submit", class: "primary" }, "Create token"));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.hidden = true;
-    try {
+    async () => {
       const token = await post("/bodhi/v1/tokens", { name: name.value.trim(), scope: scope.value, expires_in: expiry.value || undefined });
       const value = h("input", { class: "token-value", readonly: true, value: token.token, "aria-label": "The new token" });
       replace(created, h("div", { class: "panel success", role: "alert" },
@@ -59,11 +52,7 @@ export async function render(main, { session }) {
       value.select();
       name.value = "";
       load();
-    } catch (failure) {
-      error.textContent = failure.message;
-      error.hidden = false;
-    }
-  });
+    });
 
   main.append(...page("API tokens",
     h("p", { class: "lead" }, "Tokens let programs use Bodhi as you, with at most the scope you give them."),

@@ -2,7 +2,7 @@
 
 import { hasRole } from "../app.js";
 import { del, get, post, put } from "../lib/api.js";
-import { confirmAction, formatTime, h, page, replace, toast } from "../lib/dom.js";
+import { confirmAction, formatTime, h, page, replace, table, toast } from "../lib/dom.js";
 
 const roles = ["user", "power_user", "manager", "admin"];
 
@@ -20,10 +20,8 @@ export async function render(main, { session }) {
     try {
       const [{ data: requests }, { data: users }] = await Promise.all([get("/bodhi/v1/access-requests"), get("/bodhi/v1/users")]);
       const pending = requests.filter((request) => request.status === "pending");
-      replace(requestsBox, pending.length === 0 ? h("p", { class: "muted" }, "No one is waiting.") : h("table", {},
-        h("caption", { class: "sr-only" }, "Pending access requests"),
-        h("thead", {}, h("tr", {}, ["User", "Asked", "Role to grant", ""].map((name) => h("th", { scope: "col" }, name)))),
-        h("tbody", {}, pending.map((request) => {
+      replace(requestsBox, pending.length === 0 ? h("p", { class: "muted" }, "No one is waiting.") : table("Pending access requests", ["User", "Asked", "Role to grant", ""],
+        pending.map((request) => {
           const role = roleSelect("user");
           role.querySelector('option[value=""]').remove();
           return h("tr", {},
@@ -31,11 +29,9 @@ export async function render(main, { session }) {
             h("td", {}, h("div", { class: "row" },
               h("button", { type: "button", class: "primary small", onclick: () => decide(request, "approve", role.value) }, "Approve"),
               h("button", { type: "button", class: "ghost small danger-text", onclick: () => decide(request, "reject") }, "Reject"))));
-        }))));
-      replace(usersBox, h("table", {},
-        h("caption", { class: "sr-only" }, "Users"),
-        h("thead", {}, h("tr", {}, ["User", "Role", "Status", "Since", ""].map((name) => h("th", { scope: "col" }, name)))),
-        h("tbody", {}, users.map((user) => {
+        })));
+      replace(usersBox, table("Users", ["User", "Role", "Status", "Since", ""],
+        users.map((user) => {
           const self = user.id === session.user.id;
           const role = roleSelect(user.role);
           role.disabled = self;
@@ -48,7 +44,7 @@ export async function render(main, { session }) {
             h("td", {}, self ? null : h("div", { class: "row" },
               h("button", { type: "button", class: "ghost small", onclick: () => change(`/bodhi/v1/users/${user.id}/disabled`, { disabled: !user.disabled }, `${user.username} ${user.disabled ? "enabled" : "disabled"}.`) }, user.disabled ? "Enable" : "Disable"),
               h("button", { type: "button", class: "ghost small danger-text", onclick: () => remove(user) }, "Delete"))));
-        }))));
+        })));
     } catch (error) {
       replace(usersBox, h("p", { class: "form-error" }, error.message));
     }
