@@ -416,6 +416,16 @@ def test_admin_pages_render(server: BodhiServer, browser):
     shot(browser, "11-chat-phone-dark")
     browser.set_window_size(1280, 900)
 
+    # Deleting a chat asks first, then leaves for a new chat, and the chat is gone from the list.
+    go(browser, server, "/ui/chat")
+    wait(browser, EC.element_to_be_clickable((By.XPATH, "//ul[contains(@class,'chat-list')]//a[.//span[.='Markdown']]"))).click()
+    text_in(browser, ".chat-title", "Markdown")
+    click(browser, "Delete")
+    click(browser, "Delete", within="dialog")
+    wait(browser, EC.url_matches(r"/ui/chat$"))
+    text_in(browser, ".chat-title", "New chat")
+    wait(browser, lambda d: "Markdown" not in d.find_element(By.CSS_SELECTOR, ".chat-list").text)
+
 
 def test_a_newcomer_asks_for_access_and_cannot_reach_admin_pages(server: BodhiServer, browser):
     browser.delete_all_cookies()

@@ -1,5 +1,6 @@
 // Chat: conversations kept on the server, replies streamed from /v1/chat/completions.
 
+import { navigate } from "../app.js";
 import { del, get, patch, post, readEvents, request } from "../lib/api.js";
 import { confirmAction, copyText, field, h, replace, toast } from "../lib/dom.js";
 import { renderMarkdown } from "../lib/markdown.js";
@@ -158,8 +159,7 @@ export async function render(main, { params }) {
     try {
       await del(`/bodhi/v1/chats/${state.chat.id}`);
       toast("Chat deleted.");
-      history.pushState(null, "", "/ui/chat");
-      window.dispatchEvent(new PopStateEvent("popstate"));
+      navigate("/ui/chat");
     } catch (error) { report(error); }
   });
 
