@@ -25,7 +25,8 @@ const pages = [
   { path: /^\/ui\/account$/, module: "auth.js", view: "account", access: null },
 ];
 
-const state = { session: null, cleanup: null, rendering: 0 };
+// `setUp` is remembered once true: a set-up Bodhi never goes back, so pages stop asking.
+const state = { session: null, cleanup: null, rendering: 0, setUp: false };
 
 /** Goes to `path` inside the UI without reloading the page. */
 export function navigate(path, { replace: replaceEntry = false } = {}) {
@@ -81,9 +82,9 @@ async function render() {
   if (path === "/ui" || path === "") path = "/ui/chat";
 
   try {
-    const { setup_required: setupRequired } = await get("/bodhi/v1/setup");
-    if (setupRequired && path !== "/ui/setup") return navigate("/ui/setup", { replace: true });
-    if (!setupRequired && !state.session) await refreshSession();
+    if (!state.setUp) state.setUp = !(await get("/bodhi/v1/setup")).setup_required;
+    if (!state.setUp && path !== "/ui/setup") return navigate("/ui/setup", { replace: true });
+    if (state.setUp && !state.session) await refreshSession();
   } catch (error) {
     replace(main, h("div", { class: "panel error" }, h("h1", {}, "Bodhi is not answering"), h("p", {}, error.message)));
     return;

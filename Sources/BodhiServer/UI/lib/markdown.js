@@ -19,9 +19,14 @@ export function renderMarkdown(text) {
   return fragment;
 }
 
+/** A table starts with a row of cells over a rule of dashes. */
+function startsTable(line, next) {
+  return line.includes("|") && next !== undefined && tableRulePattern.test(next) && next.includes("-");
+}
+
 function startsBlock(line, next) {
   return fencePattern.test(line) || headingPattern.test(line) || rulePattern.test(line) || quotePattern.test(line)
-    || listPattern.test(line) || (line.includes("|") && next !== undefined && tableRulePattern.test(next) && next.includes("-"));
+    || listPattern.test(line) || startsTable(line, next);
 }
 
 function blocks(lines) {
@@ -50,7 +55,7 @@ function blocks(lines) {
       nodes.push(h("blockquote", {}, blocks(quoted)));
     } else if ((match = listPattern.exec(line))) {
       i = list(lines, i, match, nodes);
-    } else if (line.includes("|") && i + 1 < lines.length && tableRulePattern.test(lines[i + 1]) && lines[i + 1].includes("-")) {
+    } else if (startsTable(line, lines[i + 1])) {
       const rows = [line];
       i += 2;
       while (i < lines.length && lines[i].includes("|") && lines[i].trim()) { rows.push(lines[i]); i += 1; }
