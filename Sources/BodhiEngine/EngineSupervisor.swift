@@ -30,9 +30,12 @@ public struct EngineConfiguration: Sendable {
 
 /// Where a ready engine listens, and the key it requires.
 public struct EngineEndpoint: Sendable {
-    public let baseURL: String
+    public let host: String
+    public let port: Int
     public let apiKey: String
     public let pid: pid_t
+
+    public var baseURL: String { "http://\(host):\(port)" }
 }
 
 /// What `bodhi ps` and `GET /bodhi/v1/engines` show about a loaded model.
@@ -162,7 +165,7 @@ public actor EngineSupervisor {
 
     private func lease(for modelID: String, generation: Int, running: Running) -> EngineLease {
         EngineLease(
-            endpoint: EngineEndpoint(baseURL: "http://127.0.0.1:\(running.port)", apiKey: running.apiKey, pid: running.child.pid),
+            endpoint: EngineEndpoint(host: "127.0.0.1", port: running.port, apiKey: running.apiKey, pid: running.child.pid),
             modelID: modelID, generation: generation, supervisor: self)
     }
 

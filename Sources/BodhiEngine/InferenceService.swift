@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import BodhiCore
 import BodhiModels
 import Foundation
@@ -38,7 +37,7 @@ public enum InferenceResult: Sendable {
 /// OpenAI's shape when the engine fails part-way; stops the engine's generation when the
 /// receiver stops taking events (a client that went away).
 public struct EventStream: Sendable {
-    fileprivate let response: HTTPClientResponse
+    fileprivate let reply: EngineReply
     fileprivate let slot: InferenceSlot
     fileprivate let logger: Logger
     /// llama-server's own stream format (no `[DONE]`; the last event says `"stop":true`).
@@ -63,7 +62,7 @@ public struct EventStream: Sendable {
         var lastWasError = false
         var timing = StreamTiming()
         do {
-            for try await chunk in response.body {
+            for try await chunk in reply.body {
                 for event in framer.append(chunk) {
                     switch SSEFramer.kind(of: event) {
                     case .done: finished = true
@@ -77,6 +76,7 @@ public struct EventStream: Sendable {
                 }
             }
         } catch let error as EmitFailure {
+            reply.body.cancel()
             logger.debug("client went away mid-stream; engine generation stopped", metadata: ["error": "\(error.underlying)"])
             return timing
         } catch {
@@ -172,7 +172,7 @@ public struct OpenAIErrorBody: Codable, Sendable {
 public struct InferenceService: Sendable {
     private let models: AliasRegistry
     private let supervisor: EngineSupervisor
-    private let http: HTTPClient
+    private let engines: EngineClient
     private let logger: Logger
     private let admission: AdmissionQueue
     private let observers: [any InferenceObserver]
@@ -181,12 +181,12 @@ public struct InferenceService: Sendable {
     static let maxResponseBytes = 256 * 1024 * 1024
 
     public init(
-        models: AliasRegistry, supervisor: EngineSupervisor, http: HTTPClient, logger: Logger,
+        models: AliasRegistry, supervisor: EngineSupervisor, engines: EngineClient, logger: Logger,
         admission: AdmissionQueue = AdmissionQueue(maxQueue: 512), observers: [any InferenceObserver] = []
     ) {
         self.models = models
         self.supervisor = supervisor
-        self.http = http
+        self.engines = engines
         self.logger = logger
         self.admission = admission
         self.observers = observers
@@ -234,27 +234,21 @@ public struct InferenceService: Sendable {
             throw error
         }
         let slot = InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
-        var request = HTTPClientRequest(url: lease.endpoint.baseURL + operation.rawValue)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Authorization", value: "Bearer \(lease.endpoint.apiKey)")
-        request.body = .bytes(body)
-
-        let response: HTTPClientResponse
+        let reply: EngineReply
         do {
-            response = try await Self.execute(request, on: http)
+            reply = try await engines.post(operation.rawValue, to: lease.endpoint, body: body)
         } catch {
             await slot.finish(status: 503)
             throw engineStopped(model.id, error)
         }
-        let contentType = response.headers.first(name: "Content-Type") ?? "application/json"
-        if operation.streams, head.stream == true, response.status == .ok, contentType.hasPrefix("text/event-stream") {
-            return .events(EventStream(response: response, slot: slot, logger: logger, nativeFormat: operation == .infill))
+        let contentType = reply.contentType ?? "application/json"
+        if operation.streams, head.stream == true, reply.status == 200, contentType.hasPrefix("text/event-stream") {
+            return .events(EventStream(reply: reply, slot: slot, logger: logger, nativeFormat: operation == .infill))
         }
         do {
-            let bytes = try await response.body.collect(upTo: Self.maxResponseBytes)
-            await slot.finish(status: Int(response.status.code), body: bytes)
-            return .complete(status: Int(response.status.code), contentType: contentType, body: bytes)
+            let bytes = try await reply.body.collect(upTo: Self.maxResponseBytes)
+            await slot.finish(status: reply.status, body: bytes)
+            return .complete(status: reply.status, contentType: contentType, body: bytes)
         } catch {
             await slot.finish(status: 503)
             throw engineStopped(model.id, error)
@@ -281,26 +275,6 @@ public struct InferenceService: Sendable {
         let names = Set([name, served.name, served.entry.id].map { $0.lowercased() })
         guard allowed.contains(where: { names.contains($0.lowercased()) }) else { throw refusal }
         return served
-    }
-
-    /// Sends a request to an engine. llama-server closes idle keep-alive connections after a
-    /// few seconds; a request that meets such a close before any answer was never read by the
-    /// engine, so it is sent once more on a fresh connection.
-    static func execute(_ request: HTTPClientRequest, on http: HTTPClient) async throws -> HTTPClientResponse {
-        do {
-            return try await http.execute(request, timeout: .hours(24))
-        } catch where isStaleConnection(error) {
-            return try await http.execute(request, timeout: .hours(24))
-        }
-    }
-
-    /// A connection the engine closed while idle: a clean close, a write to a connection
-    /// already closed, or a reset when the request was already on its way.
-    static func isStaleConnection(_ error: any Error) -> Bool {
-        if let error = error as? HTTPClientError, error == .remoteConnectionClosed { return true }
-        if let error = error as? ChannelError, error == .ioOnClosedChannel { return true }
-        if let error = error as? IOError, error.errnoCode == ECONNRESET || error.errnoCode == EPIPE { return true }
-        return false
     }
 
     private func engineStopped(_ model: String, _ error: any Error) -> BodhiError {

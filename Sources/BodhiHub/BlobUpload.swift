@@ -32,7 +32,7 @@ public struct BlobUploads: Sendable {
     /// Stores `body` as the blob `hex`; refused (and nothing kept) when its SHA-256 differs.
     public func store<Body: AsyncSequence>(_ body: Body, hex: String) async throws where Body.Element == ByteBuffer {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let partial = path(of: hex) + ".\(UUID().uuidString).incomplete"
+        let partial = path(of: hex) + ".\(UUID.random().uuidString).incomplete"
         let file = try await BlobFile.open(path: partial, keepingFirst: 0)
         do {
             var batch: [ByteBuffer] = []

@@ -82,7 +82,7 @@ public actor PullManager {
             return existing
         }
         let record = PullRecord(
-            id: "pull-" + UUID().uuidString.lowercased().prefix(12), reference: reference.description, repo: reference.repo,
+            id: "pull-" + UUID.random().uuidString.lowercased().prefix(12), reference: reference.description, repo: reference.repo,
             revision: revision, commit: snapshot.commit, model: "\(reference.repo):\(candidate.label)", files: files)
         pulls[record.id] = record
         await persist(record)
@@ -158,7 +158,7 @@ public actor PullManager {
             continuation.finish()
             return stream
         }
-        let token = UUID()
+        let token = UUID.random()
         subscribers[id, default: [:]][token] = continuation
         continuation.onTermination = { _ in Task { await self.unsubscribe(id, token) } }
         return stream

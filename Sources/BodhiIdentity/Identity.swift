@@ -34,7 +34,7 @@ public struct User: Codable, Sendable, Equatable {
     public var updatedAt: Date
 
     public init(
-        id: String = UUID().uuidString.lowercased(), username: String, passwordHash: String, role: Role?,
+        id: String = UUID.random().uuidString.lowercased(), username: String, passwordHash: String, role: Role?,
         disabled: Bool = false, failedLogins: Int = 0, lockedUntil: Date? = nil, createdAt: Date = Date(), updatedAt: Date = Date()
     ) {
         self.id = id

@@ -265,7 +265,7 @@ public actor IdentityService {
             return pending
         }
         let request = AccessRequest(
-            id: UUID().uuidString.lowercased(), userID: principal.user.id, username: principal.user.username, status: .pending,
+            id: UUID.random().uuidString.lowercased(), userID: principal.user.id, username: principal.user.username, status: .pending,
             decidedBy: nil, createdAt: Date(), decidedAt: nil)
         try await repository.insertAccessRequest(request)
         return request
@@ -373,7 +373,7 @@ public actor IdentityService {
         }
         let token = TokenFormat.make()
         let stored = APIToken(
-            id: UUID().uuidString.lowercased(), userID: user.id, name: trimmed, prefix: TokenFormat.lookupPrefix(of: token)!,
+            id: UUID.random().uuidString.lowercased(), userID: user.id, name: trimmed, prefix: TokenFormat.lookupPrefix(of: token)!,
             hash: Secrets.sha256(token), scope: scope, models: models, createdAt: Date(),
             expiresAt: expiresIn.map { Date().addingTimeInterval($0) }, revokedAt: nil, lastUsedAt: nil)
         try await repository.insertToken(stored)

@@ -249,7 +249,7 @@ extension HuggingFaceCache {
         let target = String(repeating: "../", count: depth + 2) + "blobs/" + etag
         try FileManager.default.createDirectory(
             atPath: (link as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let temporary = link + ".bodhi-\(UUID().uuidString).tmp"
+        let temporary = link + ".bodhi-\(UUID.random().uuidString).tmp"
         guard symlink(target, temporary) == 0 else {
             throw BodhiError.internalError("Could not link \(link): \(String(cString: strerror(errno)))")
         }

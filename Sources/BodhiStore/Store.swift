@@ -5,6 +5,7 @@ import SQLKit
 import NIOSSL
 import PostgresKit
 import SQLiteKit
+import Synchronization
 
 /// Milliseconds since 1970, the one time format of every table.
 func millis(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970 * 1000) }
@@ -26,35 +27,35 @@ public final class Store: Sendable {
     public let kind: DatabaseURL.Kind
     /// The SQLite file, whose write-ahead log shows every commit, from any process.
     private let sqlitePath: String?
+    /// The SQLite file's WAL index (`-shm`), kept open for `changeMarker()`.
+    private let walIndex: WALIndexReader?
 
     private init(backend: any StoreBackend, kind: DatabaseURL.Kind, sqlitePath: String? = nil) {
         self.backend = backend
         self.kind = kind
         self.sqlitePath = sqlitePath
+        self.walIndex = sqlitePath.map { WALIndexReader(path: $0 + "-shm") }
     }
 
     /// For SQLite: the modification time and size of the database and its write-ahead log, and
     /// the header of the WAL index (its change counter moves at every commit, even when the log
     /// was reset to the same size within one clock tick), which every commit changes, this
-    /// process's or another's (the CLI's). A few system calls, no query. Nil for PostgreSQL, whose
-    /// other clients leave no such trace here.
+    /// process's or another's (the CLI's). Two `stat`s and one `pread`, no query: it is read on
+    /// every authenticated request. Nil for PostgreSQL, whose other clients leave no such trace here.
     public func changeMarker() -> String? {
         guard let sqlitePath else { return nil }
-        var parts = [sqlitePath, sqlitePath + "-wal"].map { path in
+        var marker = ""
+        marker.reserveCapacity(200)
+        for path in [sqlitePath, sqlitePath + "-wal"] {
             var status = stat()
-            guard stat(path, &status) == 0 else { return "-" }
-            return "\(status.st_mtim.tv_sec).\(status.st_mtim.tv_nsec):\(status.st_size)"
+            if stat(path, &status) == 0 {
+                marker += "\(status.st_mtim.tv_sec).\(status.st_mtim.tv_nsec):\(status.st_size)|"
+            } else {
+                marker += "-|"
+            }
         }
-        parts.append(Self.walIndexHeader(sqlitePath + "-shm"))
-        return parts.joined(separator: "|")
-    }
-
-    /// The first 48 bytes of the WAL index (`-shm`), hex: version, change counter, frame count, salts.
-    private static func walIndexHeader(_ path: String) -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return "-" }
-        defer { try? handle.close() }
-        guard let header = try? handle.read(upToCount: 48), !header.isEmpty else { return "-" }
-        return header.map { String($0, radix: 16) }.joined(separator: ".")
+        marker += walIndex?.header() ?? "-"
+        return marker
     }
 
     /// Opens the database `url` names.
@@ -263,5 +264,47 @@ actor SerialGate {
         } else {
             waiting.removeFirst().resume()
         }
+    }
+}
+
+/// Reads the header of a SQLite WAL index (`-shm`: version, change counter, frame count, salts)
+/// through a descriptor opened once. SQLite keeps the file while any connection is open, and
+/// Bodhi's own is; should it be replaced anyway, a failed read opens it again.
+final class WALIndexReader: Sendable {
+    private let path: String
+    private let descriptor = Mutex<CInt>(-1)
+
+    init(path: String) { self.path = path }
+
+    deinit {
+        descriptor.withLock { if $0 >= 0 { _ = Glibc.close($0) } }
+    }
+
+    /// The first 48 bytes in hex, or "-" when the file cannot be read.
+    func header() -> String {
+        descriptor.withLock { fd in
+            for attempt in 0..<2 {
+                if fd < 0 { fd = open(path, O_RDONLY | O_CLOEXEC) }
+                guard fd >= 0 else { return "-" }
+                var bytes = [UInt8](repeating: 0, count: 48)
+                let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 48, 0) }
+                if count > 0 { return Self.hex(bytes.prefix(count)) }
+                _ = Glibc.close(fd)
+                fd = -1
+                if attempt == 1 { break }
+            }
+            return "-"
+        }
+    }
+
+    private static func hex(_ bytes: ArraySlice<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text = [UInt8]()
+        text.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 }

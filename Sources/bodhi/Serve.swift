@@ -38,8 +38,8 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "bodhi")
         try FileManager.default.createDirectory(atPath: settings.logsDirectory, withIntermediateDirectories: true)
 
-        // Engines are on loopback: plenty of connections, never decompressed, and idle ones closed
-        // before llama-server's own 5 s keep-alive timeout closes them under a new request.
+        // For the engines' health checks and metrics (inference goes through EngineClient):
+        // idle connections closed before llama-server's own 5 s keep-alive timeout closes them.
         var httpConfiguration = HTTPClient.Configuration()
         httpConfiguration.connectionPool = .init(idleTimeout: .seconds(3), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
         httpConfiguration.timeout = .init(connect: .seconds(5))
@@ -64,6 +64,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationFailure(message: "Could not read the aliases from \(settings.database): \(error)")
         }
         let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: http, logger: logger)
+        let engines = EngineClient()
         let pulls = PullManager.forSettings(settings, http: hubHTTP, repository: store, logger: logger) { _ in
             await catalog.refresh()
         }
@@ -73,7 +74,7 @@ struct Serve: AsyncParsableCommand {
         let services = BodhiServices(
             catalog: catalog, aliases: aliases, supervisor: supervisor,
             inference: InferenceService(
-                models: aliases, supervisor: supervisor, http: http, logger: logger, admission: gateway.admission,
+                models: aliases, supervisor: supervisor, engines: engines, logger: logger, admission: gateway.admission,
                 observers: gateway.observers),
             pulls: pulls, identity: identity, chats: ChatService(repository: store),
             settings: SettingsEditor(settings: settings, flags: server.flags) { changed in
@@ -124,6 +125,7 @@ struct Serve: AsyncParsableCommand {
         do { try await group.run() } catch { failure = error }
         await pulls.shutdown()
         await supervisor.shutdown()
+        engines.shutdown()
         await store.close()
         try? await hubHTTP.shutdown()
         try? await http.shutdown()

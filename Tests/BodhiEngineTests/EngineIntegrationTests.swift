@@ -51,7 +51,7 @@ struct EngineIntegrationTests {
         let supervisor = try RealEngine.supervisor()
         let hub = try RealEngine.hub(withCopiesNamed: ["test/tiny-GGUF"])
         let catalog = ModelCatalog(hubDirectory: hub)
-        let service = InferenceService(models: AliasRegistry(repository: nil, catalog: catalog), supervisor: supervisor, http: .shared, logger: Logger(label: "test"))
+        let service = InferenceService(models: AliasRegistry(repository: nil, catalog: catalog), supervisor: supervisor, engines: EngineClient(), logger: Logger(label: "test"))
         defer { Task { await supervisor.shutdown() } }
 
         let body = #"{"model":"test/tiny-GGUF:Q4_1","messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"top_k":1}"#

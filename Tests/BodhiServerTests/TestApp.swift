@@ -45,7 +45,7 @@ struct TestApp: Sendable {
         let services = BodhiServices(
             catalog: catalog, aliases: aliases, supervisor: supervisor,
             inference: InferenceService(
-                models: aliases, supervisor: supervisor, http: .shared, logger: logger, admission: gateway.admission,
+                models: aliases, supervisor: supervisor, engines: EngineClient(), logger: logger, admission: gateway.admission,
                 observers: gateway.observers),
             pulls: PullManager(
                 hub: HubClient(endpoint: "http://127.0.0.1:9", token: nil, http: .shared),

@@ -1,0 +1,303 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// An engine's answer: its status line and content type as soon as they arrive, and its body as
+/// it streams in.
+public struct EngineReply: Sendable {
+    public let status: Int
+    public let contentType: String?
+    public let body: EngineReplyBody
+}
+
+/// The body of an engine's answer, in the chunks the engine sent. Giving it up before its end
+/// (`cancel()`, or dropping it) closes the connection, which makes llama-server stop generating.
+public final class EngineReplyBody: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+    private let chunks: AsyncThrowingStream<ByteBuffer, any Error>
+    private let abandon: @Sendable () -> Void
+
+    init(chunks: AsyncThrowingStream<ByteBuffer, any Error>, abandon: @escaping @Sendable () -> Void) {
+        self.chunks = chunks
+        self.abandon = abandon
+    }
+
+    deinit { abandon() }
+
+    public func makeAsyncIterator() -> AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator {
+        chunks.makeAsyncIterator()
+    }
+
+    /// Stops the exchange unless it already ended: the connection is closed, not reused.
+    public func cancel() { abandon() }
+
+    /// The whole body, refused (and the exchange stopped) beyond `limit` bytes.
+    public func collect(upTo limit: Int) async throws -> ByteBuffer {
+        var whole: ByteBuffer?
+        for try await var chunk in self {
+            guard (whole?.readableBytes ?? 0) + chunk.readableBytes <= limit else {
+                cancel()
+                throw EngineClientError.replyTooLarge(limit: limit)
+            }
+            if whole == nil { whole = chunk } else { whole!.writeBuffer(&chunk) }
+        }
+        return whole ?? ByteBuffer()
+    }
+}
+
+public enum EngineClientError: Error, Equatable, CustomStringConvertible {
+    /// The connection closed before the engine finished its answer (or before it began one).
+    case connectionClosed(replyStarted: Bool)
+    case replyTooLarge(limit: Int)
+
+    public var description: String {
+        switch self {
+        case .connectionClosed(let started):
+            started ? "the engine closed the connection mid-reply" : "the engine closed the connection before replying"
+        case .replyTooLarge(let limit): "the engine's reply is larger than \(limit) bytes"
+        }
+    }
+}
+
+/// HTTP/1.1 over loopback to the engines, with kept-alive connections per engine. This is the one
+/// hop of every inference request, so it is kept lean: a request is one write of head and body,
+/// the reply flows from the channel into an async stream, and a finished connection goes back to
+/// the pool from the event loop, without a task of its own. (AsyncHTTPClient, used before, cost
+/// about a tenth of Bodhi's CPU per request in its pool and request state machines.)
+public final class EngineClient: Sendable {
+    struct Address: Hashable, Sendable {
+        let host: String
+        let port: Int
+    }
+
+    private struct Idle {
+        let connection: EngineConnection
+        let since: NIODeadline
+    }
+
+    private struct Pool {
+        var idle: [Address: [Idle]] = [:]
+        var shutDown = false
+    }
+
+    private let group: any EventLoopGroup
+    private let pool = Mutex(Pool())
+    private let exchangeIDs = Atomic<UInt64>(0)
+    /// Idle connections kept per engine; as many as requests ran at once, up to this.
+    static let maxIdlePerEngine = 64
+    /// Idle connections are not reused after this: llama-server closes them after 5 s, and one
+    /// closed just as a request is sent on it costs that request a second try.
+    static let idleTimeout = TimeAmount.seconds(3)
+
+    public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.group = group
+    }
+
+    /// Sends `body` as a JSON POST to `path` of the engine at `endpoint`, and returns once the
+    /// engine's status line and headers are in.
+    ///
+    /// llama-server closes idle kept-alive connections after a few seconds; a request that meets
+    /// such a close before any answer was never read by the engine, so it is sent once more on a
+    /// fresh connection.
+    public func post(_ path: String, to endpoint: EngineEndpoint, body: ByteBuffer) async throws -> EngineReply {
+        let address = Address(host: endpoint.host, port: endpoint.port)
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
+        head.headers.reserveCapacity(4)
+        head.headers.add(name: "Host", value: "\(endpoint.host):\(endpoint.port)")
+        head.headers.add(name: "Authorization", value: "Bearer \(endpoint.apiKey)")
+        head.headers.add(name: "Content-Type", value: "application/json")
+        head.headers.add(name: "Content-Length", value: String(body.readableBytes))
+        if let pooled = takeIdle(address) {
+            do {
+                return try await exchange(on: pooled, head: head, body: body)
+            } catch EngineClientError.connectionClosed(replyStarted: false) {
+                // The stale close described above: fall through to a fresh connection.
+            } catch let error as ChannelError where error == .ioOnClosedChannel || error == .alreadyClosed {
+            }
+        }
+        return try await exchange(on: try await connect(address), head: head, body: body)
+    }
+
+    /// Closes the idle connections; later requests are refused.
+    public func shutdown() {
+        let idle = pool.withLock { pool in
+            pool.shutDown = true
+            defer { pool.idle = [:] }
+            return pool.idle.values.joined()
+        }
+        for entry in idle { entry.connection.channel.close(promise: nil) }
+    }
+
+    private func exchange(on connection: EngineConnection, head: HTTPRequestHead, body: ByteBuffer) async throws -> EngineReply {
+        let id = exchangeIDs.wrappingAdd(1, ordering: .relaxed).newValue
+        let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+        let replyHead = connection.channel.eventLoop.makePromise(of: HTTPResponseHead.self)
+        let exchange = EngineExchange(
+            id: id, head: head, body: body, replyHead: replyHead, replyBody: continuation,
+            ended: { [self] keepAlive in
+                if keepAlive { giveBack(connection) } else { connection.channel.close(promise: nil) }
+            })
+        continuation.onTermination = { termination in
+            if case .cancelled = termination { connection.abandon(id) }
+        }
+        let written = connection.channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { _ in
+            // A connection closed before the request reached the handler (completing twice is a no-op).
+            let closed = EngineClientError.connectionClosed(replyStarted: false)
+            replyHead.fail(closed)
+            continuation.finish(throwing: closed)
+        }
+        connection.channel.writeAndFlush(exchange, promise: written)
+        let response = try await replyHead.futureResult.get()
+        return EngineReply(
+            status: Int(response.status.code), contentType: response.headers.first(name: "Content-Type"),
+            body: EngineReplyBody(chunks: chunks, abandon: { connection.abandon(id) }))
+    }
+
+    private func connect(_ address: Address) async throws -> EngineConnection {
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(EngineExchangeHandler())
+                }
+            }
+            .connect(host: address.host, port: address.port).get()
+        return EngineConnection(channel: channel, address: address)
+    }
+
+    private func takeIdle(_ address: Address) -> EngineConnection? {
+        let oldest = NIODeadline.now() - Self.idleTimeout
+        let (fresh, expired) = pool.withLock { pool -> (EngineConnection?, [Idle]) in
+            // The most recently used first; the ones beneath an expired one are older still.
+            while let entry = pool.idle[address]?.popLast() {
+                guard entry.since >= oldest else {
+                    defer { pool.idle[address] = nil }
+                    return (nil, [entry] + (pool.idle[address] ?? []))
+                }
+                if entry.connection.channel.isActive { return (entry.connection, []) }
+            }
+            pool.idle[address] = nil
+            return (nil, [])
+        }
+        for entry in expired { entry.connection.channel.close(promise: nil) }
+        return fresh
+    }
+
+    private func giveBack(_ connection: EngineConnection) {
+        let kept = pool.withLock { pool in
+            guard !pool.shutDown, connection.channel.isActive,
+                  pool.idle[connection.address, default: []].count < Self.maxIdlePerEngine else { return false }
+            pool.idle[connection.address, default: []].append(Idle(connection: connection, since: .now()))
+            return true
+        }
+        if !kept { connection.channel.close(promise: nil) }
+    }
+}
+
+/// One kept-alive connection to an engine.
+final class EngineConnection: Sendable {
+    let channel: any Channel
+    let address: EngineClient.Address
+
+    init(channel: any Channel, address: EngineClient.Address) {
+        self.channel = channel
+        self.address = address
+    }
+
+    /// Ends exchange `id` by closing the connection, if that exchange is still running on it.
+    func abandon(_ id: UInt64) {
+        channel.triggerUserOutboundEvent(EngineExchangeHandler.Abandon(id: id), promise: nil)
+    }
+}
+
+/// A request and where its answer goes; written into the connection's pipeline as one message.
+struct EngineExchange: Sendable {
+    let id: UInt64
+    let head: HTTPRequestHead
+    let body: ByteBuffer
+    let replyHead: EventLoopPromise<HTTPResponseHead>
+    let replyBody: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
+    /// Called on the event loop once the reply ended; whether the connection may be reused.
+    let ended: @Sendable (_ keepAlive: Bool) -> Void
+}
+
+/// Turns an `EngineExchange` into request parts, and the reply's parts into its head promise and
+/// body stream. One exchange at a time per connection.
+final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = EngineExchange
+    typealias OutboundOut = HTTPClientRequestPart
+
+    struct Abandon: Sendable { let id: UInt64 }
+
+    private var current: EngineExchange?
+    private var replyStarted = false
+    private var keepAlive = true
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let exchange = unwrapOutboundIn(data)
+        guard current == nil else {
+            exchange.replyHead.fail(ChannelError.inappropriateOperationForState)
+            exchange.replyBody.finish(throwing: ChannelError.inappropriateOperationForState)
+            promise?.fail(ChannelError.inappropriateOperationForState)
+            return
+        }
+        current = exchange
+        replyStarted = false
+        context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(exchange.body))), promise: nil)
+        context.write(wrapOutboundOut(.end(nil)), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let exchange = current else { return }
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            replyStarted = true
+            keepAlive = head.isKeepAlive
+            exchange.replyHead.succeed(head)
+        case .body(let chunk):
+            exchange.replyBody.yield(chunk)
+        case .end:
+            current = nil
+            exchange.replyBody.finish()
+            exchange.ended(keepAlive)
+        }
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        if let abandon = event as? Abandon {
+            if current?.id == abandon.id { context.close(promise: nil) }
+            promise?.succeed()
+        } else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(error)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail(EngineClientError.connectionClosed(replyStarted: replyStarted))
+        context.fireChannelInactive()
+    }
+
+    private func fail(_ error: any Error) {
+        guard let exchange = current else { return }
+        current = nil
+        if !replyStarted {
+            // Said as "closed before replying", whatever the socket error, so that the caller
+            // knows the engine never answered this request.
+            let closed = EngineClientError.connectionClosed(replyStarted: false)
+            exchange.replyHead.fail(closed)
+            exchange.replyBody.finish(throwing: closed)
+        } else {
+            exchange.replyBody.finish(throwing: error)
+        }
+    }
+}

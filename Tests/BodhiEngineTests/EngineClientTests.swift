@@ -1,0 +1,188 @@
+@testable import BodhiEngine
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// A loopback HTTP/1.1 server whose answer to each request (numbered from 1 across connections)
+/// a test chooses: a reply, a hang-up without one, or a stream that never ends.
+final class ScriptedEngine: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum Answer: Sendable {
+        case reply(String)
+        case hangUp
+        case endlessStream(firstChunk: String)
+    }
+
+    private struct Counts {
+        var requests = 0
+        var connections = 0
+        var closed = 0
+    }
+    private let counts = Mutex(Counts())
+    private let script: @Sendable (Int) -> Answer
+
+    init(_ script: @escaping @Sendable (Int) -> Answer) { self.script = script }
+
+    var requests: Int { counts.withLock { $0.requests } }
+    var connections: Int { counts.withLock { $0.connections } }
+    var closedConnections: Int { counts.withLock { $0.closed } }
+
+    func channelActive(context: ChannelHandlerContext) {
+        counts.withLock { $0.connections += 1 }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        counts.withLock { $0.closed += 1 }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Each test request is small enough to arrive in one read.
+        guard String(buffer: unwrapInboundIn(data)).contains("\r\n\r\n") else { return }
+        let number = counts.withLock { counts in
+            counts.requests += 1
+            return counts.requests
+        }
+        switch script(number) {
+        case .reply(let body):
+            let reply = "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\nContent-Type: application/json\r\n\r\n\(body)"
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply)), promise: nil)
+        case .hangUp:
+            context.close(promise: nil)
+        case .endlessStream(let chunk):
+            let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n"
+            let first = String(chunk.utf8.count, radix: 16) + "\r\n" + chunk + "\r\n"
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: head + first)), promise: nil)
+        }
+    }
+
+    /// Serves on a free loopback port until `body` returns.
+    @discardableResult
+    func serve<T>(_ body: (EngineEndpoint) async throws -> T) async throws -> T {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(self) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+        let port = try #require(server.localAddress?.port)
+        return try await body(EngineEndpoint(host: "127.0.0.1", port: port, apiKey: "key", pid: 0))
+    }
+}
+
+@Suite struct EngineClientTests {
+    let body = ByteBuffer(string: #"{"model":"m"}"#)
+
+    @Test func repliesComeWholeAndConnectionsAreKeptAlive() async throws {
+        let engine = ScriptedEngine { .reply(#"{"n":\#($0)}"#) }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        try await engine.serve { endpoint in
+            for number in 1...3 {
+                let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body)
+                #expect(reply.status == 200)
+                #expect(reply.contentType == "application/json")
+                #expect(String(buffer: try await reply.body.collect(upTo: 1024)) == #"{"n":\#(number)}"#)
+            }
+        }
+        #expect(engine.requests == 3)
+        #expect(engine.connections == 1)
+    }
+
+    @Test func aRequestMetByAClosingKeptAliveConnectionIsSentOnceMore() async throws {
+        // The engine's keep-alive timeout fires just as the second request arrives.
+        let engine = ScriptedEngine { $0 == 2 ? .hangUp : .reply("ok") }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        try await engine.serve { endpoint in
+            _ = try await client.post("/v1/completions", to: endpoint, body: body).body.collect(upTo: 1024)
+            let reply = try await client.post("/v1/completions", to: endpoint, body: body)
+            #expect(String(buffer: try await reply.body.collect(upTo: 1024)) == "ok")
+        }
+        #expect(engine.requests == 3)
+        #expect(engine.connections == 2)
+    }
+
+    @Test func anEngineThatHangsUpOnAFreshConnectionIsAnErrorNotARetry() async throws {
+        let engine = ScriptedEngine { _ in .hangUp }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        try await engine.serve { endpoint in
+            await #expect(throws: EngineClientError.connectionClosed(replyStarted: false)) {
+                try await client.post("/v1/completions", to: endpoint, body: body)
+            }
+        }
+        #expect(engine.requests == 1)
+    }
+
+    @Test func aStoppedEngineRefusesTheConnection() async throws {
+        let client = EngineClient()
+        defer { client.shutdown() }
+        // Bind and close a port, so that nothing listens on it.
+        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(probe.localAddress?.port)
+        try await probe.close()
+        await #expect(throws: (any Error).self) {
+            try await client.post("/v1/completions", to: EngineEndpoint(host: "127.0.0.1", port: port, apiKey: "k", pid: 0), body: body)
+        }
+    }
+
+    @Test func givingUpAStreamClosesItsConnectionSoTheEngineStops() async throws {
+        let engine = ScriptedEngine { $0 == 1 ? .endlessStream(firstChunk: "data: {}\n\n") : .reply("ok") }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        try await engine.serve { endpoint in
+            let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body)
+            #expect(reply.contentType == "text/event-stream")
+            var chunks = reply.body.makeAsyncIterator()
+            let first = try await chunks.next()
+            #expect(first.map { String(buffer: $0) } == "data: {}\n\n")
+            reply.body.cancel()
+            // The engine sees the hang-up, and the next request gets a connection of its own.
+            for _ in 0..<200 where engine.closedConnections == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(engine.closedConnections == 1)
+            let next = try await client.post("/v1/chat/completions", to: endpoint, body: body)
+            #expect(String(buffer: try await next.body.collect(upTo: 1024)) == "ok")
+        }
+        #expect(engine.connections == 2)
+    }
+
+    @Test func aReplyBeyondTheLimitIsRefused() async throws {
+        let engine = ScriptedEngine { _ in .reply(String(repeating: "x", count: 2000)) }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        try await engine.serve { endpoint in
+            let reply = try await client.post("/v1/completions", to: endpoint, body: body)
+            await #expect(throws: EngineClientError.replyTooLarge(limit: 1000)) { try await reply.body.collect(upTo: 1000) }
+        }
+    }
+
+    @Test func theRequestCarriesTheEnginesKeyAndTheBodyLength() async throws {
+        let seen = Mutex("")
+        final class Recorder: ChannelInboundHandler, Sendable {
+            typealias InboundIn = ByteBuffer
+            typealias OutboundOut = ByteBuffer
+            let seen: @Sendable (String) -> Void
+            init(_ seen: @escaping @Sendable (String) -> Void) { self.seen = seen }
+            func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+                seen(String(buffer: unwrapInboundIn(data)))
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 204 No Content\r\n\r\n")), promise: nil)
+            }
+        }
+        let recorder = Recorder { text in seen.withLock { $0 += text } }
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(recorder) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        let port = try #require(server.localAddress?.port)
+        let reply = try await client.post("/v1/embeddings", to: EngineEndpoint(host: "127.0.0.1", port: port, apiKey: "secret", pid: 0), body: body)
+        #expect(reply.status == 204)
+        let request = seen.withLock { $0 }
+        #expect(request.hasPrefix("POST /v1/embeddings HTTP/1.1\r\n"))
+        #expect(request.contains("Authorization: Bearer secret\r\n"))
+        #expect(request.contains("Content-Length: 13\r\n"))
+        #expect(request.hasSuffix("\r\n\r\n" + #"{"model":"m"}"#))
+    }
+}
