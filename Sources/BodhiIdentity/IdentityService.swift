@@ -182,17 +182,18 @@ public actor IdentityService {
 
     /// The principal behind an API token.
     public func authenticate(token: String) async throws -> Principal {
-        guard let prefix = TokenFormat.lookupPrefix(of: token) else {
-            throw BodhiError(.unauthorized, status: 401, "The API token is not valid.")
-        }
         let hash = Secrets.sha256(token)
         // Read before the database, so that a change made meanwhile is not filed under the old marker.
         let marker = repository.changeMarker()
         let now = ContinuousClock.now
+        // Only well-formed tokens are remembered, so one found here needs no format check.
         if let checked = checkedTokens[hash], checked.marker == marker,
            now - checked.checkedAt < (marker == nil ? Self.tokenRecheckWithoutMarker : Self.tokenRecheck),
            checked.expiresAt.map({ $0 > Date() }) ?? true {
             return checked.principal
+        }
+        guard let prefix = TokenFormat.lookupPrefix(of: token) else {
+            throw BodhiError(.unauthorized, status: 401, "The API token is not valid.")
         }
         if let checking = checkingTokens[hash] { return try await checking.value }
         let check = Task { try await self.check(token: hash, prefix: prefix, marker: marker, at: now) }

@@ -58,10 +58,10 @@ struct AccessMiddleware: RouterMiddleware {
             guard parts.count == 2, parts[0].lowercased() == "bearer" else {
                 throw BodhiError(.unauthorized, status: 401, "Send the API token as `Authorization: Bearer bodhi_...`.")
             }
-            return try await identity.authenticate(token: String(parts[1]).trimmingCharacters(in: .whitespaces))
+            return try await identity.authenticate(token: parts[1].trimmingWhitespace())
         }
         if let key = request.headers[HTTPField.Name("x-api-key")!] {
-            return try await identity.authenticate(token: key.trimmingCharacters(in: .whitespaces))
+            return try await identity.authenticate(token: key.trimmingWhitespace())
         }
         if let cookie = request.cookies[Self.sessionCookie] {
             return try await identity.authenticate(sessionToken: cookie.value)

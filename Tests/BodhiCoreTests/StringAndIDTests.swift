@@ -13,3 +13,11 @@ import Testing
         #expect(UUID(uuidString: text) == id)
     }
 }
+
+@Test func trimmingWhitespaceKeepsInnerSpaces() {
+    #expect("  bodhi_abc \t".trimmingWhitespace() == "bodhi_abc")
+    #expect(" a b ".trimmingWhitespace() == "a b")
+    #expect("   ".trimmingWhitespace() == "")
+    #expect("".trimmingWhitespace() == "")
+    #expect("x"[...].trimmingWhitespace() == "x")
+}
