@@ -11,12 +11,18 @@ Steps:
      llama-server ("direct") with them, on its own port and without --api-key; wait for /health.
   3. Measure both targets, interleaved (alternating batches, alternating which goes first) so that
      drift such as thermal throttling or background load hits both alike:
-       - latency: N sequential non-stream chat requests, max_tokens=1 -> p50/p95 and Bodhi - direct;
+       - latency: N sequential non-stream chat requests, max_tokens=1, one per target in turn -> p50/p95,
+                  and the added latency as the median of the paired differences (each Bodhi request
+                  against the direct request sent next to it), which drift on the machine cancels out of;
        - stream:  M sequential streaming requests, max_tokens=128, ignore_eos (constant length) ->
                   per-request decode rate (content chunks - 1) / (last - first content chunk time),
                   median, and Bodhi / direct;
        - aggregate: R rounds of C concurrent such streams -> content chunks / wall time, median, ratio.
-Both targets get raw httpx with one keep-alive client each, so client overhead is small and identical.
+  4. Where nginx is installed (`scripts/bootstrap --bench` installs Debian's nginx-light), a third target:
+     nginx as a plain reverse proxy (kept-alive upstream connections, no buffering) in front of the
+     direct llama-server, measured in the same interleaved way: what a lean C proxy costs on this
+     machine, the floor for any proxy's overhead here.
+All targets get raw httpx with one keep-alive client each, so client overhead is small and identical.
 Prints a Markdown table; --json also writes the results and raw samples. Both servers are stopped on exit.
 """
 
@@ -26,6 +32,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -54,7 +61,9 @@ from bodhi_process import (  # noqa: E402
 PROMPT = [{"role": "user", "content": "Write a short poem about the sea."}]
 REQUEST_TIMEOUT_S = 120.0
 ENGINE_LOAD_TIMEOUT_S = 120.0
-LATENCY_BATCH = 10
+# One request per target in turn: on a shared machine the load changes from one 100 ms to the next,
+# so only requests sent side by side see the same machine.
+LATENCY_BATCH = 1
 STREAM_TOKENS = 128
 
 
@@ -73,6 +82,7 @@ def main() -> int:
         bodhi = BodhiServer(workdir, env={"BODHI_RATE_LIMIT_POWER_USER": generous, "BODHI_RATE_LIMIT_IP": "all=100000000/m"})
         bodhi.start()  # stops itself and reports its log if it fails
         direct: subprocess.Popen | None = None
+        nginx: subprocess.Popen | None = None
         direct_log = workdir / "llama-server.log"
         try:
             bodhi_client = open_client(bodhi.api_url, args.concurrency, bodhi.token)
@@ -87,17 +97,27 @@ def main() -> int:
             port = free_port()
             direct = start_direct(args.llama_server, direct_args(engine["args"], port), direct_log)
             wait_until_serving(direct, f"http://127.0.0.1:{port}/health", ENGINE_LOAD_TIMEOUT_S)
+            same_length_token = "x" * len(bodhi.token)
             targets = [
                 Target("bodhi", bodhi_client),
-                Target("direct", open_client(f"http://127.0.0.1:{port}/v1", args.concurrency, "x" * len(bodhi.token))),
+                Target("direct", open_client(f"http://127.0.0.1:{port}/v1", args.concurrency, same_length_token)),
             ]
-            results = run_benchmarks(targets, args, bodhi.proc.pid)
+            pids = {"bodhi": bodhi.proc.pid}
+            nginx_binary = None if args.no_nginx else find_nginx()
+            if nginx_binary:
+                nginx, nginx_port = start_nginx(nginx_binary, port, workdir)
+                wait_until_serving(nginx, f"http://127.0.0.1:{nginx_port}/health", 30)
+                targets.append(Target("nginx", open_client(f"http://127.0.0.1:{nginx_port}/v1", args.concurrency, same_length_token)))
+                pids["nginx"] = nginx.pid
+            results = run_benchmarks(targets, args, pids)
         except BaseException:
             print(f"--- bodhi log ---\n{bodhi.log_tail()}", file=sys.stderr)
             if direct is not None:
                 print(f"--- llama-server log ---\n{tail(direct_log)}", file=sys.stderr)
             raise
         finally:
+            if nginx is not None:
+                stop_process(nginx)
             if direct is not None:
                 stop_process(direct)
             bodhi.stop()
@@ -132,6 +152,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--phase-timeout", type=float, default=600, help="seconds per phase before it stops early (600)")
     p.add_argument("--json", type=Path, help="write results as JSON here")
     p.add_argument("--llama-server", type=Path, help="llama-server binary (default: scripts/bootstrap --print-engine)")
+    p.add_argument("--no-nginx", action="store_true", help="leave out the nginx reference proxy")
     args = p.parse_args()
     if args.quick:
         args.latency_requests, args.stream_requests, args.rounds = 20, 3, 1
@@ -162,6 +183,49 @@ def direct_args(engine_args: list[str], port: int) -> list[str]:
 def start_direct(binary: Path, args: list[str], log_path: Path) -> subprocess.Popen:
     with open(log_path, "wb") as log:
         return subprocess.Popen([str(binary), *args], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+
+def find_nginx() -> str | None:
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+
+
+def start_nginx(binary: str, upstream_port: int, workdir: Path) -> tuple[subprocess.Popen, int]:
+    """nginx as a plain reverse proxy to the direct llama-server: one process, kept-alive upstream
+    connections, no buffering (so streamed tokens pass at once), every file in `workdir`."""
+    port = free_port()
+    prefix = workdir / "nginx"
+    prefix.mkdir(exist_ok=True)
+    temp = " ".join(f"{kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (prefix / "nginx.conf").write_text(f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {prefix / "nginx.pid"};
+error_log {prefix / "error.log"};
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  {temp}
+  upstream engine {{ server 127.0.0.1:{upstream_port}; keepalive 32; }}
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 64m;
+    location / {{
+      proxy_pass http://engine;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_read_timeout 300s;
+    }}
+  }}
+}}
+""")
+    log = open(prefix / "stdout.log", "wb")
+    process = subprocess.Popen(
+        [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+    )
+    return process, port
 
 
 def open_client(base_url: str, concurrency: int, token: str) -> httpx.Client:
@@ -238,47 +302,66 @@ def interleaved(
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (from /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a process so far: the scheduler's run time of each of its threads, to the
+    nanosecond (/proc/<pid>/task/*/schedstat; /proc/<pid>/stat counts in 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended meanwhile
+    return total / 1e9
 
 
-def run_benchmarks(targets: list[Target], args: argparse.Namespace, bodhi_pid: int) -> dict:
+def run_benchmarks(targets: list[Target], args: argparse.Namespace, pids: dict[str, int]) -> dict:
     for target in targets:  # warm connections and prompt caches alike
         for _ in range(3):
             chat(target.client, max_tokens=1)
         stream(target.client)
 
-    # Bodhi's own CPU time per request and per streamed event: on a machine where the engine
-    # keeps every core busy, this is what Bodhi takes from it. (Bodhi idles while the direct
-    # target is measured, so the phase totals are Bodhi's work for its own requests.)
-    cpu_before = cpu_seconds(bodhi_pid)
+    # Each proxy's own CPU time per request and per streamed event: on a machine where the engine
+    # keeps every core busy, this is what the proxy takes from it. (A proxy idles while the other
+    # targets are measured, so the phase totals are its work for its own requests.)
+    def cpu_now() -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+    cpu_before = cpu_now()
     latency, latency_cut = interleaved(
         targets, args.latency_requests, LATENCY_BATCH, lambda c: chat(c, max_tokens=1), args.phase_timeout
     )
-    cpu_per_request = (cpu_seconds(bodhi_pid) - cpu_before) / max(1, len(latency["bodhi"]))
+    cpu_after = cpu_now()
+    cpu_per_request = {name: (cpu_after[name] - cpu_before[name]) / max(1, len(latency[name])) for name in pids}
 
-    events = {"bodhi": 0}
+    clients = {id(target.client): target.name for target in targets}
+    events = {name: 0 for name in pids}
 
     def counted_stream_rate(client: httpx.Client) -> float:
         times = stream(client)
-        if client is targets[0].client:
-            events["bodhi"] += len(times)
+        if clients[id(client)] in events:
+            events[clients[id(client)]] += len(times)
         return decode_rate(times)
 
-    cpu_before = cpu_seconds(bodhi_pid)
+    cpu_before = cpu_now()
     streams, stream_cut = interleaved(targets, args.stream_requests, 1, counted_stream_rate, args.phase_timeout)
-    cpu_per_event = (cpu_seconds(bodhi_pid) - cpu_before) / max(1, events["bodhi"])
+    cpu_after = cpu_now()
+    cpu_per_event = {name: (cpu_after[name] - cpu_before[name]) / max(1, events[name]) for name in pids}
     aggregate, aggregate_cut = interleaved(
         targets, args.rounds, 1, lambda c: aggregate_rate(c, args.concurrency), args.phase_timeout
     )
+    pairs = min(len(s) for s in latency.values())
     return {
         "latency_ms": {
             name: {"p50": percentile(s, 50), "p95": percentile(s, 95), "samples": s} for name, s in latency.items()
         },
+        "added_latency_ms": {
+            name: median([latency[name][i] - latency["direct"][i] for i in range(pairs)]) for name in pids
+        },
         "stream_tokens_per_s": {name: {"median": median(s), "samples": s} for name, s in streams.items()},
         "aggregate_tokens_per_s": {name: {"median": median(s), "samples": s} for name, s in aggregate.items()},
-        "bodhi_cpu_us": {"per_request": cpu_per_request * 1e6, "per_stream_event": cpu_per_event * 1e6},
+        "proxy_cpu_us": {
+            name: {"per_request": cpu_per_request[name] * 1e6, "per_stream_event": cpu_per_event[name] * 1e6}
+            for name in pids
+        },
         "stopped_early": [
             phase
             for phase, cut in (("latency", latency_cut), ("stream", stream_cut), ("aggregate", aggregate_cut))
@@ -306,29 +389,42 @@ def median(values: list[float]) -> float:
 def markdown(report: dict) -> str:
     cfg = report["config"]
     lat, st, agg = report["latency_ms"], report["stream_tokens_per_s"], report["aggregate_tokens_per_s"]
+    proxies = [name for name in ("bodhi", "nginx") if name in lat]
+    n_latency, n_stream = len(lat["bodhi"]["samples"]), len(st["bodhi"]["samples"])
     rows = [
-        (f"non-stream latency p50, ms (n={len(lat['bodhi']['samples'])})", lat["bodhi"]["p50"], lat["direct"]["p50"]),
-        (f"non-stream latency p95, ms (n={len(lat['bodhi']['samples'])})", lat["bodhi"]["p95"], lat["direct"]["p95"]),
-        (
-            f"stream decode tokens/s, median (n={len(st['bodhi']['samples'])})",
-            st["bodhi"]["median"],
-            st["direct"]["median"],
-        ),
-        (f"aggregate tokens/s, {cfg['concurrency']} streams, median", agg["bodhi"]["median"], agg["direct"]["median"]),
+        (f"non-stream latency p50, ms (n={n_latency})", {name: lat[name]["p50"] for name in lat}),
+        (f"non-stream latency p95, ms (n={n_latency})", {name: lat[name]["p95"] for name in lat}),
+        (f"stream decode tokens/s, median (n={n_stream})", {name: st[name]["median"] for name in st}),
+        (f"aggregate tokens/s, {cfg['concurrency']} streams, median", {name: agg[name]["median"] for name in agg}),
     ]
+    label = {"bodhi": "Bodhi", "nginx": "nginx"}
+    header = "| metric | direct | " + " | ".join(
+        f"{label[p]} | {label[p]} − direct | {label[p]} / direct" for p in proxies) + " |"
     lines = [
         f"Model {cfg['model']}, {cfg['cpus']} CPUs, {cfg['stream_tokens']} tokens per stream.",
         "",
-        "| metric | Bodhi | direct | Bodhi − direct | Bodhi / direct |",
-        "|---|---:|---:|---:|---:|",
+        header,
+        "|---|---:|" + "---:|---:|---:|" * len(proxies),
     ]
-    lines += [f"| {name} | {b:.2f} | {d:.2f} | {b - d:+.2f} | {b / d if d else math.nan:.3f} |" for name, b, d in rows]
-    cpu = report["bodhi_cpu_us"]
-    lines += [
-        "",
-        f"Bodhi's own CPU time: {cpu['per_request']:.0f} µs per non-stream request, "
-        f"{cpu['per_stream_event']:.0f} µs per streamed event.",
-    ]
+    for name, values in rows:
+        direct = values["direct"]
+        cells = [f"{direct:.2f}"]
+        for proxy in proxies:
+            value = values[proxy]
+            cells += [f"{value:.2f}", f"{value - direct:+.2f}", f"{value / direct if direct else math.nan:.3f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    # The drift-free estimate goes in the difference column; the others have no counterpart.
+    cells = [""] + [cell for proxy in proxies for cell in ("", f"{report['added_latency_ms'][proxy]:+.2f}", "")]
+    lines.append("| added latency, median of paired differences, ms | " + " | ".join(cells) + " |")
+    lines.append("")
+    for proxy in proxies:
+        cpu = report["proxy_cpu_us"][proxy]
+        lines.append(
+            f"{label[proxy]}'s own CPU time: {cpu['per_request']:.0f} µs per non-stream request, "
+            f"{cpu['per_stream_event']:.0f} µs per streamed event."
+        )
+    if "nginx" not in lat:
+        lines += ["", "(nginx not found: no reference proxy in this run; `scripts/bootstrap --bench` installs it.)"]
     if report["stopped_early"]:
         lines += ["", f"Stopped early (phase timeout): {', '.join(report['stopped_early'])}."]
     return "\n".join(lines)
