@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -42,6 +45,8 @@ public final class EngineReplyBody: AsyncSequence, Sendable {
             }
             if whole == nil { whole = chunk } else { whole!.writeBuffer(&chunk) }
         }
+        // The stream also ends early when the caller is cancelled: that is no whole body.
+        try Task.checkCancellation()
         return whole ?? ByteBuffer()
     }
 }
@@ -113,23 +118,30 @@ public final class EngineClient: Sendable {
                 return try await exchange(on: pooled, head: head, body: body)
             } catch EngineClientError.connectionClosed(replyStarted: false) {
                 // The stale close described above: fall through to a fresh connection.
-            } catch let error as ChannelError where error == .ioOnClosedChannel || error == .alreadyClosed {
             }
         }
         return try await exchange(on: try await connect(address), head: head, body: body)
     }
 
-    /// Closes the idle connections; later requests are refused.
+    /// Kept-alive connections waiting for a request, to all engines.
+    var idleConnections: Int {
+        pool.withLock { $0.idle.values.reduce(0) { $0 + $1.count } }
+    }
+
+    /// Closes the idle connections, and each running one as its exchange ends.
     public func shutdown() {
         let idle = pool.withLock { pool in
             pool.shutDown = true
-            defer { pool.idle = [:] }
-            return pool.idle.values.joined()
+            let idle = Array(pool.idle.values.joined())
+            pool.idle = [:]
+            return idle
         }
         for entry in idle { entry.connection.channel.close(promise: nil) }
     }
 
     private func exchange(on connection: EngineConnection, head: HTTPRequestHead, body: ByteBuffer) async throws -> EngineReply {
+        // A caller already gone (cancelled while queued, or between tries) sends nothing.
+        try Task.checkCancellation()
         let id = exchangeIDs.wrappingAdd(1, ordering: .relaxed).newValue
         let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
         let replyHead = connection.channel.eventLoop.makePromise(of: HTTPResponseHead.self)
@@ -149,7 +161,18 @@ public final class EngineClient: Sendable {
             continuation.finish(throwing: closed)
         }
         connection.channel.writeAndFlush(exchange, promise: written)
-        let response = try await replyHead.futureResult.get()
+        // A caller that goes away (its client hung up) while the engine works on the request
+        // closes the connection, which stops the engine; it is not sent again.
+        let response: HTTPResponseHead
+        do {
+            response = try await withTaskCancellationHandler {
+                try await replyHead.futureResult.get()
+            } onCancel: {
+                connection.abandon(id)
+            }
+        } catch where Task.isCancelled {
+            throw CancellationError()
+        }
         return EngineReply(
             status: Int(response.status.code), contentType: response.headers.first(name: "Content-Type"),
             body: EngineReplyBody(chunks: chunks, abandon: { connection.abandon(id) }))
@@ -165,7 +188,18 @@ public final class EngineClient: Sendable {
                 }
             }
             .connect(host: address.host, port: address.port).get()
-        return EngineConnection(channel: channel, address: address)
+        let connection = EngineConnection(channel: channel, address: address)
+        // Engines come and go on new ports: a closed connection leaves the pool at once, so that
+        // an unloaded engine's connections are not kept.
+        channel.closeFuture.whenComplete { [self] _ in forget(connection) }
+        return connection
+    }
+
+    private func forget(_ connection: EngineConnection) {
+        pool.withLock { pool in
+            pool.idle[connection.address]?.removeAll { $0.connection === connection }
+            if pool.idle[connection.address]?.isEmpty == true { pool.idle[connection.address] = nil }
+        }
     }
 
     private func takeIdle(_ address: Address) -> EngineConnection? {
@@ -263,8 +297,9 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
             exchange.replyBody.yield(chunk)
         case .end:
             current = nil
-            exchange.replyBody.finish()
+            // Pooled before the reader learns of the end, so that its next request finds it.
             exchange.ended(keepAlive)
+            exchange.replyBody.finish()
         }
     }
 
@@ -278,7 +313,13 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        fail(error)
+        // A reset or broken pipe is the engine closing the connection; anything else (a reply
+        // that does not parse) is its own failure, and never a reason to send the request again.
+        if let error = error as? IOError, [ECONNRESET, EPIPE].contains(error.errnoCode) {
+            fail(EngineClientError.connectionClosed(replyStarted: replyStarted))
+        } else {
+            fail(error)
+        }
         context.close(promise: nil)
     }
 
@@ -290,14 +331,7 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func fail(_ error: any Error) {
         guard let exchange = current else { return }
         current = nil
-        if !replyStarted {
-            // Said as "closed before replying", whatever the socket error, so that the caller
-            // knows the engine never answered this request.
-            let closed = EngineClientError.connectionClosed(replyStarted: false)
-            exchange.replyHead.fail(closed)
-            exchange.replyBody.finish(throwing: closed)
-        } else {
-            exchange.replyBody.finish(throwing: error)
-        }
+        if !replyStarted { exchange.replyHead.fail(error) }
+        exchange.replyBody.finish(throwing: error)
     }
 }

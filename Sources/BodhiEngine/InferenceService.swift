@@ -277,7 +277,13 @@ public struct InferenceService: Sendable {
         return served
     }
 
-    private func engineStopped(_ model: String, _ error: any Error) -> BodhiError {
+    /// What a failed engine exchange tells the caller: the engine stopped (503), or, when the
+    /// caller itself went away and so stopped the exchange, just that.
+    private func engineStopped(_ model: String, _ error: any Error) -> any Error {
+        if error is CancellationError || Task.isCancelled {
+            logger.debug("client went away before the engine replied; its request was stopped", metadata: ["model": "\(model)"])
+            return CancellationError()
+        }
         logger.warning("engine request failed", metadata: ["model": "\(model)", "error": "\(error)"])
         return BodhiError.engineUnavailable(
             "The engine for model '\(model)' stopped while serving the request; it is being restarted. Retry shortly.",

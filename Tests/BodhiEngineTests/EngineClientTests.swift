@@ -12,7 +12,10 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
 
     enum Answer: Sendable {
         case reply(String)
+        /// A reply, then a close: an engine's keep-alive timeout firing after it.
+        case replyThenHangUp(String)
         case hangUp
+        case noAnswer
         case endlessStream(firstChunk: String)
     }
 
@@ -49,8 +52,14 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
         case .reply(let body):
             let reply = "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\nContent-Type: application/json\r\n\r\n\(body)"
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply)), promise: nil)
+        case .replyThenHangUp(let body):
+            let reply = "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply)), promise: nil)
+            context.close(promise: nil)
         case .hangUp:
             context.close(promise: nil)
+        case .noAnswer:
+            break
         case .endlessStream(let chunk):
             let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n"
             let first = String(chunk.utf8.count, radix: 16) + "\r\n" + chunk + "\r\n"
@@ -87,6 +96,19 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
         }
         #expect(engine.requests == 3)
         #expect(engine.connections == 1)
+        #expect(client.idleConnections == 1)
+    }
+
+    @Test func aConnectionTheEngineClosesLeavesThePool() async throws {
+        let engine = ScriptedEngine { _ in .replyThenHangUp("ok") }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        try await engine.serve { endpoint in
+            let reply = try await client.post("/v1/completions", to: endpoint, body: body)
+            #expect(String(buffer: try await reply.body.collect(upTo: 1024)) == "ok")
+            for _ in 0..<200 where client.idleConnections > 0 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(client.idleConnections == 0)
+        }
     }
 
     @Test func aRequestMetByAClosingKeptAliveConnectionIsSentOnceMore() async throws {
@@ -145,6 +167,22 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
             #expect(String(buffer: try await next.body.collect(upTo: 1024)) == "ok")
         }
         #expect(engine.connections == 2)
+    }
+
+    @Test func aCallerThatGoesAwayBeforeTheReplyClosesTheConnection() async throws {
+        let engine = ScriptedEngine { _ in .noAnswer }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        try await engine.serve { endpoint in
+            let waiting = Task { try await client.post("/v1/chat/completions", to: endpoint, body: body) }
+            for _ in 0..<200 where engine.requests == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            waiting.cancel()
+            await #expect(throws: CancellationError.self) { try await waiting.value }
+            for _ in 0..<200 where engine.closedConnections == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(engine.closedConnections == 1)
+        }
+        // Not sent again on another connection.
+        #expect(engine.requests == 1)
     }
 
     @Test func aReplyBeyondTheLimitIsRefused() async throws {
