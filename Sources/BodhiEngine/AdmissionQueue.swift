@@ -11,14 +11,15 @@ public struct InferenceCaller: Sendable {
     public var limitKey: String
     /// Unlimited callers are served before everyone else.
     public var priority: Bool
-    /// Completes when the client's connection closes: a request still waiting then leaves the queue.
-    public var connectionClosed: EventLoopFuture<Void>?
+    /// The client's connection: when it closes, a request still waiting leaves the queue and one
+    /// the engine is working on stops.
+    public var connection: ClientConnection?
 
-    public init(fairnessKey: String, limitKey: String, priority: Bool = false, connectionClosed: EventLoopFuture<Void>? = nil) {
+    public init(fairnessKey: String, limitKey: String, priority: Bool = false, connection: ClientConnection? = nil) {
         self.fairnessKey = fairnessKey
         self.limitKey = limitKey
         self.priority = priority
-        self.connectionClosed = connectionClosed
+        self.connection = connection
     }
 
     /// Set by the HTTP layer for the request being served. A task-local value so that every
@@ -135,6 +136,8 @@ public actor AdmissionQueue {
                 retryAfterSeconds: 2)
         }
         lanes[model] = lane
+        var hangUp: HangUpWatch?
+        defer { hangUp?.end() }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 if Task.isCancelled {
@@ -148,7 +151,7 @@ public actor AdmissionQueue {
                     lanes[model, default: Lane(slots: slots)].normal.append(waiter, for: caller.fairnessKey)
                 }
                 totalWaiting.add(1, ordering: .relaxed)
-                caller.connectionClosed?.whenComplete { _ in
+                hangUp = caller.connection?.onHangUp {
                     Task { await self.leave(model, id: id) }
                 }
             }

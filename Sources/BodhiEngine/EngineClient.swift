@@ -55,12 +55,15 @@ public enum EngineClientError: Error, Equatable, CustomStringConvertible {
     /// The connection closed before the engine finished its answer (or before it began one).
     case connectionClosed(replyStarted: Bool)
     case replyTooLarge(limit: Int)
+    /// Stopped on purpose: the caller gave the reply up, or its own client hung up.
+    case abandoned
 
     public var description: String {
         switch self {
         case .connectionClosed(let started):
             started ? "the engine closed the connection mid-reply" : "the engine closed the connection before replying"
         case .replyTooLarge(let limit): "the engine's reply is larger than \(limit) bytes"
+        case .abandoned: "the request was given up before the engine finished it"
         }
     }
 }
@@ -100,12 +103,13 @@ public final class EngineClient: Sendable {
     }
 
     /// Sends `body` as a JSON POST to `path` of the engine at `endpoint`, and returns once the
-    /// engine's status line and headers are in.
+    /// engine's status line and headers are in. When `client` (the connection the request came
+    /// on) hangs up before the reply has ended, the exchange is abandoned, which stops the engine.
     ///
     /// llama-server closes idle kept-alive connections after a few seconds; a request that meets
     /// such a close before any answer was never read by the engine, so it is sent once more on a
     /// fresh connection.
-    public func post(_ path: String, to endpoint: EngineEndpoint, body: ByteBuffer) async throws -> EngineReply {
+    public func post(_ path: String, to endpoint: EngineEndpoint, body: ByteBuffer, client: ClientConnection? = nil) async throws -> EngineReply {
         let address = Address(host: endpoint.host, port: endpoint.port)
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
         head.headers.reserveCapacity(4)
@@ -115,12 +119,12 @@ public final class EngineClient: Sendable {
         head.headers.add(name: "Content-Length", value: String(body.readableBytes))
         if let pooled = takeIdle(address) {
             do {
-                return try await exchange(on: pooled, head: head, body: body)
+                return try await exchange(on: pooled, head: head, body: body, client: client)
             } catch EngineClientError.connectionClosed(replyStarted: false) {
                 // The stale close described above: fall through to a fresh connection.
             }
         }
-        return try await exchange(on: try await connect(address), head: head, body: body)
+        return try await exchange(on: try await connect(address), head: head, body: body, client: client)
     }
 
     /// Kept-alive connections waiting for a request, to all engines.
@@ -139,7 +143,9 @@ public final class EngineClient: Sendable {
         for entry in idle { entry.connection.channel.close(promise: nil) }
     }
 
-    private func exchange(on connection: EngineConnection, head: HTTPRequestHead, body: ByteBuffer) async throws -> EngineReply {
+    private func exchange(
+        on connection: EngineConnection, head: HTTPRequestHead, body: ByteBuffer, client: ClientConnection?
+    ) async throws -> EngineReply {
         // A caller already gone (cancelled while queued, or between tries) sends nothing.
         try Task.checkCancellation()
         let id = exchangeIDs.wrappingAdd(1, ordering: .relaxed).newValue
@@ -150,7 +156,11 @@ public final class EngineClient: Sendable {
             ended: { [self] keepAlive in
                 if keepAlive { giveBack(connection) } else { connection.channel.close(promise: nil) }
             })
+        // Abandoning is safe at any time: the handler ignores it once the exchange ended, and
+        // remembers it when it comes before the exchange started.
+        let watch = client?.onHangUp { connection.abandon(id) }
         continuation.onTermination = { termination in
+            watch?.end()
             if case .cancelled = termination { connection.abandon(id) }
         }
         let written = connection.channel.eventLoop.makePromise(of: Void.self)
@@ -270,6 +280,10 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var current: EngineExchange?
     private var replyStarted = false
     private var keepAlive = true
+    /// The newest exchange started here; ids only grow, so an abandon with a higher id is for an
+    /// exchange still on its way to this handler.
+    private var lastStarted: UInt64 = 0
+    private var abandonedAhead: UInt64?
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let exchange = unwrapOutboundIn(data)
@@ -277,6 +291,16 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
             exchange.replyHead.fail(ChannelError.inappropriateOperationForState)
             exchange.replyBody.finish(throwing: ChannelError.inappropriateOperationForState)
             promise?.fail(ChannelError.inappropriateOperationForState)
+            return
+        }
+        lastStarted = exchange.id
+        if abandonedAhead == exchange.id {
+            // Given up before it was sent: nothing went out, so the connection is as good as new.
+            abandonedAhead = nil
+            exchange.replyHead.fail(EngineClientError.abandoned)
+            exchange.replyBody.finish(throwing: EngineClientError.abandoned)
+            exchange.ended(true)
+            promise?.succeed()
             return
         }
         current = exchange
@@ -305,7 +329,12 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
         if let abandon = event as? Abandon {
-            if current?.id == abandon.id { context.close(promise: nil) }
+            if current?.id == abandon.id {
+                fail(EngineClientError.abandoned)
+                context.close(promise: nil)
+            } else if abandon.id > lastStarted {
+                abandonedAhead = abandon.id
+            }
             promise?.succeed()
         } else {
             context.triggerUserOutboundEvent(event, promise: promise)

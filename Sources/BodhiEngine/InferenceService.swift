@@ -79,6 +79,9 @@ public struct EventStream: Sendable {
             reply.body.cancel()
             logger.debug("client went away mid-stream; engine generation stopped", metadata: ["error": "\(error.underlying)"])
             return timing
+        } catch EngineClientError.abandoned {
+            logger.debug("client hung up mid-stream; engine generation stopped")
+            return timing
         } catch {
             logger.warning("engine failed mid-stream", metadata: ["model": "\(slot.lease.modelID)", "error": "\(error)"])
         }
@@ -236,7 +239,7 @@ public struct InferenceService: Sendable {
         let slot = InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
         let reply: EngineReply
         do {
-            reply = try await engines.post(operation.rawValue, to: lease.endpoint, body: body)
+            reply = try await engines.post(operation.rawValue, to: lease.endpoint, body: body, client: caller.connection)
         } catch {
             await slot.finish(status: 503)
             throw engineStopped(model.id, error)
@@ -280,7 +283,7 @@ public struct InferenceService: Sendable {
     /// What a failed engine exchange tells the caller: the engine stopped (503), or, when the
     /// caller itself went away and so stopped the exchange, just that.
     private func engineStopped(_ model: String, _ error: any Error) -> any Error {
-        if error is CancellationError || Task.isCancelled {
+        if error is CancellationError || error as? EngineClientError == .abandoned || Task.isCancelled {
             logger.debug("client went away before the engine replied; its request was stopped", metadata: ["model": "\(model)"])
             return CancellationError()
         }

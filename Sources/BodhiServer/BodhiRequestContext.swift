@@ -1,4 +1,5 @@
 import BodhiCore
+import BodhiEngine
 import BodhiIdentity
 import Hummingbird
 import NIOCore
@@ -10,13 +11,14 @@ public struct BodhiRequestContext: RequestContext {
     public var principal: Principal?
     /// The peer's address, for sign-in throttling.
     public let clientAddress: String
-    /// Completes when the client's connection closes (a queued request then gives up its place).
-    public let connectionClosed: EventLoopFuture<Void>
+    /// The client's connection, which says when it closes (a queued request then gives up its
+    /// place, and the engine stops working on a request of a client that left).
+    public let connection: ClientConnection
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
-        connectionClosed = source.channel.closeFuture
+        connection = ClientConnection.of(source.channel)
     }
 
     /// The signed-in principal; routes behind a rule that requires one always have it.

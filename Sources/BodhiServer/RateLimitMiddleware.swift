@@ -57,7 +57,7 @@ struct RateLimitMiddleware: RouterMiddleware {
             if let principal = context.principal, routeClass == .inference {
                 let caller = InferenceCaller(
                     fairnessKey: "user:" + principal.user.id, limitKey: subject?.key ?? "",
-                    priority: subject?.unlimited == true, connectionClosed: context.connectionClosed)
+                    priority: subject?.unlimited == true, connection: context.connection)
                 response = try await InferenceCaller.$current.withValue(caller) { try await next(request, context) }
             } else {
                 response = try await next(request, context)

@@ -8,7 +8,7 @@ import Testing
 
 @Suite struct AdmissionQueueTests {
     static func caller(_ key: String, priority: Bool = false, closed: EventLoopFuture<Void>? = nil) -> InferenceCaller {
-        InferenceCaller(fairnessKey: key, limitKey: key, priority: priority, connectionClosed: closed)
+        InferenceCaller(fairnessKey: key, limitKey: key, priority: priority, connection: closed.map(ClientConnection.init(closed:)))
     }
 
     /// Starts a request that records its caller's name when admitted, then holds its slot until released.

@@ -185,6 +185,41 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
         #expect(engine.requests == 1)
     }
 
+    @Test func aClientThatHangsUpStopsTheEnginesWork() async throws {
+        let engine = ScriptedEngine { _ in .noAnswer }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        let hangUp = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
+        try await engine.serve { endpoint in
+            let waiting = Task {
+                try await client.post("/v1/chat/completions", to: endpoint, body: body, client: ClientConnection(closed: hangUp.futureResult))
+            }
+            for _ in 0..<200 where engine.requests == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            hangUp.succeed()
+            await #expect(throws: EngineClientError.abandoned) { try await waiting.value }
+            for _ in 0..<200 where engine.closedConnections == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(engine.closedConnections == 1)
+        }
+        #expect(engine.requests == 1)
+    }
+
+    @Test func aClientAlreadyGoneSendsNothing() async throws {
+        let engine = ScriptedEngine { _ in .reply("ok") }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        let gone = ClientConnection(closed: MultiThreadedEventLoopGroup.singleton.next().makeSucceededVoidFuture())
+        try await engine.serve { endpoint in
+            await #expect(throws: EngineClientError.abandoned) {
+                try await client.post("/v1/chat/completions", to: endpoint, body: body, client: gone)
+            }
+            // The connection, which carried nothing, serves the next caller.
+            let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body)
+            #expect(String(buffer: try await reply.body.collect(upTo: 1024)) == "ok")
+        }
+        #expect(engine.requests == 1)
+        #expect(engine.connections == 1)
+    }
+
     @Test func aReplyBeyondTheLimitIsRefused() async throws {
         let engine = ScriptedEngine { _ in .reply(String(repeating: "x", count: 2000)) }
         let client = EngineClient()

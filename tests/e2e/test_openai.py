@@ -224,6 +224,25 @@ def test_client_disconnect_mid_stream(bodhi: BodhiServer, client: openai.OpenAI,
     assert response.choices
 
 
+def test_client_disconnect_before_a_non_stream_reply(bodhi: BodhiServer, client: openai.OpenAI):
+    client.chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, max_tokens=1)  # the engine is loaded
+    engine_logs = list((bodhi.home / "logs").glob("*.log"))
+
+    def cancels() -> int:
+        return sum(log.read_text(errors="replace").count("cancel task") for log in engine_logs)
+
+    before = cancels()
+    body = {"model": DEFAULT_MODEL, "messages": LONG_STORY, "max_tokens": 2048, "ignore_eos": True}
+    # 2048 tokens take well over a second; the client gives up after one and hangs up.
+    with httpx.Client(base_url=bodhi.base_url, headers=bodhi.auth, timeout=1.0) as impatient:
+        with pytest.raises(httpx.ReadTimeout):
+            impatient.post("/v1/chat/completions", json=body)
+
+    # Bodhi closed its connection to the engine, so the engine stopped generating at once.
+    poll_until(lambda: cancels() > before, 10.0, "the engine to cancel the abandoned generation")
+    poll_until(lambda: bodhi.engine()["in_flight"] == 0, 10.0, "in_flight to drop to 0 after the disconnect")
+
+
 def test_engine_killed_mid_stream(bodhi: BodhiServer, client: openai.OpenAI):
     stream = client.chat.completions.create(
         model=DEFAULT_MODEL, messages=LONG_STORY, max_tokens=1024, stream=True, extra_body={"ignore_eos": True}
