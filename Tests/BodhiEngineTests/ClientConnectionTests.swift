@@ -28,10 +28,8 @@ import Testing
         let heard = Mutex(false)
         _ = connection.onHangUp { heard.withLock { $0 = true } }
         try await server.close()
-        for _ in 0..<100 where !heard.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(heard.withLock { $0 })
+        try await waitUntil { heard.withLock { $0 } }
         // Once closed, the channel is forgotten: a new lookup makes a new watcher.
-        for _ in 0..<100 where ClientConnection.of(server) === connection { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(ClientConnection.of(server) !== connection)
+        try await waitUntil { ClientConnection.of(server) !== connection }
     }
 }

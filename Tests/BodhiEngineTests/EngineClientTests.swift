@@ -79,6 +79,12 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
     }
 }
 
+/// Waits up to two seconds for `condition`, and fails the test if it never holds.
+func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    for _ in 0..<200 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
+    #expect(condition(), sourceLocation: sourceLocation)
+}
+
 @Suite struct EngineClientTests {
     let body = ByteBuffer(string: #"{"model":"m"}"#)
 
@@ -106,8 +112,7 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
         try await engine.serve { endpoint in
             let reply = try await client.post("/v1/completions", to: endpoint, body: body)
             #expect(String(buffer: try await reply.body.collect(upTo: 1024)) == "ok")
-            for _ in 0..<200 where client.idleConnections > 0 { try await Task.sleep(for: .milliseconds(10)) }
-            #expect(client.idleConnections == 0)
+            try await waitUntil { client.idleConnections == 0 }
         }
     }
 
@@ -161,45 +166,44 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
             #expect(first.map { String(buffer: $0) } == "data: {}\n\n")
             reply.body.cancel()
             // The engine sees the hang-up, and the next request gets a connection of its own.
-            for _ in 0..<200 where engine.closedConnections == 0 { try await Task.sleep(for: .milliseconds(10)) }
-            #expect(engine.closedConnections == 1)
+            try await waitUntil { engine.closedConnections == 1 }
             let next = try await client.post("/v1/chat/completions", to: endpoint, body: body)
             #expect(String(buffer: try await next.body.collect(upTo: 1024)) == "ok")
         }
         #expect(engine.connections == 2)
     }
 
-    @Test func aCallerThatGoesAwayBeforeTheReplyClosesTheConnection() async throws {
-        let engine = ScriptedEngine { _ in .noAnswer }
-        let client = EngineClient()
-        defer { client.shutdown() }
-        try await engine.serve { endpoint in
-            let waiting = Task { try await client.post("/v1/chat/completions", to: endpoint, body: body) }
-            for _ in 0..<200 where engine.requests == 0 { try await Task.sleep(for: .milliseconds(10)) }
-            waiting.cancel()
-            await #expect(throws: CancellationError.self) { try await waiting.value }
-            for _ in 0..<200 where engine.closedConnections == 0 { try await Task.sleep(for: .milliseconds(10)) }
-            #expect(engine.closedConnections == 1)
-        }
-        // Not sent again on another connection.
-        #expect(engine.requests == 1)
+    enum Departure: CaseIterable, Sendable {
+        /// The caller's task is cancelled.
+        case cancelled
+        /// The client connection the request came on closes.
+        case clientHungUp
     }
 
-    @Test func aClientThatHangsUpStopsTheEnginesWork() async throws {
+    @Test(arguments: Departure.allCases)
+    func aCallerThatGoesAwayBeforeTheReplyStopsTheEngine(_ departure: Departure) async throws {
         let engine = ScriptedEngine { _ in .noAnswer }
         let client = EngineClient()
         defer { client.shutdown() }
         let hangUp = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
+        defer { hangUp.succeed() }
         try await engine.serve { endpoint in
             let waiting = Task {
                 try await client.post("/v1/chat/completions", to: endpoint, body: body, client: ClientConnection(closed: hangUp.futureResult))
             }
-            for _ in 0..<200 where engine.requests == 0 { try await Task.sleep(for: .milliseconds(10)) }
-            hangUp.succeed()
-            await #expect(throws: EngineClientError.abandoned) { try await waiting.value }
-            for _ in 0..<200 where engine.closedConnections == 0 { try await Task.sleep(for: .milliseconds(10)) }
-            #expect(engine.closedConnections == 1)
+            try await waitUntil { engine.requests == 1 }
+            switch departure {
+            case .cancelled:
+                waiting.cancel()
+                await #expect(throws: CancellationError.self) { try await waiting.value }
+            case .clientHungUp:
+                hangUp.succeed()
+                await #expect(throws: EngineClientError.abandoned) { try await waiting.value }
+            }
+            // The connection closes, which is what makes llama-server stop.
+            try await waitUntil { engine.closedConnections == 1 }
         }
+        // Not sent again on another connection.
         #expect(engine.requests == 1)
     }
 
