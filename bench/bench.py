@@ -9,8 +9,8 @@ Steps:
   1. Start `bodhi serve` exactly as the e2e tests do and warm the default model with one request.
   2. Read that engine's llama-server arguments from GET /bodhi/v1/engines and start a second
      llama-server ("direct") with them, on its own port and without --api-key; wait for /health.
-  3. Measure both targets, interleaved (alternating batches, alternating which goes first) so that
-     drift such as thermal throttling or background load hits both alike:
+  3. Measure the targets interleaved (in turns, alternating which goes first) so that drift such as
+     thermal throttling or background load hits them alike:
        - latency: N sequential non-stream chat requests, max_tokens=1, one per target in turn -> p50/p95,
                   and the added latency as the median of the paired differences (each Bodhi request
                   against the direct request sent next to it), which drift on the machine cancels out of;
@@ -23,7 +23,7 @@ Steps:
      direct llama-server, measured in the same interleaved way: what a lean C proxy costs on this
      machine, the floor for any proxy's overhead here.
 All targets get raw httpx with one keep-alive client each, so client overhead is small and identical.
-Prints a Markdown table; --json also writes the results and raw samples. Both servers are stopped on exit.
+Prints a Markdown table; --json also writes the results and raw samples. Every server started is stopped on exit.
 """
 
 from __future__ import annotations
