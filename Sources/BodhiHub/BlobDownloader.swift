@@ -324,6 +324,6 @@ final class RunningDigest: @unchecked Sendable {
     }
 
     func hexDigest() -> String {
-        hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        hasher.finalize().lowercaseHex
     }
 }

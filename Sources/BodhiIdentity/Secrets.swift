@@ -20,14 +20,7 @@ public enum Secrets {
 
     /// Lowercase hex SHA-256 of `text`.
     public static func sha256(_ text: String) -> String {
-        let hexDigits = Array("0123456789abcdef".utf8)
-        var hex: [UInt8] = []
-        hex.reserveCapacity(64)
-        for byte in SHA256.hash(data: Data(text.utf8)) {
-            hex.append(hexDigits[Int(byte >> 4)])
-            hex.append(hexDigits[Int(byte & 0x0f)])
-        }
-        return String(decoding: hex, as: UTF8.self)
+        SHA256.hash(data: Data(text.utf8)).lowercaseHex
     }
 
     /// Equal strings compare equal; the time taken does not depend on where they differ.

@@ -283,28 +283,16 @@ final class WALIndexReader: Sendable {
     /// The first 48 bytes in hex, or "-" when the file cannot be read.
     func header() -> String {
         descriptor.withLock { fd in
-            for attempt in 0..<2 {
+            for _ in 0..<2 {
                 if fd < 0 { fd = open(path, O_RDONLY | O_CLOEXEC) }
                 guard fd >= 0 else { return "-" }
                 var bytes = [UInt8](repeating: 0, count: 48)
                 let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 48, 0) }
-                if count > 0 { return Self.hex(bytes.prefix(count)) }
+                if count > 0 { return bytes.prefix(count).lowercaseHex }
                 _ = Glibc.close(fd)
                 fd = -1
-                if attempt == 1 { break }
             }
             return "-"
         }
-    }
-
-    private static func hex(_ bytes: ArraySlice<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var text = [UInt8]()
-        text.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: text, as: UTF8.self)
     }
 }

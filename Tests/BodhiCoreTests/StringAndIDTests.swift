@@ -21,3 +21,8 @@ import Testing
     #expect("".trimmingWhitespace() == "")
     #expect("x"[...].trimmingWhitespace() == "x")
 }
+
+@Test func bytesInLowercaseHexTakeTwoDigitsEach() {
+    #expect([0x00, 0x0F, 0xAB, 0xFF].lowercaseHex == "000fabff")
+    #expect([UInt8]().lowercaseHex == "")
+}
