@@ -2,7 +2,7 @@ import Foundation
 
 extension UUID {
     /// A random (version 4) UUID from the standard library's generator (`getrandom`).
-    /// Foundation's `UUID.random()` on Linux opens and reads `/dev/urandom` on every call, which was
+    /// Foundation's `UUID()` on Linux opens and reads `/dev/urandom` on every call, which was
     /// 2 % of Bodhi's CPU per request when each request took a fresh id.
     public static func random() -> UUID {
         var generator = SystemRandomNumberGenerator()

@@ -11,15 +11,18 @@ public struct BodhiRequestContext: RequestContext {
     public var principal: Principal?
     /// The peer's address, for sign-in throttling.
     public let clientAddress: String
-    /// The client's connection, which says when it closes (a queued request then gives up its
-    /// place, and the engine stops working on a request of a client that left).
-    public let connection: ClientConnection
+    private let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
-        connection = ClientConnection.of(source.channel)
+        channel = source.channel
     }
+
+    /// The client's connection, which says when it closes (a queued request then gives up its
+    /// place, and the engine stops working on a request of a client that left). Looked up only
+    /// by the inference routes that need it, not on every request.
+    public var connection: ClientConnection { ClientConnection.of(channel) }
 
     /// The signed-in principal; routes behind a rule that requires one always have it.
     func requirePrincipal() throws -> Principal {
