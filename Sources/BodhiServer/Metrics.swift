@@ -27,6 +27,7 @@ public final class BodhiMetrics: Sendable {
         var queueModels: Set<String> = []
     }
     private let scraped = Mutex(Scraped())
+    private let handles = Mutex<[HandleKey: Handle]>([:])
 
     public init() {}
 
@@ -143,26 +144,70 @@ extension BodhiMetrics: InferenceObserver {
     }
 }
 
-/// The registry's makers by name and help text (its own take a descriptor).
+/// The registry's makers by name and help text (its own take a descriptor), each handle kept
+/// once made: the registry checks the name, every label name and the help text character by
+/// character on every call, which cost more than the update itself on the request path.
 extension BodhiMetrics {
+    /// A metric's name and label pairs, flattened: what tells two handles apart.
+    struct HandleKey: Hashable {
+        let parts: [String]
+
+        init(_ name: String, _ labels: [(String, String)]) {
+            var parts = [name]
+            parts.reserveCapacity(1 + 2 * labels.count)
+            for (label, value) in labels { parts.append(label); parts.append(value) }
+            self.parts = parts
+        }
+    }
+
+    /// A handle of any kind (a name has one kind: the registry enforces it).
+    enum Handle {
+        case counter(Counter)
+        case gauge(Gauge)
+        case durationHistogram(DurationHistogram)
+        case valueHistogram(ValueHistogram)
+    }
+
     private static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
+    /// The handle made for `key` so far, or the one `make` makes now, kept from then on. Label
+    /// values are models, routes, statuses and policies: bounded sets, which the registry keeps anyway.
+    private func handle(_ key: HandleKey, make: () -> Handle) -> Handle {
+        if let known = handles.withLock({ $0[key] }) { return known }
+        // Made outside the lock: the registry has its own, and gives racers the same handle.
+        let made = make()
+        handles.withLock { $0[key] = made }
+        return made
+    }
+
     func makeCounter(name: String, labels: [(String, String)] = [], help: String) -> Counter {
-        registry.makeCounter(descriptor: Self.descriptor(name, help), labels: labels)
+        let made = handle(HandleKey(name, labels)) { .counter(registry.makeCounter(descriptor: Self.descriptor(name, help), labels: labels)) }
+        if case .counter(let counter) = made { return counter }
+        preconditionFailure("\(name) is not a counter")
     }
 
     func makeGauge(name: String, labels: [(String, String)] = [], help: String) -> Gauge {
-        registry.makeGauge(descriptor: Self.descriptor(name, help), labels: labels)
+        let made = handle(HandleKey(name, labels)) { .gauge(registry.makeGauge(descriptor: Self.descriptor(name, help), labels: labels)) }
+        if case .gauge(let gauge) = made { return gauge }
+        preconditionFailure("\(name) is not a gauge")
     }
 
     func makeDurationHistogram(name: String, labels: [(String, String)], buckets: [Duration], help: String) -> DurationHistogram {
-        registry.makeDurationHistogram(descriptor: Self.descriptor(name, help), labels: labels, buckets: buckets)
+        let made = handle(HandleKey(name, labels)) {
+            .durationHistogram(registry.makeDurationHistogram(descriptor: Self.descriptor(name, help), labels: labels, buckets: buckets))
+        }
+        if case .durationHistogram(let histogram) = made { return histogram }
+        preconditionFailure("\(name) is not a duration histogram")
     }
 
     func makeValueHistogram(name: String, labels: [(String, String)], buckets: [Double], help: String) -> ValueHistogram {
-        registry.makeValueHistogram(descriptor: Self.descriptor(name, help), labels: labels, buckets: buckets)
+        let made = handle(HandleKey(name, labels)) {
+            .valueHistogram(registry.makeValueHistogram(descriptor: Self.descriptor(name, help), labels: labels, buckets: buckets))
+        }
+        if case .valueHistogram(let histogram) = made { return histogram }
+        preconditionFailure("\(name) is not a value histogram")
     }
 }
 
