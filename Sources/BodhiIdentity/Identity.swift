@@ -34,7 +34,7 @@ public struct User: Codable, Sendable, Equatable {
     public var updatedAt: Date
 
     public init(
-        id: String = UUID.random().uuidString.lowercased(), username: String, passwordHash: String, role: Role?,
+        id: String = UUID.random().lowercaseString, username: String, passwordHash: String, role: Role?,
         disabled: Bool = false, failedLogins: Int = 0, lockedUntil: Date? = nil, createdAt: Date = Date(), updatedAt: Date = Date()
     ) {
         self.id = id
@@ -212,11 +212,44 @@ public struct Principal: Sendable, Equatable {
     }
 }
 
+/// A cheap reading of a store's files that changes whenever the stored data may have changed,
+/// other processes' writes included. Plain numbers, compared without building anything: it is
+/// read on every authenticated request.
+public struct ChangeMarker: Equatable, Sendable {
+    /// A file's modification time and size; all -1 when it cannot be read.
+    public struct FileStamp: Equatable, Sendable {
+        public var seconds: Int
+        public var nanoseconds: Int
+        public var size: Int
+
+        public init(seconds: Int, nanoseconds: Int, size: Int) {
+            self.seconds = seconds
+            self.nanoseconds = nanoseconds
+            self.size = size
+        }
+
+        public static let missing = FileStamp(seconds: -1, nanoseconds: -1, size: -1)
+    }
+
+    public var database: FileStamp
+    /// The database's write-ahead log or journal.
+    public var journal: FileStamp
+    /// Up to 64 bytes that every commit changes (SQLite's WAL index header), zero-padded; nil
+    /// when unreadable.
+    public var header: SIMD8<UInt64>?
+
+    public init(database: FileStamp, journal: FileStamp, header: SIMD8<UInt64>?) {
+        self.database = database
+        self.journal = journal
+        self.header = header
+    }
+}
+
 /// Where users, sessions, tokens and access requests are kept.
 public protocol IdentityRepository: Sendable {
-    /// A cheap value that changes whenever the stored data may have changed, other processes'
-    /// writes included; nil when there is none. Lets checked credentials be reused until it moves.
-    func changeMarker() -> String?
+    /// A value that changes whenever the stored data may have changed, other processes' writes
+    /// included; nil when there is none. Lets checked credentials be reused until it moves.
+    func changeMarker() -> ChangeMarker?
 
     func userCount(withRole role: Role) async throws -> Int
     func user(id: String) async throws -> User?
@@ -245,5 +278,5 @@ public protocol IdentityRepository: Sendable {
 }
 
 extension IdentityRepository {
-    public func changeMarker() -> String? { nil }
+    public func changeMarker() -> ChangeMarker? { nil }
 }

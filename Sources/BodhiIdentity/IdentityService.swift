@@ -2,6 +2,7 @@ import BodhiCore
 import Foundation
 import HummingbirdBcrypt
 import NIOPosix
+import Synchronization
 
 /// Users, sign-in, sessions, API tokens and access requests. Holds only what must be shared
 /// in memory (whether setup is done, recent failures per client); everything else is in the
@@ -10,7 +11,9 @@ public actor IdentityService {
     private let repository: any IdentityRepository
     private let bcryptCost: UInt8
     public let sessionLifetime: TimeInterval
-    private var setUp = false
+    /// Whether the first admin exists, once known; never unset. Outside the actor's isolation, so
+    /// that requests need not queue on the actor to ask.
+    private let setUpKnown = Atomic(false)
 
     /// Failed sign-ins per client address, for throttling.
     private var failuresByClient: [String: [Date]] = [:]
@@ -19,19 +22,32 @@ public actor IdentityService {
     /// database reads per request. An entry is used only while the repository's change marker
     /// is the one it was checked under (any write, this process's or another's — a CLI revoke —
     /// moves it) and for at most `tokenRecheck`; without a marker (PostgreSQL, shared by several
-    /// replicas) for at most `tokenRecheckWithoutMarker`.
+    /// replicas) for at most `tokenRecheckWithoutMarker`. Under a lock rather than the actor's
+    /// isolation, so that a request with a remembered token is answered without queueing on the actor.
     private struct CheckedToken {
         let principal: Principal
         let expiresAt: Date?
         let checkedAt: ContinuousClock.Instant
-        let marker: String?
+        let marker: ChangeMarker?
     }
-    private var checkedTokens: [String: CheckedToken] = [:]
+    private struct CheckedTokens {
+        var byHash: [String: CheckedToken] = [:]
+        /// Moves at every identity change made here; a check that began before one is not remembered.
+        var generation = 0
+
+        /// The principal remembered for `hash`, if it may still be trusted.
+        func principal(for hash: String, marker: ChangeMarker?, at now: ContinuousClock.Instant) -> Principal? {
+            guard let checked = byHash[hash], checked.marker == marker,
+                  now - checked.checkedAt < (marker == nil ? IdentityService.tokenRecheckWithoutMarker : IdentityService.tokenRecheck),
+                  checked.expiresAt.map({ $0 > Date() }) ?? true
+            else { return nil }
+            return checked.principal
+        }
+    }
+    private let checkedTokens = Mutex(CheckedTokens())
     /// Checks under way, by token hash: many requests with one token that all miss (after a
     /// write moved the marker) wait for one database check instead of queueing one each.
     private var checkingTokens: [String: Task<Principal, any Error>] = [:]
-    /// Moves at every identity change made here; a check that began before one is not remembered.
-    private var checkedGeneration = 0
     static let tokenRecheck: Duration = .seconds(60)
     static let tokenRecheckWithoutMarker: Duration = .seconds(5)
     static let maxCheckedTokens = 10_000
@@ -50,10 +66,14 @@ public actor IdentityService {
     // MARK: Setup
 
     /// Whether the first admin exists.
-    public func isSetUp() async throws -> Bool {
-        if setUp { return true }
-        setUp = try await repository.userCount(withRole: .admin) > 0
-        return setUp
+    public nonisolated func isSetUp() async throws -> Bool {
+        if setUpKnown.load(ordering: .acquiring) { return true }
+        return try await lookUpSetUp()
+    }
+
+    private func lookUpSetUp() async throws -> Bool {
+        if try await repository.userCount(withRole: .admin) > 0 { setUpKnown.store(true, ordering: .releasing) }
+        return setUpKnown.load(ordering: .acquiring)
     }
 
     /// Creates the first admin; refused once one exists.
@@ -62,7 +82,7 @@ public actor IdentityService {
             throw BodhiError.conflict("Bodhi is set up already; sign in as an admin to manage users.")
         }
         let user = try await newUser(username: username, password: password, role: .admin)
-        setUp = true
+        setUpKnown.store(true, ordering: .releasing)
         return user.profile
     }
 
@@ -181,31 +201,32 @@ public actor IdentityService {
     }
 
     /// The principal behind an API token.
-    public func authenticate(token: String) async throws -> Principal {
+    public nonisolated func authenticate(token: String) async throws -> Principal {
         let hash = Secrets.sha256(token)
         // Read before the database, so that a change made meanwhile is not filed under the old marker.
         let marker = repository.changeMarker()
         let now = ContinuousClock.now
         // Only well-formed tokens are remembered, so one found here needs no format check.
-        if let checked = checkedTokens[hash], checked.marker == marker,
-           now - checked.checkedAt < (marker == nil ? Self.tokenRecheckWithoutMarker : Self.tokenRecheck),
-           checked.expiresAt.map({ $0 > Date() }) ?? true {
-            return checked.principal
-        }
+        if let principal = checkedTokens.withLock({ $0.principal(for: hash, marker: marker, at: now) }) { return principal }
         guard let prefix = TokenFormat.lookupPrefix(of: token) else {
             throw BodhiError(.unauthorized, status: 401, "The API token is not valid.")
         }
+        return try await checkOnce(token: hash, prefix: prefix, marker: marker, at: now)
+    }
+
+    /// Checks a token against the database, joining a check of the same token under way.
+    private func checkOnce(token hash: String, prefix: String, marker: ChangeMarker?, at now: ContinuousClock.Instant) async throws -> Principal {
         if let checking = checkingTokens[hash] { return try await checking.value }
         let check = Task { try await self.check(token: hash, prefix: prefix, marker: marker, at: now) }
         checkingTokens[hash] = check
-        let generation = checkedGeneration
-        defer { if generation == checkedGeneration { checkingTokens[hash] = nil } }
+        let generation = checkedTokens.withLock { $0.generation }
+        defer { if generation == checkedTokens.withLock({ $0.generation }) { checkingTokens[hash] = nil } }
         return try await check.value
     }
 
     /// Reads a token and its owner from the database, and remembers the result.
-    private func check(token hash: String, prefix: String, marker: String?, at now: ContinuousClock.Instant) async throws -> Principal {
-        let generation = checkedGeneration
+    private func check(token hash: String, prefix: String, marker: ChangeMarker?, at now: ContinuousClock.Instant) async throws -> Principal {
+        let generation = checkedTokens.withLock { $0.generation }
         guard let stored = try await repository.token(prefix: prefix), Secrets.constantTimeEquals(stored.hash, hash) else {
             throw BodhiError(.unauthorized, status: 401, "The API token is not valid.")
         }
@@ -219,19 +240,23 @@ public actor IdentityService {
             try await repository.touchToken(id: stored.id, at: Date())
         }
         let principal = Principal(user: user.profile, credential: .token(id: stored.id, models: stored.models), tokenScope: stored.scope)
-        // A change made here while this check ran (a revoke) wins: nothing read before it is kept.
-        guard generation == checkedGeneration else { return principal }
-        if checkedTokens.count >= Self.maxCheckedTokens { checkedTokens.removeAll() }
-        checkedTokens[hash] = CheckedToken(principal: principal, expiresAt: stored.expiresAt, checkedAt: now, marker: marker)
+        checkedTokens.withLock { checked in
+            // A change made here while this check ran (a revoke) wins: nothing read before it is kept.
+            guard checked.generation == generation else { return }
+            if checked.byHash.count >= Self.maxCheckedTokens { checked.byHash.removeAll() }
+            checked.byHash[hash] = CheckedToken(principal: principal, expiresAt: stored.expiresAt, checkedAt: now, marker: marker)
+        }
         return principal
     }
 
     /// Who may do what just changed here: no token checked before may be trusted without a new look.
     private func forgetCheckedTokens() {
-        checkedTokens.removeAll()
+        checkedTokens.withLock { checked in
+            checked.byHash.removeAll()
+            checked.generation += 1
+        }
         // Requests from now on check anew rather than join a check that began before the change.
         checkingTokens.removeAll()
-        checkedGeneration += 1
     }
 
     private func activeUser(_ id: String) async throws -> User {
@@ -266,7 +291,7 @@ public actor IdentityService {
             return pending
         }
         let request = AccessRequest(
-            id: UUID.random().uuidString.lowercased(), userID: principal.user.id, username: principal.user.username, status: .pending,
+            id: UUID.random().lowercaseString, userID: principal.user.id, username: principal.user.username, status: .pending,
             decidedBy: nil, createdAt: Date(), decidedAt: nil)
         try await repository.insertAccessRequest(request)
         return request
@@ -374,7 +399,7 @@ public actor IdentityService {
         }
         let token = TokenFormat.make()
         let stored = APIToken(
-            id: UUID.random().uuidString.lowercased(), userID: user.id, name: trimmed, prefix: TokenFormat.lookupPrefix(of: token)!,
+            id: UUID.random().lowercaseString, userID: user.id, name: trimmed, prefix: TokenFormat.lookupPrefix(of: token)!,
             hash: Secrets.sha256(token), scope: scope, models: models, createdAt: Date(),
             expiresAt: expiresIn.map { Date().addingTimeInterval($0) }, revokedAt: nil, lastUsedAt: nil)
         try await repository.insertToken(stored)

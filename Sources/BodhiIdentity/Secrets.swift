@@ -18,9 +18,12 @@ public enum Secrets {
         return result
     }
 
-    /// Lowercase hex SHA-256 of `text`.
+    /// Lowercase hex SHA-256 of `text`, hashed from its UTF-8 in place (an API token's, on every request).
     public static func sha256(_ text: String) -> String {
-        SHA256.hash(data: Data(text.utf8)).lowercaseHex
+        var text = text
+        return text.withUTF8 { utf8 in
+            SHA256.hash(data: UnsafeRawBufferPointer(utf8)).withUnsafeBytes { $0.lowercaseHex }
+        }
     }
 
     /// Equal strings compare equal; the time taken does not depend on where they differ.

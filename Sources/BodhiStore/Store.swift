@@ -1,4 +1,5 @@
 import BodhiCore
+import BodhiIdentity
 import Foundation
 import Logging
 import SQLKit
@@ -42,20 +43,16 @@ public final class Store: Sendable {
     /// was reset to the same size within one clock tick), which every commit changes, this
     /// process's or another's (the CLI's). Two `stat`s and one `pread`, no query: it is read on
     /// every authenticated request. Nil for PostgreSQL, whose other clients leave no such trace here.
-    public func changeMarker() -> String? {
+    public func changeMarker() -> ChangeMarker? {
         guard let sqlitePath else { return nil }
-        var marker = ""
-        marker.reserveCapacity(200)
-        for path in [sqlitePath, sqlitePath + "-wal"] {
-            var status = stat()
-            if stat(path, &status) == 0 {
-                marker += "\(status.st_mtim.tv_sec).\(status.st_mtim.tv_nsec):\(status.st_size)|"
-            } else {
-                marker += "-|"
-            }
-        }
-        marker += walIndex?.header() ?? "-"
-        return marker
+        return ChangeMarker(
+            database: Self.stamp(of: sqlitePath), journal: Self.stamp(of: sqlitePath + "-wal"), header: walIndex?.header())
+    }
+
+    private static func stamp(of path: String) -> ChangeMarker.FileStamp {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return .missing }
+        return .init(seconds: status.st_mtim.tv_sec, nanoseconds: status.st_mtim.tv_nsec, size: Int(status.st_size))
     }
 
     /// Opens the database `url` names.
@@ -280,19 +277,19 @@ final class WALIndexReader: Sendable {
         descriptor.withLock { if $0 >= 0 { _ = Glibc.close($0) } }
     }
 
-    /// The first 48 bytes in hex, or "-" when the file cannot be read.
-    func header() -> String {
+    /// The header's first 48 bytes, zero-padded to 64; nil when the file cannot be read.
+    func header() -> SIMD8<UInt64>? {
         descriptor.withLock { fd in
             for _ in 0..<2 {
                 if fd < 0 { fd = open(path, O_RDONLY | O_CLOEXEC) }
-                guard fd >= 0 else { return "-" }
-                var bytes = [UInt8](repeating: 0, count: 48)
-                let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 48, 0) }
-                if count > 0 { return bytes.prefix(count).lowercaseHex }
+                guard fd >= 0 else { return nil }
+                var words = SIMD8<UInt64>()
+                let count = withUnsafeMutableBytes(of: &words) { pread(fd, $0.baseAddress, 48, 0) }
+                if count > 0 { return words }
                 _ = Glibc.close(fd)
                 fd = -1
             }
-            return "-"
+            return nil
         }
     }
 }
