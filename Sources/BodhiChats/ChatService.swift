@@ -160,7 +160,7 @@ public struct ChatService: Sendable {
 
     /// `prefix` and 32 random hex digits.
     static func newID(_ prefix: String) -> String {
-        prefix + UUID.random().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        prefix + UUID.random().lowercaseHex
     }
 
     static func missing(_ id: String) -> BodhiError {

@@ -16,3 +16,23 @@ extension UUID {
         return UUID(uuid: uuid)
     }
 }
+
+extension UUID {
+    /// The canonical form in lowercase (`8-4-4-4-12` hex digits), as ids are written, without
+    /// Foundation's uppercase string and a second one to lower it (request ids are made per request).
+    public var lowercaseString: String {
+        let hex = withUnsafeBytes(of: uuid) { Array($0.lowercaseHex.utf8) }
+        var text: [UInt8] = []
+        text.reserveCapacity(36)
+        for (index, digit) in hex.enumerated() {
+            if index == 8 || index == 12 || index == 16 || index == 20 { text.append(UInt8(ascii: "-")) }
+            text.append(digit)
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// The 32 hex digits alone, in lowercase.
+    public var lowercaseHex: String {
+        withUnsafeBytes(of: uuid) { $0.lowercaseHex }
+    }
+}

@@ -82,7 +82,7 @@ public actor PullManager {
             return existing
         }
         let record = PullRecord(
-            id: "pull-" + UUID.random().uuidString.lowercased().prefix(12), reference: reference.description, repo: reference.repo,
+            id: "pull-" + UUID.random().lowercaseString.prefix(12), reference: reference.description, repo: reference.repo,
             revision: revision, commit: snapshot.commit, model: "\(reference.repo):\(candidate.label)", files: files)
         pulls[record.id] = record
         await persist(record)

@@ -53,7 +53,7 @@ struct APIVersioningMiddleware: RouterMiddleware {
     ) async throws -> Response {
         let requestID = request.headers[APIVersioning.requestIDHeader]
             .flatMap { $0.count <= 128 && $0.allSatisfy { $0.isASCII && !$0.isWhitespace } ? $0 : nil }
-            ?? UUID.random().uuidString.lowercased()
+            ?? UUID.random().lowercaseString
         var context = context
         context.logger[metadataKey: "request_id"] = .string(requestID)
         var response = try await RequestScope.$requestID.withValue(requestID) { try await next(request, context) }

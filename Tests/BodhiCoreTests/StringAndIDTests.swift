@@ -11,6 +11,9 @@ import Testing
         #expect(Array(text)[14] == "4")
         #expect("89AB".contains(Array(text)[19]))
         #expect(UUID(uuidString: text) == id)
+        // Ids are written in lowercase: the same digits, dashes in the same places.
+        #expect(id.lowercaseString == text.lowercased())
+        #expect(id.lowercaseHex == text.lowercased().replacingOccurrences(of: "-", with: ""))
     }
 }
 

@@ -30,7 +30,7 @@ public struct AnthropicService: Sendable {
         chat["stream"] = stream
         if stream { chat["stream_options"] = ["include_usage": true] }
 
-        let id = "msg_" + UUID.random().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
+        let id = "msg_" + UUID.random().lowercaseHex.prefix(24)
         switch try await inference.handle(.chatCompletions, body: JSONBody.buffer(chat), allowedModels: nil) {
         case .complete(let status, _, let bytes):
             let object = (try? JSONBody.object(from: bytes)) ?? [:]
