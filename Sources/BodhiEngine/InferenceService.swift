@@ -196,7 +196,7 @@ public struct InferenceService: Sendable {
     }
 
     /// The fields Bodhi needs from a request body.
-    struct RequestHead: Decodable {
+    struct RequestHead {
         let model: String?
         let stream: Bool?
     }
@@ -205,14 +205,18 @@ public struct InferenceService: Sendable {
         guard body.readableBytes > 0 else {
             throw BodhiError.invalidRequest("The request body is empty; send a JSON object.")
         }
-        do {
-            return try JSONDecoder().decode(RequestHead.self, from: body)
-        } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {
-            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            if field.isEmpty { throw BodhiError.invalidRequest("The request body must be a JSON object.") }
+        let scanned = body.withUnsafeReadableBytes { bytes in
+            Result { () throws(RequestHeadScanner.Failure) in try RequestHeadScanner.scan(bytes) }
+        }
+        switch scanned {
+        case .success(let head):
+            return RequestHead(model: head.model, stream: head.stream)
+        case .failure(.notAnObject):
+            throw BodhiError.invalidRequest("The request body must be a JSON object.")
+        case .failure(.wrongType(let field)):
             let expected = field == "stream" ? "a boolean" : "a string"
             throw BodhiError.invalidRequest("'\(field)' must be \(expected).", param: field)
-        } catch {
+        case .failure(.malformed):
             throw BodhiError.invalidRequest(
                 "We could not parse the JSON body of your request. The body must be a valid JSON object.")
         }

@@ -1,0 +1,143 @@
+@testable import BodhiEngine
+import Foundation
+import Testing
+
+/// The scanner must read `model` and `stream` as a JSON parser would, and refuse what one refuses.
+struct RequestHeadScannerTests {
+    private func scan(_ text: String) throws(RequestHeadScanner.Failure) -> (model: String?, stream: Bool?) {
+        try scan(Array(text.utf8))
+    }
+
+    private func scan(_ bytes: [UInt8]) throws(RequestHeadScanner.Failure) -> (model: String?, stream: Bool?) {
+        try bytes.withUnsafeBytes { raw in Result { () throws(RequestHeadScanner.Failure) in try RequestHeadScanner.scan(raw) } }.get()
+    }
+
+    private func failure(_ text: String) -> RequestHeadScanner.Failure? {
+        do {
+            _ = try scan(text)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func readsModelAndStreamWhereverTheyAre() throws {
+        let body = #"{"messages":[{"role":"user","content":"hi \"model\": x"}],"stream":true,"model":"owner/repo:Q4_1","max_tokens":-1.5e3}"#
+        let head = try scan(body)
+        #expect(head.model == "owner/repo:Q4_1")
+        #expect(head.stream == true)
+        // Members inside nested objects are not the request's own.
+        #expect(try scan(#"{"options":{"model":"inner","stream":true}}"#) == (nil, nil))
+        #expect(try scan(" \n{ \"stream\" : false , \"model\" : null }\t") == (nil, false))
+        #expect(try scan("{}") == (nil, nil))
+        // The last of repeated members counts.
+        #expect(try scan(#"{"model":"a","model":"b"}"#).model == "b")
+    }
+
+    @Test func undoesEscapesInTheModelAndInMemberNames() throws {
+        #expect(try scan(#"{"model":"owner\/repo:Q4_1"}"#).model == "owner/repo:Q4_1")
+        #expect(try scan(#"{"mod\u0065l":"caf\u00e9 \ud83d\ude00 \"q\" \\ \t"}"#).model == "café 😀 \"q\" \\ \t")
+        #expect(try scan(#"{"model":"日本語"}"#).model == "日本語")
+    }
+
+    @Test func namesTheMemberWithTheWrongType() {
+        #expect(failure(#"{"model":5}"#) == .wrongType("model"))
+        #expect(failure(#"{"model":["a"]}"#) == .wrongType("model"))
+        #expect(failure(#"{"model":"m","stream":"yes"}"#) == .wrongType("stream"))
+        #expect(failure(#"{"stream":1}"#) == .wrongType("stream"))
+    }
+
+    @Test func refusesJSONThatIsNotAnObject() {
+        for text in ["[1,2]", "\"text\"", "3", "null", "true", " [ ] "] {
+            #expect(failure(text) == .notAnObject, "\(text)")
+        }
+    }
+
+    @Test func refusesWhatIsNotJSON() {
+        let malformed = [
+            "", " ", "{", "}", "{,}", #"{"model":"m",}"#, #"{"model" "m"}"#, #"{model:"m"}"#, "{'model':'m'}",
+            #"{"model":"m"} x"#, #"{"a":1}{"b":2}"#, #"{"a":[1,]}"#, #"{"a":[1 2]}"#, #"{"a":01}"#, #"{"a":1.}"#,
+            #"{"a":.5}"#, #"{"a":-}"#, #"{"a":1e}"#, #"{"a":+1}"#, #"{"a":NaN}"#, #"{"a":tru}"#, #"{"a":nul}"#,
+            #"{"a":"\x"}"#, #"{"a":"\u12"}"#, "{\"a\":\"line\nbreak\"}", #"{"a":"unterminated}"#, "{/* no */}",
+            #"{"model":"\ud800"}"#, #"{"model":"\udc00x"}"#, #"{"model":"\ud800\u0041"}"#, "[1,2",
+        ]
+        for text in malformed {
+            #expect(failure(text) == .malformed, "\(text)")
+        }
+        // Bytes that are not UTF-8.
+        #expect(throws: RequestHeadScanner.Failure.malformed) { try scan(Array(#"{"model":""#.utf8) + [0xFF, 0xFE] + Array(#""}"#.utf8)) }
+    }
+
+    @Test func refusesNestingDeeperThanJSONDecoderDoes() throws {
+        let depth = RequestHeadScanner.maxDepth
+        // The request object is the first level.
+        let deepest = "{\"a\":" + String(repeating: "[", count: depth - 1) + String(repeating: "]", count: depth - 1) + "}"
+        #expect(try scan(deepest) == (nil, nil))
+        let tooDeep = "{\"a\":" + String(repeating: "[", count: depth) + String(repeating: "]", count: depth) + "}"
+        #expect((try? JSONSerialization.jsonObject(with: Data(deepest.utf8))) != nil)
+        #expect((try? JSONSerialization.jsonObject(with: Data(tooDeep.utf8))) == nil)
+        #expect(failure(tooDeep) == .malformed)
+    }
+
+    /// Random edits of a real request body, checked against Foundation: the scanner accepts a
+    /// body exactly when `JSONSerialization` (which, unlike `JSONDecoder`, reads every value)
+    /// parses it as an object, reads the same fields, and names a field of the wrong type as
+    /// `JSONDecoder` does. One difference is wanted: Foundation lets trailing commas through
+    /// (`[1,]`), which RFC 8259 and llama-server refuse.
+    @Test func agreesWithFoundationOnEditedBodies() throws {
+        struct Head: Decodable {
+            let model: String?
+            let stream: Bool?
+        }
+        let original = Array(#"{"model":"owner/repo:Q4_1","messages":[{"role":"user","content":"Hi, \"you\"!"}],"stream":false,"temperature":0.5,"stop":null,"n":-1e2}"#.utf8)
+        let alphabet = Array(#"{}[]",:0123456789.-+eE tfnrl\ am"#.utf8)
+        let trailingComma = try Regex(#",\s*[\]}]"#)
+        var generator = SplitMix64(seed: 2026)
+        for round in 0..<4000 {
+            var bytes = original
+            for _ in 0...(round % 4) {
+                let position = Int(generator.next() % UInt64(bytes.count))
+                let byte = alphabet[Int(generator.next() % UInt64(alphabet.count))]
+                switch generator.next() % 3 {
+                case 0: bytes[position] = byte
+                case 1: bytes.insert(byte, at: position)
+                default: bytes.remove(at: position)
+                }
+            }
+            let text = String(decoding: bytes, as: UTF8.self)
+            let parsed = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
+            switch Result(catching: { () throws(RequestHeadScanner.Failure) in try scan(bytes) }) {
+            case .success(let head):
+                let object = try #require(parsed as? [String: Any], "accepted what Foundation refuses: \(text)")
+                let decoded = try JSONDecoder().decode(Head.self, from: Data(bytes))
+                #expect(head.model == decoded.model && head.stream == decoded.stream, "\(text)")
+                #expect(head.model == object["model"] as? String, "\(text)")
+            case .failure(.wrongType(let field)):
+                #expect(parsed is [String: Any], "\(text)")
+                #expect(throws: DecodingError.self, "\(text)") { try JSONDecoder().decode(Head.self, from: Data(bytes)) }
+                do {
+                    _ = try JSONDecoder().decode(Head.self, from: Data(bytes))
+                } catch DecodingError.typeMismatch(_, let context) {
+                    #expect(context.codingPath.map(\.stringValue) == [field], "\(text)")
+                }
+            case .failure(.notAnObject):
+                #expect(parsed != nil && !(parsed is [String: Any]), "\(text)")
+            case .failure(.malformed):
+                #expect(parsed == nil || text.contains(trailingComma), "refused what Foundation accepts: \(text)")
+            }
+        }
+    }
+}
+
+/// A small seeded generator, so that a failure repeats.
+private struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
