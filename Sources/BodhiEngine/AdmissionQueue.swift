@@ -83,6 +83,30 @@ public actor AdmissionQueue {
         var priority = RoundRobin()
         var normal = RoundRobin()
         var waiting: Int { priority.count + normal.count }
+
+        /// Takes a free slot for `id` when one is free and nobody waits for it.
+        mutating func admitNow(_ id: UInt64, slots: Int) -> Bool {
+            self.slots = slots
+            guard inFlight.count < slots, waiting == 0 else { return false }
+            inFlight.insert(id)
+            return true
+        }
+
+        /// A waiting request, taken out of its queue.
+        mutating func leave(_ id: UInt64) -> Waiter? {
+            priority.remove(id) ?? normal.remove(id)
+        }
+
+        /// Gives back `id`'s slot; returns the waiters that now take the free slots.
+        mutating func release(_ id: UInt64) -> [Waiter] {
+            guard inFlight.remove(id) != nil else { return [] }
+            var admitted: [Waiter] = []
+            while inFlight.count < slots, let waiter = priority.next() ?? normal.next() {
+                inFlight.insert(waiter.id)
+                admitted.append(waiter)
+            }
+            return admitted
+        }
     }
 
     public struct Depth: Sendable, Equatable {
@@ -91,6 +115,8 @@ public actor AdmissionQueue {
         public let waiting: Int
     }
 
+    /// Per model, kept once made (a handful): lanes are changed in place, so that a request that
+    /// finds a free slot costs no copy of the lane's sets and queues, nor a new lane.
     private var lanes: [String: Lane] = [:]
     private var nextID: UInt64 = 1
     private let maxQueue: Atomic<Int>
@@ -120,22 +146,17 @@ public actor AdmissionQueue {
         let id = nextID
         nextID += 1
         let started = ContinuousClock.now
-        var lane = lanes[model] ?? Lane(slots: slots)
-        lane.slots = slots
-        if lane.inFlight.count < slots, lane.waiting == 0 {
-            lane.inFlight.insert(id)
-            lanes[model] = lane
+        if lanes[model, default: Lane(slots: slots)].admitNow(id, slots: slots) {
             return AdmissionTicket(queue: self, model: model, id: id, waited: .zero)
         }
+        let waiting = lanes[model]?.waiting ?? 0
         let bound = maxQueue.load(ordering: .relaxed)
-        guard lane.waiting < bound else {
-            lanes[model] = lane
+        guard waiting < bound else {
             observer?.queueRejected(model: model)
             throw BodhiError.engineUnavailable(
-                "The model '\(model)' is busy: \(lane.waiting) requests are already waiting for it (BODHI_MAX_QUEUE is \(bound)). Retry shortly.",
+                "The model '\(model)' is busy: \(waiting) requests are already waiting for it (BODHI_MAX_QUEUE is \(bound)). Retry shortly.",
                 retryAfterSeconds: 2)
         }
-        lanes[model] = lane
         var hangUp: HangUpWatch?
         defer { hangUp?.end() }
         try await withTaskCancellationHandler {
@@ -163,26 +184,23 @@ public actor AdmissionQueue {
 
     /// A waiting request that went away (cancelled, or its client disconnected).
     private func leave(_ model: String, id: UInt64) {
-        guard var lane = lanes[model] else { return }
-        guard let waiter = lane.priority.remove(id) ?? lane.normal.remove(id) else { return }
+        guard let waiter = lanes[model]?.leave(id) else { return }
         totalWaiting.subtract(1, ordering: .relaxed)
-        lanes[model] = lane
         waiter.continuation.resume(throwing: CancellationError())
     }
 
     func release(_ model: String, id: UInt64) {
-        guard var lane = lanes[model], lane.inFlight.remove(id) != nil else { return }
-        while lane.inFlight.count < lane.slots, let waiter = lane.priority.next() ?? lane.normal.next() {
+        guard let admitted = lanes[model]?.release(id) else { return }
+        for waiter in admitted {
             totalWaiting.subtract(1, ordering: .relaxed)
-            lane.inFlight.insert(waiter.id)
             waiter.continuation.resume()
         }
-        if lane.inFlight.isEmpty, lane.waiting == 0 { lanes[model] = nil } else { lanes[model] = lane }
     }
 
     /// Requests in flight and waiting, per model with either.
     public func depths() -> [Depth] {
-        lanes.sorted { $0.key < $1.key }.map { Depth(model: $0.key, inFlight: $0.value.inFlight.count, waiting: $0.value.waiting) }
+        lanes.filter { !$0.value.inFlight.isEmpty || $0.value.waiting > 0 }.sorted { $0.key < $1.key }
+            .map { Depth(model: $0.key, inFlight: $0.value.inFlight.count, waiting: $0.value.waiting) }
     }
 }
 

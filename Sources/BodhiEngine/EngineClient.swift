@@ -113,8 +113,8 @@ public final class EngineClient: Sendable {
         let address = Address(host: endpoint.host, port: endpoint.port)
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
         head.headers.reserveCapacity(4)
-        head.headers.add(name: "Host", value: "\(endpoint.host):\(endpoint.port)")
-        head.headers.add(name: "Authorization", value: "Bearer \(endpoint.apiKey)")
+        head.headers.add(name: "Host", value: endpoint.hostHeader)
+        head.headers.add(name: "Authorization", value: endpoint.authorization)
         head.headers.add(name: "Content-Type", value: "application/json")
         head.headers.add(name: "Content-Length", value: String(body.readableBytes))
         if let pooled = takeIdle(address) {

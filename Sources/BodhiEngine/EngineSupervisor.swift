@@ -34,6 +34,18 @@ public struct EngineEndpoint: Sendable {
     public let port: Int
     public let apiKey: String
     public let pid: pid_t
+    /// The `Host` and `Authorization` values of every request to it, written once, not per request.
+    let hostHeader: String
+    let authorization: String
+
+    public init(host: String, port: Int, apiKey: String, pid: pid_t) {
+        self.host = host
+        self.port = port
+        self.apiKey = apiKey
+        self.pid = pid
+        hostHeader = "\(host):\(port)"
+        authorization = "Bearer \(apiKey)"
+    }
 
     public var baseURL: String { "http://\(host):\(port)" }
 }
@@ -91,8 +103,8 @@ public final class EngineLease: Sendable {
 public actor EngineSupervisor {
     private struct Running: Sendable {
         let child: ChildProcess
-        let port: Int
-        let apiKey: String
+        /// Made once per engine and handed to every lease.
+        let endpoint: EngineEndpoint
         let arguments: [String]
         let readyAt: ContinuousClock.Instant
         let loadDuration: Duration
@@ -165,8 +177,7 @@ public actor EngineSupervisor {
 
     private func lease(for modelID: String, generation: Int, running: Running) -> EngineLease {
         EngineLease(
-            endpoint: EngineEndpoint(host: "127.0.0.1", port: running.port, apiKey: running.apiKey, pid: running.child.pid),
-            modelID: modelID, generation: generation, supervisor: self)
+            endpoint: running.endpoint, modelID: modelID, generation: generation, supervisor: self)
     }
 
     func release(modelID: String, generation: Int) {
@@ -270,7 +281,9 @@ public actor EngineSupervisor {
             throw error
         }
         let ready = ContinuousClock.now
-        return Running(child: child, port: port, apiKey: apiKey, arguments: arguments, readyAt: ready, loadDuration: ready - started)
+        return Running(
+            child: child, endpoint: EngineEndpoint(host: "127.0.0.1", port: port, apiKey: apiKey, pid: child.pid),
+            arguments: arguments, readyAt: ready, loadDuration: ready - started)
     }
 
     private func forget(_ pid: pid_t) {
@@ -364,8 +377,8 @@ public actor EngineSupervisor {
                 results.append((id, true, "loading"))
                 continue
             }
-            var request = HTTPClientRequest(url: "http://127.0.0.1:\(running.port)/health")
-            request.headers.add(name: "Authorization", value: "Bearer \(running.apiKey)")
+            var request = HTTPClientRequest(url: running.endpoint.baseURL + "/health")
+            request.headers.add(name: "Authorization", value: running.endpoint.authorization)
             do {
                 let response = try await http.execute(request, timeout: .seconds(2))
                 _ = try? await response.body.collect(upTo: 64 * 1024)
@@ -382,8 +395,8 @@ public actor EngineSupervisor {
         var results: [(model: String, text: String)] = []
         for (id, engine) in engines.sorted(by: { $0.key < $1.key }) {
             guard case .ready(let running) = engine.phase else { continue }
-            var request = HTTPClientRequest(url: "http://127.0.0.1:\(running.port)/metrics")
-            request.headers.add(name: "Authorization", value: "Bearer \(running.apiKey)")
+            var request = HTTPClientRequest(url: running.endpoint.baseURL + "/metrics")
+            request.headers.add(name: "Authorization", value: running.endpoint.authorization)
             guard let response = try? await http.execute(request, timeout: .seconds(2)), response.status == .ok,
                   let body = try? await response.body.collect(upTo: 1 << 20) else { continue }
             results.append((id, String(buffer: body)))
@@ -465,7 +478,7 @@ public actor EngineSupervisor {
                     args: EngineArguments.redacted(arguments))
             case .ready(let running):
                 return EngineStatus(
-                    model: engine.model.id, state: "ready", pid: running.child.pid, port: running.port,
+                    model: engine.model.id, state: "ready", pid: running.child.pid, port: running.endpoint.port,
                     slots: slots(for: engine.model), inFlight: engine.inFlight,
                     memoryBytes: SystemResources.residentMemory(of: String(running.child.pid)), idleSeconds: idle,
                     restarts: engine.restarts, args: EngineArguments.redacted(running.arguments),
