@@ -9,8 +9,9 @@ Steps:
   1. Start `bodhi serve` exactly as the e2e tests do and warm the default model with one request.
   2. Read that engine's llama-server arguments from GET /bodhi/v1/engines and start a second
      llama-server ("direct") with them, on its own port and without --api-key; wait for /health.
-  3. Measure the targets interleaved (in turns, alternating which goes first) so that drift such as
-     thermal throttling or background load hits them alike:
+  3. Measure the targets interleaved, one request each in turn, always in the same order, so that
+     drift such as thermal throttling or background load hits them alike, and each engine is used
+     at the same pace (see "Each target its own engine" below):
        - latency: N sequential non-stream chat requests, max_tokens=1, one per target in turn -> p50/p95,
                   and the added latency as the median of the paired differences (each Bodhi request
                   against the direct request sent next to it), which drift on the machine cancels out of;
@@ -19,9 +20,16 @@ Steps:
                   median, and Bodhi / direct;
        - aggregate: R rounds of C concurrent such streams -> content chunks / wall time, median, ratio.
   4. Where nginx is installed (`scripts/bootstrap --bench` installs Debian's nginx-light), a third target:
-     nginx as a plain reverse proxy (kept-alive upstream connections, no buffering) in front of the
-     direct llama-server, measured in the same interleaved way: what a lean C proxy costs on this
-     machine, the floor for any proxy's overhead here.
+     nginx as a plain reverse proxy (kept-alive upstream connections, no buffering) in front of a
+     third llama-server started like the direct one, measured in the same interleaved way: what a
+     lean C proxy costs on this machine, the floor for any proxy's overhead here.
+
+Each target its own engine: how fast llama-server answers depends on how recently it last worked
+(its threads spin for a while after a batch, then sleep). An engine that takes two requests of every
+three answered 0.6-0.9 ms sooner than an identical one taking the third (bench/cadence.py), so when
+nginx shared the direct engine, the direct and nginx targets had a warmer engine than Bodhi's. Now
+every target has an engine of its own, each used once per turn. Two engines started alike still
+differ by up to 0.3 ms either way from one start to the next, which only repeated runs average out.
 All targets get raw httpx with one keep-alive client each, so client overhead is small and identical.
 Prints a Markdown table; --json also writes the results and raw samples. Every server started is stopped on exit.
 """
@@ -83,7 +91,9 @@ def main() -> int:
         bodhi.start()  # stops itself and reports its log if it fails
         direct: subprocess.Popen | None = None
         nginx: subprocess.Popen | None = None
+        nginx_engine: subprocess.Popen | None = None
         direct_log = workdir / "llama-server.log"
+        nginx_engine_log = workdir / "llama-server-nginx.log"
         try:
             bodhi_client = open_client(bodhi.api_url, args.concurrency, bodhi.token)
             chat(bodhi_client, max_tokens=1)  # loads the model
@@ -105,7 +115,10 @@ def main() -> int:
             pids = {"bodhi": bodhi.proc.pid}
             nginx_binary = None if args.no_nginx else find_nginx()
             if nginx_binary:
-                nginx, nginx_port = start_nginx(nginx_binary, port, workdir)
+                upstream_port = free_port()
+                nginx_engine = start_direct(args.llama_server, direct_args(engine["args"], upstream_port), nginx_engine_log)
+                wait_until_serving(nginx_engine, f"http://127.0.0.1:{upstream_port}/health", ENGINE_LOAD_TIMEOUT_S)
+                nginx, nginx_port = start_nginx(nginx_binary, upstream_port, workdir)
                 wait_until_serving(nginx, f"http://127.0.0.1:{nginx_port}/health", 30)
                 targets.append(Target("nginx", open_client(f"http://127.0.0.1:{nginx_port}/v1", args.concurrency, same_length_token)))
                 pids["nginx"] = nginx.pid
@@ -116,10 +129,9 @@ def main() -> int:
                 print(f"--- llama-server log ---\n{tail(direct_log)}", file=sys.stderr)
             raise
         finally:
-            if nginx is not None:
-                stop_process(nginx)
-            if direct is not None:
-                stop_process(direct)
+            for process in (nginx, nginx_engine, direct):
+                if process is not None:
+                    stop_process(process)
             bodhi.stop()
 
     report = {
@@ -190,7 +202,7 @@ def find_nginx() -> str | None:
 
 
 def start_nginx(binary: str, upstream_port: int, workdir: Path) -> tuple[subprocess.Popen, int]:
-    """nginx as a plain reverse proxy to the direct llama-server: one process, kept-alive upstream
+    """nginx as a plain reverse proxy to the llama-server on `upstream_port`: one process, kept-alive upstream
     connections, no buffering (so streamed tokens pass at once), every file in `workdir`."""
     port = free_port()
     prefix = workdir / "nginx"
@@ -289,11 +301,12 @@ def aggregate_rate(client: httpx.Client, concurrency: int) -> float:
 def interleaved(
     targets: list[Target], count: int, batch: int, measure: Callable[[httpx.Client], float], timeout: float
 ):
-    """`count` measurements per target in alternating batches (ABBA order); stops early after `timeout` s."""
+    """`count` measurements per target in batches, the targets always in the same order (so that each
+    engine is used at the same pace); stops early after `timeout` s."""
     samples: dict[str, list[float]] = {t.name: [] for t in targets}
     deadline = time.monotonic() + timeout
     for round_ in range(math.ceil(count / batch)):
-        for target in targets if round_ % 2 == 0 else targets[::-1]:
+        for target in targets:
             for _ in range(min(batch, count - round_ * batch)):
                 if time.monotonic() > deadline:
                     return samples, True
