@@ -369,6 +369,11 @@ def run_benchmarks(targets: list[Target], args: argparse.Namespace, pids: dict[s
         "added_latency_ms": {
             name: median([latency[name][i] - latency["direct"][i] for i in range(pairs)]) for name in pids
         },
+        # Bodhi against the reference proxy measured in the same turns: what Bodhi costs beyond the
+        # hops any proxy adds on this machine.
+        "bodhi_beyond_nginx_ms": (
+            median([latency["bodhi"][i] - latency["nginx"][i] for i in range(pairs)]) if "nginx" in latency else None
+        ),
         "stream_tokens_per_s": {name: {"median": median(s), "samples": s} for name, s in streams.items()},
         "aggregate_tokens_per_s": {name: {"median": median(s), "samples": s} for name, s in aggregate.items()},
         "proxy_cpu_us": {
@@ -430,6 +435,8 @@ def markdown(report: dict) -> str:
     cells = [""] + [cell for proxy in proxies for cell in ("", f"{report['added_latency_ms'][proxy]:+.2f}", "")]
     lines.append("| added latency, median of paired differences, ms | " + " | ".join(cells) + " |")
     lines.append("")
+    if report.get("bodhi_beyond_nginx_ms") is not None:
+        lines += [f"Bodhi − nginx, median of paired differences: {report['bodhi_beyond_nginx_ms']:+.2f} ms.", ""]
     for proxy in proxies:
         cpu = report["proxy_cpu_us"][proxy]
         lines.append(
