@@ -26,6 +26,9 @@ enum APIVersioning {
             successor: "/api/embed"),
     ]
 
+    /// The paths of `deprecations`, whatever the method.
+    static let deprecatedPaths = Set(deprecations.keys.compactMap { $0.split(separator: " ", maxSplits: 1).last.map(String.init) })
+
     static let versionHeader = HTTPField.Name("Bodhi-API-Version")!
     static let requestIDHeader = HTTPField.Name("X-Request-Id")!
     static let deprecationHeader = HTTPField.Name("Deprecation")!
@@ -60,7 +63,9 @@ struct APIVersioningMiddleware: RouterMiddleware {
         response.headers[APIVersioning.versionHeader] = APIVersioning.version
         response.headers[APIVersioning.requestIDHeader] = requestID
         let path = context.endpointPath ?? request.uri.path
-        if let deprecation = APIVersioning.deprecations["\(request.method.rawValue) \(path)"] {
+        // The table's key is built only for the few deprecated paths, not for every request.
+        if APIVersioning.deprecatedPaths.contains(path),
+           let deprecation = APIVersioning.deprecations["\(request.method.rawValue) \(path)"] {
             response.headers[APIVersioning.deprecationHeader] = "@\(Int(deprecation.since.timeIntervalSince1970))"
             response.headers[APIVersioning.sunsetHeader] = APIVersioning.httpDate(deprecation.sunset)
             response.headers[APIVersioning.linkHeader] = "<\(deprecation.successor)>; rel=\"successor-version\""

@@ -69,9 +69,31 @@ struct RateLimitMiddleware: RouterMiddleware {
 
     /// `RateLimit-Policy: "inference";q=600;w=60` and `RateLimit: "inference";r=599;t=1`, one
     /// item per policy the request counted against.
+    /// Written by appending into one buffer per header: this runs on every limited request.
     static func stamp(_ headers: inout HTTPFields, _ quotas: [RateLimiter.Quota]) {
         guard !quotas.isEmpty else { return }
-        headers[policyHeader] = quotas.map { "\"\($0.name)\";q=\($0.limit);w=\($0.windowSeconds)" }.joined(separator: ", ")
-        headers[stateHeader] = quotas.map { "\"\($0.name)\";r=\($0.remaining);t=\($0.resetSeconds)" }.joined(separator: ", ")
+        var policy = "", state = ""
+        policy.reserveCapacity(32 * quotas.count)
+        state.reserveCapacity(32 * quotas.count)
+        for quota in quotas {
+            if !policy.isEmpty {
+                policy.append(", ")
+                state.append(", ")
+            }
+            policy.append("\"")
+            policy.append(quota.name)
+            policy.append("\";q=")
+            policy.append(String(quota.limit))
+            policy.append(";w=")
+            policy.append(String(quota.windowSeconds))
+            state.append("\"")
+            state.append(quota.name)
+            state.append("\";r=")
+            state.append(String(quota.remaining))
+            state.append(";t=")
+            state.append(String(quota.resetSeconds))
+        }
+        headers[policyHeader] = policy
+        headers[stateHeader] = state
     }
 }

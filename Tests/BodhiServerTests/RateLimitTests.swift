@@ -153,6 +153,16 @@ final class ManualClock: Sendable {
         hub = try TestApp.emptyHub("limits")
     }
 
+    @Test func everyPolicyARequestCountsAgainstIsStampedInOrder() {
+        var headers = HTTPFields()
+        RateLimitMiddleware.stamp(&headers, [
+            RateLimiter.Quota(name: "address-inference", limit: 600, windowSeconds: 60, remaining: 599, resetSeconds: 1),
+            RateLimiter.Quota(name: "tokens", limit: 100_000, windowSeconds: 60, remaining: 0, resetSeconds: 36),
+        ])
+        #expect(headers[RateLimitMiddleware.policyHeader] == #""address-inference";q=600;w=60, "tokens";q=100000;w=60"#)
+        #expect(headers[RateLimitMiddleware.stateHeader] == #""address-inference";r=599;t=1, "tokens";r=0;t=36"#)
+    }
+
     @Test func overTheLimitIs429InEachAPIsOwnFormatWithRetryAfterAndRateLimitHeaders() async throws {
         let environment = ["BODHI_RATE_LIMIT_POWER_USER": "management=2/m inference=1/m"]
         try await TestApp.with(hub: hub, environment: environment) { _, client in
