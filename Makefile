@@ -37,8 +37,9 @@ test-swift:
 test-e2e:
 	BODHI_BIN=$(CURDIR)/.build/debug/bodhi $(VENV)/bin/python -m pytest tests/e2e -q
 
-## Bodhi (and nginx, as a reference proxy) against the same llama-server reached directly, the gateway
-## under wrk, fairness and compression, and bodhi pull against curl; results go to bench/results/.
+## Bodhi (and nginx, as a reference proxy) against llama-server reached directly, each target with an
+## engine started alike; the gateway under wrk, fairness and compression; and bodhi pull against curl.
+## Results go to bench/results/.
 bench: bootstrap build
 	scripts/bootstrap --test --bench
 	mkdir -p bench/results
