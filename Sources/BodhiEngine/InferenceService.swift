@@ -195,12 +195,6 @@ public struct InferenceService: Sendable {
         self.observers = observers
     }
 
-    /// The fields Bodhi needs from a request body.
-    struct RequestHead {
-        let model: String?
-        let stream: Bool?
-    }
-
     static func parseHead(_ body: ByteBuffer) throws -> RequestHead {
         guard body.readableBytes > 0 else {
             throw BodhiError.invalidRequest("The request body is empty; send a JSON object.")
@@ -210,7 +204,7 @@ public struct InferenceService: Sendable {
         }
         switch scanned {
         case .success(let head):
-            return RequestHead(model: head.model, stream: head.stream)
+            return head
         case .failure(.notAnObject):
             throw BodhiError.invalidRequest("The request body must be a JSON object.")
         case .failure(.wrongType(let field)):

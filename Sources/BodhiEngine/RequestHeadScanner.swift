@@ -1,13 +1,22 @@
+/// The fields Bodhi needs from an inference request's body.
+struct RequestHead: Equatable {
+    /// Nil when absent or null.
+    let model: String?
+    /// Nil when absent or null.
+    let stream: Bool?
+}
+
 /// Reads the top-level `model` and `stream` members of a JSON request body in one pass over its
 /// bytes, checking on the way that the whole body is JSON (RFC 8259): what Bodhi needs of every
 /// inference request before passing the body on untouched. Foundation's `JSONDecoder`, used
 /// before, built a map of the whole document and decoded through containers; on the request path
 /// that cost about 50 µs per request on a 2-vCPU machine, this a few.
 ///
-/// It accepts and refuses what `JSONDecoder` does: whitespace around values, no trailing commas
-/// or comments, no control characters in strings, numbers by the RFC's grammar, nesting at most
-/// 512 deep, valid UTF-8, and for escapes the ones the RFC lists (a `\u` surrogate half must
-/// come paired). Of repeated members the last counts.
+/// It holds the whole body to the RFC, as `JSONSerialization` and llama-server do: whitespace
+/// around values, no trailing commas or comments, no control characters in strings, numbers by
+/// the RFC's grammar, nesting at most 512 deep, valid UTF-8, and for escapes the ones the RFC lists
+/// (a `\u` surrogate half must come paired in the model's name). `JSONDecoder` only checked the
+/// values it decoded and let trailing commas through. Of repeated members the last counts.
 struct RequestHeadScanner {
     enum Failure: Error, Equatable {
         /// Not JSON.
@@ -33,8 +42,8 @@ struct RequestHeadScanner {
         self.bytes = bytes
     }
 
-    /// The body's `model` (nil when absent or null) and `stream` (nil when absent or null).
-    static func scan(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> (model: String?, stream: Bool?) {
+    /// The body's `model` and `stream`.
+    static func scan(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> RequestHead {
         guard bytes.allSatisfy({ $0 < 0x80 }) || String(validating: bytes, as: UTF8.self) != nil else { throw .malformed }
         var scanner = RequestHeadScanner(bytes)
         scanner.skipWhitespace()
@@ -45,29 +54,17 @@ struct RequestHeadScanner {
         }
         var model: (kind: Kind, range: Range<Int>)?
         var stream: Kind?
-        scanner.index += 1
-        scanner.skipWhitespace()
-        if scanner.peek() == UInt8(ascii: "}") {
-            scanner.index += 1
-        } else {
-            while true {
-                let key = try scanner.string()
-                scanner.skipWhitespace()
-                try scanner.expect(UInt8(ascii: ":"))
-                scanner.skipWhitespace()
-                let start = scanner.index
-                // The request object itself is the first level.
-                let kind = try scanner.value(depth: 2)
-                if try scanner.string(at: key, reads: "model") {
-                    model = (kind, start..<scanner.index)
-                } else if try scanner.string(at: key, reads: "stream") {
-                    stream = kind
-                }
-                if try scanner.endOfMember(closing: UInt8(ascii: "}")) { break }
+        // The request object itself is the first level.
+        try scanner.container(depth: 1, closing: UInt8(ascii: "}")) { (scanner: inout RequestHeadScanner) throws(Failure) in
+            let member = try scanner.member(depth: 1)
+            if try scanner.string(at: member.name, reads: "model") {
+                model = (member.kind, member.value)
+            } else if try scanner.string(at: member.name, reads: "stream") {
+                stream = member.kind
             }
         }
         try scanner.expectEnd()
-        return (try scanner.modelName(model), try streamFlag(stream))
+        return RequestHead(model: try scanner.modelName(model), stream: try streamFlag(stream))
     }
 
     private func modelName(_ member: (kind: Kind, range: Range<Int>)?) throws(Failure) -> String? {
@@ -93,11 +90,7 @@ struct RequestHeadScanner {
         switch peek() {
         case UInt8(ascii: "{"):
             try container(depth: depth, closing: UInt8(ascii: "}")) { (scanner: inout RequestHeadScanner) throws(Failure) in
-                _ = try scanner.string()
-                scanner.skipWhitespace()
-                try scanner.expect(UInt8(ascii: ":"))
-                scanner.skipWhitespace()
-                _ = try scanner.value(depth: depth + 1)
+                _ = try scanner.member(depth: depth)
             }
             return .container
         case UInt8(ascii: "["):
@@ -121,6 +114,18 @@ struct RequestHeadScanner {
             try number()
             return .number
         }
+    }
+
+    /// One `"name": value` member of an object at `depth`: where its name and its value are, and
+    /// the value's kind.
+    private mutating func member(depth: Int) throws(Failure) -> (name: Range<Int>, kind: Kind, value: Range<Int>) {
+        let name = try string()
+        skipWhitespace()
+        try expect(UInt8(ascii: ":"))
+        skipWhitespace()
+        let start = index
+        let kind = try value(depth: depth + 1)
+        return (name, kind, start..<index)
     }
 
     /// An object or array whose opening byte is next; `member` reads one member or element.
@@ -287,7 +292,7 @@ struct RequestHeadScanner {
                     index += 6
                 }
                 guard let unicode = Unicode.Scalar(scalar) else { throw .malformed }
-                text.append(contentsOf: String(Character(unicode)).utf8)
+                UTF8.encode(unicode) { text.append($0) }
             default: text.append(escape)  // `"`, `\` and `/` stand for themselves
             }
         }

@@ -9,7 +9,8 @@ struct RequestHeadScannerTests {
     }
 
     private func scan(_ bytes: [UInt8]) throws(RequestHeadScanner.Failure) -> (model: String?, stream: Bool?) {
-        try bytes.withUnsafeBytes { raw in Result { () throws(RequestHeadScanner.Failure) in try RequestHeadScanner.scan(raw) } }.get()
+        let head = try bytes.withUnsafeBytes { raw in Result { () throws(RequestHeadScanner.Failure) in try RequestHeadScanner.scan(raw) } }.get()
+        return (head.model, head.stream)
     }
 
     private func failure(_ text: String) -> RequestHeadScanner.Failure? {
