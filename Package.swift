@@ -138,7 +138,9 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "BodhiCoreTests", dependencies: ["BodhiCore"], swiftSettings: strict),
-        .testTarget(name: "BodhiModelsTests", dependencies: ["BodhiModels"], swiftSettings: strict),
+        // What several test targets share (a seeded generator for fuzz tests); never in a product.
+        .target(name: "BodhiTestSupport", path: "Tests/BodhiTestSupport", swiftSettings: strict),
+        .testTarget(name: "BodhiModelsTests", dependencies: ["BodhiModels", "BodhiTestSupport"], swiftSettings: strict),
         .testTarget(name: "BodhiCompatibilityTests", dependencies: ["BodhiCompatibility"], swiftSettings: strict),
         .testTarget(name: "BodhiStoreTests", dependencies: ["BodhiStore", "BodhiIdentity", "BodhiChats"], swiftSettings: strict),
         .testTarget(
@@ -148,7 +150,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BodhiEngineTests",
-            dependencies: ["BodhiEngine", .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: ["BodhiEngine", "BodhiTestSupport", .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strict
         ),
         .testTarget(

