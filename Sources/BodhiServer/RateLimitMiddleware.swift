@@ -68,32 +68,24 @@ struct RateLimitMiddleware: RouterMiddleware {
     }
 
     /// `RateLimit-Policy: "inference";q=600;w=60` and `RateLimit: "inference";r=599;t=1`, one
-    /// item per policy the request counted against.
-    /// Written by appending into one buffer per header: this runs on every limited request.
+    /// item per policy the request counted against, appended into one buffer per header (no
+    /// arrays of parts to join): this runs on every limited request.
     static func stamp(_ headers: inout HTTPFields, _ quotas: [RateLimiter.Quota]) {
         guard !quotas.isEmpty else { return }
         var policy = "", state = ""
         policy.reserveCapacity(32 * quotas.count)
         state.reserveCapacity(32 * quotas.count)
         for quota in quotas {
-            if !policy.isEmpty {
-                policy.append(", ")
-                state.append(", ")
-            }
-            policy.append("\"")
-            policy.append(quota.name)
-            policy.append("\";q=")
-            policy.append(String(quota.limit))
-            policy.append(";w=")
-            policy.append(String(quota.windowSeconds))
-            state.append("\"")
-            state.append(quota.name)
-            state.append("\";r=")
-            state.append(String(quota.remaining))
-            state.append(";t=")
-            state.append(String(quota.resetSeconds))
+            appendItem(to: &policy, quota.name, ("q", quota.limit), ("w", quota.windowSeconds))
+            appendItem(to: &state, quota.name, ("r", quota.remaining), ("t", quota.resetSeconds))
         }
         headers[policyHeader] = policy
         headers[stateHeader] = state
+    }
+
+    /// `, "name";a=1;b=2` (without the comma for the first item).
+    private static func appendItem(to text: inout String, _ name: String, _ first: (String, Int), _ second: (String, Int)) {
+        if !text.isEmpty { text.append(", ") }
+        text.append("\"\(name)\";\(first.0)=\(first.1);\(second.0)=\(second.1)")
     }
 }
