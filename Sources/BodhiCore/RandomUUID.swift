@@ -21,14 +21,16 @@ extension UUID {
     /// The canonical form in lowercase (`8-4-4-4-12` hex digits), as ids are written, without
     /// Foundation's uppercase string and a second one to lower it (request ids are made per request).
     public var lowercaseString: String {
-        let hex = withUnsafeBytes(of: uuid) { Array($0.lowercaseHex.utf8) }
-        var text: [UInt8] = []
-        text.reserveCapacity(36)
-        for (index, digit) in hex.enumerated() {
-            if index == 8 || index == 12 || index == 16 || index == 20 { text.append(UInt8(ascii: "-")) }
-            text.append(digit)
+        withUnsafeBytes(of: uuid) { bytes in
+            var text: [UInt8] = []
+            text.reserveCapacity(36)
+            for (index, byte) in bytes.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 { text.append(UInt8(ascii: "-")) }
+                text.append(hexDigit(byte >> 4))
+                text.append(hexDigit(byte & 0x0F))
+            }
+            return String(decoding: text, as: UTF8.self)
         }
-        return String(decoding: text, as: UTF8.self)
     }
 
     /// The 32 hex digits alone, in lowercase.
