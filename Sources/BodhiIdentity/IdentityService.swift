@@ -67,7 +67,7 @@ public actor IdentityService {
 
     /// Whether the first admin exists.
     public nonisolated func isSetUp() async throws -> Bool {
-        if setUpKnown.load(ordering: .acquiring) { return true }
+        if isKnownSetUp { return true }
         return try await lookUpSetUp()
     }
 
@@ -200,6 +200,19 @@ public actor IdentityService {
         return Principal(user: user.profile, credential: .session(csrfToken: session.csrfToken))
     }
 
+    /// Whether the first admin is known to exist, without asking the database.
+    public nonisolated var isKnownSetUp: Bool { setUpKnown.load(ordering: .acquiring) }
+
+    /// The principal behind an API token checked recently and still to be trusted, without
+    /// waiting for anything; nil when only the database can tell (`authenticate(token:)`).
+    public nonisolated func rememberedPrincipal(token: String) -> Principal? {
+        remembered(hash: Secrets.sha256(token), marker: repository.changeMarker(), at: .now)
+    }
+
+    private nonisolated func remembered(hash: String, marker: ChangeMarker?, at now: ContinuousClock.Instant) -> Principal? {
+        checkedTokens.withLock { $0.principal(for: hash, marker: marker, at: now) }
+    }
+
     /// The principal behind an API token.
     public nonisolated func authenticate(token: String) async throws -> Principal {
         let hash = Secrets.sha256(token)
@@ -207,7 +220,7 @@ public actor IdentityService {
         let marker = repository.changeMarker()
         let now = ContinuousClock.now
         // Only well-formed tokens are remembered, so one found here needs no format check.
-        if let principal = checkedTokens.withLock({ $0.principal(for: hash, marker: marker, at: now) }) { return principal }
+        if let principal = remembered(hash: hash, marker: marker, at: now) { return principal }
         guard let prefix = TokenFormat.lookupPrefix(of: token) else {
             throw BodhiError(.unauthorized, status: 401, "The API token is not valid.")
         }

@@ -37,39 +37,44 @@ enum APIVersioning {
 
     /// RFC 9110's IMF-fixdate, as `Sunset` carries it.
     static func httpDate(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter.string(from: date)
+        HTTPDate.format(epochSeconds: Int(date.timeIntervalSince1970.rounded(.down)))
     }
 }
 
-/// Stamps every response with `Bodhi-API-Version` and the request's id (`X-Request-Id`, the
-/// client's when it sent a sane one), and deprecated routes with `Deprecation`, `Sunset` and a
-/// `Link` to their successor (RFC 9745, RFC 8594).
+extension APIVersioning {
+    /// The request's id: the client's `X-Request-Id` when it is sane, else a fresh one.
+    static func requestID(sentByClient sent: String?) -> String {
+        sent.flatMap { $0.count <= 128 && $0.allSatisfy { $0.isASCII && !$0.isWhitespace } ? $0 : nil }
+            ?? UUID.random().lowercaseString
+    }
+
+    /// `Bodhi-API-Version` and `X-Request-Id` on every response, and on a deprecated route's
+    /// `Deprecation`, `Sunset` and a `Link` to its successor (RFC 9745, RFC 8594).
+    static func stamp(_ headers: inout HTTPFields, requestID: String, method: HTTPRequest.Method, path: String) {
+        headers[versionHeader] = version
+        headers[requestIDHeader] = requestID
+        // The table's key is built only for the few deprecated paths, not for every request.
+        if deprecatedPaths.contains(path), let deprecation = deprecations["\(method.rawValue) \(path)"] {
+            headers[deprecationHeader] = "@\(Int(deprecation.since.timeIntervalSince1970))"
+            headers[sunsetHeader] = httpDate(deprecation.sunset)
+            headers[linkHeader] = "<\(deprecation.successor)>; rel=\"successor-version\""
+        }
+    }
+}
+
+/// Stamps every response with the API version and the request's id, and deprecated routes
+/// with their retirement (`APIVersioning.stamp`).
 struct APIVersioningMiddleware: RouterMiddleware {
     typealias Context = BodhiRequestContext
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        let requestID = request.headers[APIVersioning.requestIDHeader]
-            .flatMap { $0.count <= 128 && $0.allSatisfy { $0.isASCII && !$0.isWhitespace } ? $0 : nil }
-            ?? UUID.random().lowercaseString
+        let requestID = APIVersioning.requestID(sentByClient: request.headers[APIVersioning.requestIDHeader])
         var context = context
         context.logger[metadataKey: "request_id"] = .string(requestID)
         var response = try await RequestScope.$requestID.withValue(requestID) { try await next(request, context) }
-        response.headers[APIVersioning.versionHeader] = APIVersioning.version
-        response.headers[APIVersioning.requestIDHeader] = requestID
-        let path = context.endpointPath ?? request.uri.path
-        // The table's key is built only for the few deprecated paths, not for every request.
-        if APIVersioning.deprecatedPaths.contains(path),
-           let deprecation = APIVersioning.deprecations["\(request.method.rawValue) \(path)"] {
-            response.headers[APIVersioning.deprecationHeader] = "@\(Int(deprecation.since.timeIntervalSince1970))"
-            response.headers[APIVersioning.sunsetHeader] = APIVersioning.httpDate(deprecation.sunset)
-            response.headers[APIVersioning.linkHeader] = "<\(deprecation.successor)>; rel=\"successor-version\""
-        }
+        APIVersioning.stamp(&response.headers, requestID: requestID, method: request.method, path: context.endpointPath ?? request.uri.path)
         return response
     }
 }

@@ -30,6 +30,14 @@ struct AccessMiddleware: RouterMiddleware {
             throw BodhiError(.unauthorized, status: 401,
                              "Sign in, or send an API token as `Authorization: Bearer bodhi_...`.")
         }
+        try Self.authorize(principal, under: rule, method: request.method, csrfToken: request.headers[Self.csrfHeader])
+        var context = context
+        context.principal = principal
+        return try await next(request, context)
+    }
+
+    /// Whether `principal` may use a route under `rule`; the 403 that says why not.
+    static func authorize(_ principal: Principal, under rule: AccessPolicy.Rule, method: HTTPRequest.Method, csrfToken: String?) throws {
         if rule.sessionOnly, !principal.isSession {
             throw BodhiError(.forbidden, status: 403, "This needs a signed-in browser session; API tokens cannot do it.")
         }
@@ -40,28 +48,33 @@ struct AccessMiddleware: RouterMiddleware {
                 throw BodhiError(.forbidden, status: 403, "This needs the role \(needed.rawValue) or higher; \(have).")
             }
         }
-        if case .session(let csrf) = principal.credential, ![.get, .head, .options].contains(request.method) {
-            guard let sent = request.headers[Self.csrfHeader], Secrets.constantTimeEquals(sent, csrf) else {
+        if case .session(let csrf) = principal.credential, ![.get, .head, .options].contains(method) {
+            guard let sent = csrfToken, Secrets.constantTimeEquals(sent, csrf) else {
                 throw BodhiError(.forbidden, status: 403,
-                                 "Missing or wrong \(Self.csrfHeader) header: send the csrf_token you got at sign-in with every change.")
+                                 "Missing or wrong \(csrfHeader) header: send the csrf_token you got at sign-in with every change.")
             }
         }
-        var context = context
-        context.principal = principal
-        return try await next(request, context)
     }
 
-    /// The principal the request's credentials name; nil when it carries none.
-    private func authenticate(_ request: Request) async throws -> Principal? {
-        if let authorization = request.headers[.authorization] {
+    static let apiKeyHeader = HTTPField.Name("x-api-key")!
+
+    /// The API token the request carries (`Authorization: Bearer` or `x-api-key`); nil when it
+    /// sends none, a 401 when `Authorization` is not a bearer token.
+    static func apiToken(in headers: HTTPFields) throws -> String? {
+        if let authorization = headers[.authorization] {
             let parts = authorization.split(separator: " ", maxSplits: 1)
             guard parts.count == 2, parts[0].lowercased() == "bearer" else {
                 throw BodhiError(.unauthorized, status: 401, "Send the API token as `Authorization: Bearer bodhi_...`.")
             }
-            return try await identity.authenticate(token: parts[1].trimmingWhitespace())
+            return parts[1].trimmingWhitespace()
         }
-        if let key = request.headers[HTTPField.Name("x-api-key")!] {
-            return try await identity.authenticate(token: key.trimmingWhitespace())
+        return headers[apiKeyHeader]?.trimmingWhitespace()
+    }
+
+    /// The principal the request's credentials name; nil when it carries none.
+    private func authenticate(_ request: Request) async throws -> Principal? {
+        if let token = try Self.apiToken(in: request.headers) {
+            return try await identity.authenticate(token: token)
         }
         if let cookie = request.cookies[Self.sessionCookie] {
             return try await identity.authenticate(sessionToken: cookie.value)

@@ -1,10 +1,14 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 
 /// Builds Bodhi's HTTP application: every route family on one router, errors rendered per
 /// API family.
 public enum BodhiHTTPServer {
+    /// The `Server` header of every response.
+    static let serverName = "bodhi"
+
     public static func responder(services: BodhiServices) -> some HTTPResponder<BodhiRequestContext> {
         router(services: services).buildResponder()
     }
@@ -46,11 +50,13 @@ public enum BodhiHTTPServer {
     ) -> some ApplicationProtocol {
         Application(
             responder: responder(services: services),
-            // Connections idle this long between requests are closed (a request in progress never is).
-            server: .http1(configuration: .init(additionalChannelHandlers: [ClientHangUpHandler()], idleTimeout: .seconds(75))),
+            server: HTTPServerBuilder { responder in
+                BodhiHTTP1Channel(
+                    http1: HTTP1Channel(responder: responder), fastPath: FastInferenceRoute(services: services), idleTimeout: .seconds(75))
+            },
             // A deep accept queue: a burst of connections (a thousand clients at once) waits to be
             // accepted instead of having its SYNs dropped and retried a second or more later.
-            configuration: .init(address: .hostname(host, port: port), serverName: "bodhi", backlog: 4096),
+            configuration: .init(address: .hostname(host, port: port), serverName: serverName, backlog: 4096),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger)
     }

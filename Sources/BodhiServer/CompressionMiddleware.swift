@@ -26,10 +26,15 @@ struct CompressionMiddleware: RouterMiddleware {
     static let minimumBytes = 1024
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        var response = try await next(request, context)
-        guard let accepted = request.headers[.acceptEncoding], let encoding = Self.negotiate(accepted),
+        try await Self.compress(try await next(request, context), accepting: request.headers[.acceptEncoding], method: request.method)
+    }
+
+    /// `response`, compressed when the request's `Accept-Encoding` allows it and its body is worth it.
+    static func compress(_ response: Response, accepting accepted: String?, method: HTTPRequest.Method) async throws -> Response {
+        var response = response
+        guard let accepted, let encoding = Self.negotiate(accepted),
               response.headers[.contentEncoding] == nil, response.status != .noContent, response.status != .notModified,
-              request.method != .head, Self.isCompressible(response.headers[.contentType])
+              method != .head, Self.isCompressible(response.headers[.contentType])
         else { return response }
         if let length = response.body.contentLength {
             guard length >= Self.minimumBytes else { return response }

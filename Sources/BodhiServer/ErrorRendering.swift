@@ -16,19 +16,19 @@ struct ErrorRenderingMiddleware: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch {
-            let bodhiError = Self.bodhiError(from: error, request: request, maxBodyBytes: maxRequestBodyBytes)
+            let bodhiError = Self.bodhiError(from: error, method: request.method, path: request.uri.path, maxBodyBytes: maxRequestBodyBytes)
             return Self.render(bodhiError, path: request.uri.path)
         }
     }
 
-    static func bodhiError(from error: any Error, request: Request, maxBodyBytes: Int) -> BodhiError {
+    static func bodhiError(from error: any Error, method: HTTPRequest.Method, path: String, maxBodyBytes: Int) -> BodhiError {
         if let error = error as? BodhiError { return error }
         // Hummingbird's own errors: no route, body over the limit, ...
         if let error = error as? any HTTPResponseError {
             switch error.status {
-            case .notFound: return .notFound("There is no route \(request.method) \(request.uri.path).")
+            case .notFound: return .notFound("There is no route \(method) \(path).")
             case .contentTooLarge: return .payloadTooLarge(limitBytes: maxBodyBytes)
-            case .methodNotAllowed: return BodhiError(.invalidRequest, status: 405, "\(request.method) is not allowed on \(request.uri.path).")
+            case .methodNotAllowed: return BodhiError(.invalidRequest, status: 405, "\(method) is not allowed on \(path).")
             default:
                 let message = (error as? HTTPError)?.body ?? error.status.reasonPhrase
                 return BodhiError(.invalidRequest, status: Int(error.status.code), message)

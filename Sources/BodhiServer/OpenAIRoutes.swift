@@ -67,7 +67,12 @@ struct OpenAIRoutes {
 
     func infer(_ operation: InferenceOperation, _ request: Request, allowed: [String]?) async throws -> Response {
         let body = try await request.body.collect(upTo: services.maxRequestBodyBytes)
-        switch try await services.inference.handle(operation, body: body, allowedModels: allowed) {
+        return Self.response(for: try await services.inference.handle(operation, body: body, allowedModels: allowed))
+    }
+
+    /// An engine's answer as the client gets it: a whole body, or Server-Sent Events as they come.
+    static func response(for result: InferenceResult) -> Response {
+        switch result {
         case .complete(let status, let contentType, let bytes):
             return Response(status: .init(code: status), headers: [.contentType: contentType], body: .init(byteBuffer: bytes))
         case .events(let stream):

@@ -1,5 +1,6 @@
 import BodhiCore
 import BodhiEngine
+import BodhiIdentity
 import HTTPTypes
 import Hummingbird
 
@@ -34,14 +35,7 @@ struct RateLimitMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let path = context.endpointPath, !Self.exempt.contains(path) else { return try await next(request, context) }
         let routeClass = Self.routeClass(of: path)
-        let subject = context.principal.map { principal in
-            limiter.subject(
-                userID: principal.user.id, username: principal.user.username, role: principal.role?.rawValue,
-                tokenID: principal.tokenID)
-        }
-        let decision = limiter.check(
-            subject: subject, address: context.clientAddress, routeClass: routeClass,
-            pressure: routeClass == .inference ? admission.pressure : 0)
+        let (decision, subject) = decide(for: context.principal, address: context.clientAddress, routeClass: routeClass)
         switch decision {
         case .refused(let quotas, let retryAfter):
             metrics.recordRateLimited(routeClass: routeClass, policy: quotas[0].name)
@@ -55,9 +49,7 @@ struct RateLimitMiddleware: RouterMiddleware {
         case .unlimited, .allowed:
             var response: Response
             if let principal = context.principal, routeClass == .inference {
-                let caller = InferenceCaller(
-                    fairnessKey: "user:" + principal.user.id, limitKey: subject?.key ?? "",
-                    priority: subject?.unlimited == true, connection: context.connection)
+                let caller = Self.caller(principal, subject: subject, connection: context.connection)
                 response = try await InferenceCaller.$current.withValue(caller) { try await next(request, context) }
             } else {
                 response = try await next(request, context)
@@ -65,6 +57,27 @@ struct RateLimitMiddleware: RouterMiddleware {
             if case .allowed(let quotas) = decision { Self.stamp(&response.headers, quotas) }
             return response
         }
+    }
+
+    /// The limiter's decision on a request of `routeClass` from `principal` (nil: not signed in)
+    /// at `address`, and the subject it counted against.
+    func decide(for principal: Principal?, address: String, routeClass: RouteClass) -> (RateLimiter.Decision, RateLimiter.Subject?) {
+        let subject = principal.map { principal in
+            limiter.subject(
+                userID: principal.user.id, username: principal.user.username, role: principal.role?.rawValue,
+                tokenID: principal.tokenID)
+        }
+        let decision = limiter.check(
+            subject: subject, address: address, routeClass: routeClass,
+            pressure: routeClass == .inference ? admission.pressure : 0)
+        return (decision, subject)
+    }
+
+    /// Who an admitted inference request is, for the admission queue's round robin and the token limit.
+    static func caller(_ principal: Principal, subject: RateLimiter.Subject?, connection: ClientConnection) -> InferenceCaller {
+        InferenceCaller(
+            fairnessKey: "user:" + principal.user.id, limitKey: subject?.key ?? "",
+            priority: subject?.unlimited == true, connection: connection)
     }
 
     /// `RateLimit-Policy: "inference";q=600;w=60` and `RateLimit: "inference";r=599;t=1`, one

@@ -12,7 +12,7 @@ import HummingbirdTesting
 import Logging
 import Testing
 
-/// Bodhi's whole router on a temporary SQLite database with an admin `root` already set up
+/// Bodhi's whole HTTP server, live on a loopback port, on a temporary SQLite database with an admin `root` already set up
 /// (unless asked not to), and a client that sends root's power_user token by default.
 struct TestApp: Sendable {
     let services: BodhiServices
@@ -59,9 +59,11 @@ struct TestApp: Sendable {
                 databasePing: { try await store.ping() }, hubDirectory: hub, engineBinary: "/bin/sh", supervisor: supervisor),
             enginePlan: EnginePlan(slots: 4, contextSize: nil), gateway: gateway, maxRequestBodyBytes: maxBody)
         let app = TestApp(services: services, store: store, rootToken: rootToken, home: directory)
-        let application = Application(responder: BodhiHTTPServer.responder(services: services))
+        // The real server on a free port, so that every request crosses the real pipeline: the
+        // fast path for inference requests with a remembered token, the router for the rest.
+        let application = BodhiHTTPServer.application(services: services, host: "127.0.0.1", port: 0, logger: logger)
         do {
-            try await application.test(.router) { client in
+            try await application.test(.live) { client in
                 try await test(app, Client(inner: client, authorization: setUp ? "Bearer \(app.rootToken)" : nil))
             }
         } catch {

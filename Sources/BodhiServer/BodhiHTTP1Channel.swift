@@ -1,0 +1,38 @@
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+
+/// Hummingbird's HTTP/1.1 connection, with Bodhi's handlers in its pipeline: `ClientHangUpHandler`
+/// before Hummingbird's connection state handler (idle timeout, graceful shutdown), and
+/// `InferenceFastPath` after it, so that the state handler counts the requests the fast path
+/// answers as it counts the router's. The pipeline is otherwise the one `HTTP1Channel.setup`
+/// builds; requests that reach the end of it are served by `HTTP1Channel` itself.
+struct BodhiHTTP1Channel: ServerChildChannel {
+    typealias Value = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
+
+    let http1: HTTP1Channel
+    let fastPath: FastInferenceRoute
+    /// Connections idle this long between requests are closed (a request in progress never is).
+    let idleTimeout: Duration
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let pipeline = channel.pipeline.syncOperations
+            try pipeline.configureHTTPServerPipeline(
+                withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
+                withEncoderConfiguration: .init(), withDecoderLimitConfiguration: .init())
+            try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+            try pipeline.addHandler(ClientHangUpHandler())
+            try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
+            try pipeline.addHandler(InferenceFastPath(route: fastPath))
+            return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await http1.handle(value: value, logger: logger)
+    }
+}

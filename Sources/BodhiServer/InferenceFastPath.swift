@@ -1,0 +1,290 @@
+import BodhiCore
+import BodhiEngine
+import BodhiIdentity
+import Hummingbird
+import NIOCore
+import NIOHTTPTypes
+
+/// The common case of the OpenAI inference routes, served without the router: a request with an
+/// API token checked recently, which its role allows and no limit refuses. It takes the steps
+/// the middleware and the route take, through the same functions (`AccessMiddleware.authorize`,
+/// `RateLimitMiddleware.decide`, `InferenceService.handle`, `ErrorRenderingMiddleware.render`,
+/// `CompressionMiddleware.compress`, `APIVersioning.stamp`), in one task. Every other request,
+/// and every request this route declines, goes through the router as before.
+///
+/// Why: on a small machine Hummingbird's request path (the channel-to-task bridge, the request
+/// and context, six middleware, the async response writer) cost more than a third of Bodhi's
+/// time on an inference request (docs/PERFORMANCE.md).
+struct FastInferenceRoute: Sendable {
+    let services: BodhiServices
+    let rateLimits: RateLimitMiddleware
+
+    init(services: BodhiServices) {
+        self.services = services
+        rateLimits = RateLimitMiddleware(limiter: services.rateLimiter, admission: services.admission, metrics: services.metrics)
+    }
+
+    static let operations: [String: InferenceOperation] = Dictionary(
+        uniqueKeysWithValues: InferenceOperation.allCases.filter { $0.rawValue.hasPrefix("/v1/") }.map { ($0.rawValue, $0) })
+
+    /// A whole request this route has taken on.
+    struct Admitted: Sendable {
+        let operation: InferenceOperation
+        let head: HTTPRequest
+        let body: ByteBuffer
+        let principal: Principal
+        let limits: RateLimiter.Decision
+        let subject: RateLimiter.Subject?
+    }
+
+    /// The operation a request head asks for, when this route may take the request: a POST to an
+    /// inference path with an API token, as clients send it (no `Expect`, no `Connection: close`).
+    func operation(for head: HTTPRequest) -> InferenceOperation? {
+        guard head.method == .post, let path = head.path, let operation = Self.operations[path],
+              head.headerFields[.authorization] != nil || head.headerFields[AccessMiddleware.apiKeyHeader] != nil,
+              head.headerFields[.expect] == nil,
+              head.headerFields[.connection].map({ !$0.lowercased().contains("close") }) ?? true
+        else { return nil }
+        return operation
+    }
+
+    /// Takes the request on when nothing but the database or an error response would decide it:
+    /// Bodhi set up, the token remembered, its role enough, no limit refusing. Only the limiter's
+    /// count changes, and only when the request is taken (a refusal counts nothing; the router
+    /// then answers the 429).
+    func admit(_ operation: InferenceOperation, head: HTTPRequest, body: ByteBuffer, clientAddress: String) -> Admitted? {
+        guard services.identity.isKnownSetUp,
+              let token = try? AccessMiddleware.apiToken(in: head.headerFields),
+              let principal = services.identity.rememberedPrincipal(token: token),
+              let rule = AccessPolicy.rule(method: head.method, path: operation.rawValue),
+              (try? AccessMiddleware.authorize(principal, under: rule, method: head.method, csrfToken: nil)) != nil
+        else { return nil }
+        let (limits, subject) = rateLimits.decide(for: principal, address: clientAddress, routeClass: .inference)
+        if case .refused = limits { return nil }
+        return Admitted(operation: operation, head: head, body: body, principal: principal, limits: limits, subject: subject)
+    }
+
+    /// The response to an admitted request, as the middleware would have made it.
+    func respond(to request: Admitted, connection: ClientConnection) async -> Response {
+        let started = ContinuousClock.now
+        let path = request.operation.rawValue
+        let requestID = APIVersioning.requestID(sentByClient: request.head.headerFields[APIVersioning.requestIDHeader])
+        let caller = RateLimitMiddleware.caller(request.principal, subject: request.subject, connection: connection)
+        var response: Response
+        do {
+            let result = try await RequestScope.$requestID.withValue(requestID) {
+                try await InferenceCaller.$current.withValue(caller) {
+                    try await services.inference.handle(request.operation, body: request.body, allowedModels: request.principal.allowedModels)
+                }
+            }
+            response = OpenAIRoutes.response(for: result)
+            if case .allowed(let quotas) = request.limits { RateLimitMiddleware.stamp(&response.headers, quotas) }
+        } catch {
+            let bodhiError = ErrorRenderingMiddleware.bodhiError(
+                from: error, method: request.head.method, path: path, maxBodyBytes: services.maxRequestBodyBytes)
+            response = ErrorRenderingMiddleware.render(bodhiError, path: path)
+        }
+        services.metrics.recordRequest(method: request.head.method.rawValue, route: path, status: Int(response.status.code), duration: .now - started)
+        do {
+            response = try await CompressionMiddleware.compress(response, accepting: request.head.headerFields[.acceptEncoding], method: request.head.method)
+        } catch {
+            response = ErrorRenderingMiddleware.render(.internalError("Internal error: \(error)"), path: path)
+        }
+        APIVersioning.stamp(&response.headers, requestID: requestID, method: request.head.method, path: path)
+        response.headers[.date] = HTTPDate.now
+        response.headers[.server] = BodhiHTTPServer.serverName
+        return response
+    }
+}
+
+/// Sits between Hummingbird's connection state handler and its channel-to-task bridge, and hands
+/// the requests `FastInferenceRoute` takes to it instead of to the router: their parts stop here
+/// and their responses are written from here. Requests go one at a time, as HTTP/1.1 wants them
+/// answered: one is taken only while none handed on is still being answered, and parts of
+/// requests pipelined behind a taken one wait until its response is out.
+final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private enum Phase {
+        case idle
+        /// A request the route may take, while its body comes in.
+        case collecting(InferenceOperation, HTTPRequest, ByteBuffer)
+        /// A request for the router, until its end has been handed on.
+        case handingOn
+        /// A request taken, until its response is written.
+        case serving
+    }
+
+    private let route: FastInferenceRoute
+    private var phase = Phase.idle
+    /// Requests handed on whose responses have not ended yet.
+    private var handedOn = 0
+    /// What came in while a taken request was served (a pipelining client), in order.
+    private var waiting = CircularBuffer<HTTPRequestPart>()
+    private var clientAddress = "unknown"
+
+    init(route: FastInferenceRoute) {
+        self.route = route
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        read(unwrapInboundIn(data), context: context)
+    }
+
+    private func read(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+        switch phase {
+        case .serving:
+            waiting.append(part)
+        case .handingOn:
+            if case .end = part { phase = .idle }
+            context.fireChannelRead(wrapInboundOut(part))
+        case .collecting(let operation, let head, var body):
+            switch part {
+            case .head:
+                // Cannot follow a head without an end; let the router's side deal with it.
+                handOn(head, body, context: context)
+                read(part, context: context)
+            case .body(var chunk):
+                guard body.readableBytes + chunk.readableBytes <= route.services.maxRequestBodyBytes else {
+                    // The router answers the 413, once it has read this far.
+                    handOn(head, body, context: context)
+                    read(part, context: context)
+                    return
+                }
+                phase = .idle  // so that `body` is the buffer's only owner while it grows
+                body.writeBuffer(&chunk)
+                phase = .collecting(operation, head, body)
+            case .end:
+                guard let admitted = route.admit(operation, head: head, body: body, clientAddress: clientAddress) else {
+                    handOn(head, body, context: context)
+                    read(part, context: context)
+                    return
+                }
+                serve(admitted, context: context)
+            }
+        case .idle:
+            if case .head(let head) = part, handedOn == 0, let operation = route.operation(for: head) {
+                phase = .collecting(operation, head, ByteBuffer())
+                return
+            }
+            if case .head = part {
+                handedOn += 1
+                phase = .handingOn
+            }
+            context.fireChannelRead(wrapInboundOut(part))
+        }
+    }
+
+    /// Gives a request this handler held back to the router, as it came (less the end, which follows).
+    private func handOn(_ head: HTTPRequest, _ body: ByteBuffer, context: ChannelHandlerContext) {
+        handedOn += 1
+        phase = .handingOn
+        context.fireChannelRead(wrapInboundOut(.head(head)))
+        if body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
+    }
+
+    private func serve(_ request: FastInferenceRoute.Admitted, context: ChannelHandlerContext) {
+        phase = .serving
+        let route = route
+        let connection = ClientConnection.of(context.channel)
+        let writer = ChannelResponseWriter(context: context)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        Task {
+            await writer.send(await route.respond(to: request, connection: connection))
+            writer.onLoop { context in handler.value.served(context: context) }
+        }
+    }
+
+    /// The taken request's response is out: reads go on with what waited meanwhile.
+    private func served(context: ChannelHandlerContext) {
+        phase = .idle
+        guard !waiting.isEmpty else { return }
+        let parts = waiting
+        waiting.removeAll()
+        for part in parts { read(part, context: context) }
+        context.fireChannelReadComplete()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        // Only the router's responses pass here; this handler writes its own from its context.
+        if case .end = unwrapOutboundIn(data) { handedOn -= 1 }
+        context.write(data, promise: promise)
+    }
+}
+
+/// Writes a response through a channel handler's context from any task, each part on the
+/// context's event loop (directly when the task already runs there, as it does with NIO's loops
+/// as the concurrency executor).
+struct ChannelResponseWriter: Sendable {
+    private let context: NIOLoopBound<ChannelHandlerContext>
+    private let eventLoop: any EventLoop
+
+    init(context: ChannelHandlerContext) {
+        self.context = NIOLoopBound(context, eventLoop: context.eventLoop)
+        eventLoop = context.eventLoop
+    }
+
+    /// Runs `body` with the context on its event loop.
+    func onLoop(_ body: @escaping @Sendable (ChannelHandlerContext) -> Void) {
+        if eventLoop.inEventLoop { body(context.value) } else { eventLoop.execute { [context] in body(context.value) } }
+    }
+
+    /// The response's head and body. A body of known length goes out with one flush at its end;
+    /// any other (a stream of events) is flushed write by write, so that each event reaches the
+    /// client when it is sent. A response that cannot be finished closes the connection.
+    func send(_ response: Response) async {
+        let streams = response.body.contentLength == nil
+        do {
+            try await write(.head(response.head), flush: streams)
+            try await response.body.write(Body(writer: self, flushesEachWrite: streams))
+        } catch {
+            onLoop { context in context.close(promise: nil) }
+        }
+    }
+
+    /// Writes one part. It waits only while the channel is not writable (a slow reader), as
+    /// Hummingbird's writer does, and fails once the connection is closed.
+    func write(_ part: HTTPResponsePart, flush: Bool) async throws {
+        if eventLoop.inEventLoop {
+            try await Self.write(part, flush: flush, on: context.value)?.get()
+        } else {
+            // Not on the connection's loop (there are several): hop there.
+            try await eventLoop.flatSubmit { [context] in
+                let context = context.value
+                do {
+                    return try Self.write(part, flush: flush, on: context) ?? context.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return context.eventLoop.makeFailedFuture(error)
+                }
+            }.get()
+        }
+    }
+
+    /// The write's completion when it must be waited for.
+    private static func write(_ part: HTTPResponsePart, flush: Bool, on context: ChannelHandlerContext) throws -> EventLoopFuture<Void>? {
+        guard context.channel.isActive else { throw ChannelError.ioOnClosedChannel }
+        let promise: EventLoopPromise<Void>? = context.channel.isWritable ? nil : context.eventLoop.makePromise()
+        if flush { context.writeAndFlush(NIOAny(part), promise: promise) } else { context.write(NIOAny(part), promise: promise) }
+        return promise?.futureResult
+    }
+
+    private struct Body: ResponseBodyWriter {
+        let writer: ChannelResponseWriter
+        let flushesEachWrite: Bool
+
+        mutating func write(_ buffer: ByteBuffer) async throws {
+            try await writer.write(.body(buffer), flush: flushesEachWrite)
+        }
+
+        consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+            try await writer.write(.end(trailingHeaders), flush: true)
+        }
+    }
+}
