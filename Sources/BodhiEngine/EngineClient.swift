@@ -19,10 +19,13 @@ public struct EngineReply: Sendable {
 public final class EngineReplyBody: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
     private let chunks: AsyncThrowingStream<ByteBuffer, any Error>
+    /// The whole body, when it was asked for whole and so came after the engine's last byte.
+    private let whole: ByteBuffer?
     private let abandon: @Sendable () -> Void
 
-    init(chunks: AsyncThrowingStream<ByteBuffer, any Error>, abandon: @escaping @Sendable () -> Void) {
+    init(chunks: AsyncThrowingStream<ByteBuffer, any Error>, whole: ByteBuffer?, abandon: @escaping @Sendable () -> Void) {
         self.chunks = chunks
+        self.whole = whole
         self.abandon = abandon
     }
 
@@ -37,6 +40,10 @@ public final class EngineReplyBody: AsyncSequence, Sendable {
 
     /// The whole body, refused (and the exchange stopped) beyond `limit` bytes.
     public func collect(upTo limit: Int) async throws -> ByteBuffer {
+        if let whole {
+            guard whole.readableBytes <= limit else { throw EngineClientError.replyTooLarge(limit: limit) }
+            return whole
+        }
         var whole: ByteBuffer?
         for try await var chunk in self {
             guard (whole?.readableBytes ?? 0) + chunk.readableBytes <= limit else {
@@ -109,7 +116,13 @@ public final class EngineClient: Sendable {
     /// llama-server closes idle kept-alive connections after a few seconds; a request that meets
     /// such a close before any answer was never read by the engine, so it is sent once more on a
     /// fresh connection.
-    public func post(_ path: String, to endpoint: EngineEndpoint, body: ByteBuffer, client: ClientConnection? = nil) async throws -> EngineReply {
+    ///
+    /// With `wholeUpTo`, the reply is wanted whole (a request that does not stream): the call
+    /// returns once the engine has sent all of it, which the body then holds, and a reply larger
+    /// than that many bytes is refused. One wake-up instead of one per part of the reply.
+    public func post(
+        _ path: String, to endpoint: EngineEndpoint, body: ByteBuffer, client: ClientConnection? = nil, wholeUpTo: Int? = nil
+    ) async throws -> EngineReply {
         let address = Address(host: endpoint.host, port: endpoint.port)
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
         head.headers.reserveCapacity(4)
@@ -119,12 +132,12 @@ public final class EngineClient: Sendable {
         head.headers.add(name: "Content-Length", value: String(body.readableBytes))
         if let pooled = takeIdle(address) {
             do {
-                return try await exchange(on: pooled, head: head, body: body, client: client)
+                return try await exchange(on: pooled, head: head, body: body, client: client, wholeUpTo: wholeUpTo)
             } catch EngineClientError.connectionClosed(replyStarted: false) {
                 // The stale close described above: fall through to a fresh connection.
             }
         }
-        return try await exchange(on: try await connect(address), head: head, body: body, client: client)
+        return try await exchange(on: try await connect(address), head: head, body: body, client: client, wholeUpTo: wholeUpTo)
     }
 
     /// Kept-alive connections waiting for a request, to all engines.
@@ -144,16 +157,16 @@ public final class EngineClient: Sendable {
     }
 
     private func exchange(
-        on connection: EngineConnection, head: HTTPRequestHead, body: ByteBuffer, client: ClientConnection?
+        on connection: EngineConnection, head: HTTPRequestHead, body: ByteBuffer, client: ClientConnection?, wholeUpTo: Int?
     ) async throws -> EngineReply {
         // A caller already gone (cancelled while queued, or between tries) sends nothing.
         try Task.checkCancellation()
         let id = exchangeIDs.wrappingAdd(1, ordering: .relaxed).newValue
         let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
-        let replyHead = connection.channel.eventLoop.makePromise(of: HTTPResponseHead.self)
+        let replyHead = connection.channel.eventLoop.makePromise(of: EngineExchange.ReplyStart.self)
         let exchange = EngineExchange(
-            id: id, head: head, body: body, replyHead: replyHead, replyBody: continuation,
-            ended: { [self] keepAlive in
+            id: id, head: head, body: body, wholeUpTo: wholeUpTo, replyHead: replyHead, replyBody: continuation,
+            finished: { [self] keepAlive in
                 if keepAlive { giveBack(connection) } else { connection.channel.close(promise: nil) }
             })
         // Abandoning is safe at any time: the handler ignores it once the exchange ended, and
@@ -173,7 +186,7 @@ public final class EngineClient: Sendable {
         connection.channel.writeAndFlush(exchange, promise: written)
         // A caller that goes away (its client hung up) while the engine works on the request
         // closes the connection, which stops the engine; it is not sent again.
-        let response: HTTPResponseHead
+        let response: EngineExchange.ReplyStart
         do {
             response = try await withTaskCancellationHandler {
                 try await replyHead.futureResult.get()
@@ -183,9 +196,13 @@ public final class EngineClient: Sendable {
         } catch where Task.isCancelled {
             throw CancellationError()
         }
+        let ended = exchange.ended
         return EngineReply(
-            status: Int(response.status.code), contentType: response.headers.first(name: "Content-Type"),
-            body: EngineReplyBody(chunks: chunks, abandon: { connection.abandon(id) }))
+            status: Int(response.head.status.code), contentType: response.head.headers.first(name: "Content-Type"),
+            body: EngineReplyBody(chunks: chunks, whole: response.whole, abandon: {
+                // Once the reply has ended there is nothing to stop (and no event to send).
+                if !ended.happened { connection.abandon(id) }
+            }))
     }
 
     private func connect(_ address: Address) async throws -> EngineConnection {
@@ -259,13 +276,29 @@ final class EngineConnection: Sendable {
 
 /// A request and where its answer goes; written into the connection's pipeline as one message.
 struct EngineExchange: Sendable {
+    /// The reply's head, and its whole body when it was wanted whole.
+    struct ReplyStart: Sendable {
+        let head: HTTPResponseHead
+        let whole: ByteBuffer?
+    }
+
+    /// Whether the reply has ended, readable from any thread.
+    final class Ended: Sendable {
+        private let flag = Atomic(false)
+        var happened: Bool { flag.load(ordering: .acquiring) }
+        func mark() { flag.store(true, ordering: .releasing) }
+    }
+
     let id: UInt64
     let head: HTTPRequestHead
     let body: ByteBuffer
-    let replyHead: EventLoopPromise<HTTPResponseHead>
+    /// Collect the reply whole, refusing more than this many bytes; nil streams it.
+    let wholeUpTo: Int?
+    let replyHead: EventLoopPromise<ReplyStart>
     let replyBody: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
+    let ended = Ended()
     /// Called on the event loop once the reply ended; whether the connection may be reused.
-    let ended: @Sendable (_ keepAlive: Bool) -> Void
+    let finished: @Sendable (_ keepAlive: Bool) -> Void
 }
 
 /// Turns an `EngineExchange` into request parts, and the reply's parts into its head promise and
@@ -280,6 +313,8 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var current: EngineExchange?
     private var replyStarted = false
     private var keepAlive = true
+    /// The head and body so far of a reply wanted whole.
+    private var wholeReply: (head: HTTPResponseHead, body: ByteBuffer)?
     /// The newest exchange started here; ids only grow, so an abandon with a higher id is for an
     /// exchange still on its way to this handler.
     private var lastStarted: UInt64 = 0
@@ -299,12 +334,13 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
             abandonedAhead = nil
             exchange.replyHead.fail(EngineClientError.abandoned)
             exchange.replyBody.finish(throwing: EngineClientError.abandoned)
-            exchange.ended(true)
+            exchange.finished(true)
             promise?.succeed()
             return
         }
         current = exchange
         replyStarted = false
+        wholeReply = nil
         context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(exchange.body))), promise: nil)
         context.write(wrapOutboundOut(.end(nil)), promise: promise)
@@ -316,14 +352,37 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .head(let head):
             replyStarted = true
             keepAlive = head.isKeepAlive
-            exchange.replyHead.succeed(head)
-        case .body(let chunk):
-            exchange.replyBody.yield(chunk)
+            if exchange.wholeUpTo != nil {
+                wholeReply = (head, ByteBuffer())
+            } else {
+                exchange.replyHead.succeed(.init(head: head, whole: nil))
+            }
+        case .body(var chunk):
+            guard let limit = exchange.wholeUpTo, var whole = wholeReply else {
+                exchange.replyBody.yield(chunk)
+                return
+            }
+            guard whole.body.readableBytes + chunk.readableBytes <= limit else {
+                fail(EngineClientError.replyTooLarge(limit: limit))
+                context.close(promise: nil)
+                return
+            }
+            wholeReply = nil  // so that the body grows in place
+            whole.body.writeBuffer(&chunk)
+            wholeReply = whole
         case .end:
             current = nil
+            exchange.ended.mark()
             // Pooled before the reader learns of the end, so that its next request finds it.
-            exchange.ended(keepAlive)
-            exchange.replyBody.finish()
+            exchange.finished(keepAlive)
+            if let whole = wholeReply {
+                wholeReply = nil
+                exchange.replyBody.yield(whole.body)
+                exchange.replyBody.finish()
+                exchange.replyHead.succeed(.init(head: whole.head, whole: whole.body))
+            } else {
+                exchange.replyBody.finish()
+            }
         }
     }
 
@@ -360,7 +419,9 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func fail(_ error: any Error) {
         guard let exchange = current else { return }
         current = nil
-        if !replyStarted { exchange.replyHead.fail(error) }
+        // A reply wanted whole has not been handed over yet, even when it has begun.
+        if !replyStarted || wholeReply != nil { exchange.replyHead.fail(error) }
+        wholeReply = nil
         exchange.replyBody.finish(throwing: error)
     }
 }

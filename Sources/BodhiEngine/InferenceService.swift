@@ -219,6 +219,23 @@ public struct InferenceService: Sendable {
     /// Serves one request. `allowedModels` is the caller's allow-list (an API token's), nil
     /// when every model is allowed.
     public func handle(_ operation: InferenceOperation, body: ByteBuffer, allowedModels: [String]? = nil) async throws -> InferenceResult {
+        let held = try await handleHoldingSlot(operation, body: body, allowedModels: allowedModels)
+        await held.release()
+        return held.result
+    }
+
+    /// An answer whose engine slot is still held: `release()` gives it back and reports the
+    /// request to the observers (a stream does both itself when it ends).
+    public struct HeldResult: Sendable {
+        public let result: InferenceResult
+        fileprivate let finish: (@Sendable () async -> Void)?
+
+        public func release() async { await finish?() }
+    }
+
+    /// `handle`, for a caller that sends a whole answer on before it gives the slot back, so
+    /// that its client does not wait for the bookkeeping.
+    public func handleHoldingSlot(_ operation: InferenceOperation, body: ByteBuffer, allowedModels: [String]? = nil) async throws -> HeldResult {
         let started = ContinuousClock.now
         let head = try Self.parseHead(body)
         guard let name = head.model, !name.isEmpty else {
@@ -235,21 +252,27 @@ public struct InferenceService: Sendable {
             throw error
         }
         let slot = InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
+        let wantsEvents = operation.streams && head.stream == true
         let reply: EngineReply
         do {
-            reply = try await engines.post(operation.rawValue, to: lease.endpoint, body: body, client: caller.connection)
+            reply = try await engines.post(
+                operation.rawValue, to: lease.endpoint, body: body, client: caller.connection,
+                wholeUpTo: wantsEvents ? nil : Self.maxResponseBytes)
         } catch {
             await slot.finish(status: 503)
             throw engineStopped(model.id, error)
         }
         let contentType = reply.contentType ?? "application/json"
-        if operation.streams, head.stream == true, reply.status == 200, contentType.hasPrefix("text/event-stream") {
-            return .events(EventStream(reply: reply, slot: slot, logger: logger, nativeFormat: operation == .infill))
+        if wantsEvents, reply.status == 200, contentType.hasPrefix("text/event-stream") {
+            return HeldResult(
+                result: .events(EventStream(reply: reply, slot: slot, logger: logger, nativeFormat: operation == .infill)), finish: nil)
         }
         do {
             let bytes = try await reply.body.collect(upTo: Self.maxResponseBytes)
-            await slot.finish(status: reply.status, body: bytes)
-            return .complete(status: reply.status, contentType: contentType, body: bytes)
+            let status = reply.status
+            return HeldResult(result: .complete(status: status, contentType: contentType, body: bytes)) {
+                await slot.finish(status: status, body: bytes)
+            }
         } catch {
             await slot.finish(status: 503)
             throw engineStopped(model.id, error)

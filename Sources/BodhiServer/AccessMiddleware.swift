@@ -58,22 +58,29 @@ struct AccessMiddleware: RouterMiddleware {
 
     static let apiKeyHeader = HTTPField.Name("x-api-key")!
 
-    /// The API token the request carries (`Authorization: Bearer` or `x-api-key`); nil when it
-    /// sends none, a 401 when `Authorization` is not a bearer token.
-    static func apiToken(in headers: HTTPFields) throws -> String? {
-        if let authorization = headers[.authorization] {
-            let parts = authorization.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-                throw BodhiError(.unauthorized, status: 401, "Send the API token as `Authorization: Bearer bodhi_...`.")
-            }
-            return parts[1].trimmingWhitespace()
+    /// The API token a request carries (`Authorization: Bearer` or `x-api-key`); nil when it
+    /// sends none, a 401 when `Authorization` is not a bearer token. Read as bytes: this runs
+    /// on every request with a token.
+    static func apiToken(authorization: String?, apiKey: String?) throws -> String? {
+        guard let authorization else { return apiKey?.trimmingWhitespace() }
+        let bytes = authorization.utf8
+        let scheme = "bearer".utf8
+        guard bytes.count > scheme.count + 1,
+              zip(bytes, scheme).allSatisfy({ $0 | 0x20 == $1 }),
+              bytes.dropFirst(scheme.count).first == UInt8(ascii: " ")
+        else {
+            throw BodhiError(.unauthorized, status: 401, "Send the API token as `Authorization: Bearer bodhi_...`.")
         }
-        return headers[apiKeyHeader]?.trimmingWhitespace()
+        let token = Substring(authorization.utf8.dropFirst(scheme.count + 1)).trimmingWhitespace()
+        guard !token.isEmpty else {
+            throw BodhiError(.unauthorized, status: 401, "Send the API token as `Authorization: Bearer bodhi_...`.")
+        }
+        return token
     }
 
     /// The principal the request's credentials name; nil when it carries none.
     private func authenticate(_ request: Request) async throws -> Principal? {
-        if let token = try Self.apiToken(in: request.headers) {
+        if let token = try Self.apiToken(authorization: request.headers[.authorization], apiKey: request.headers[Self.apiKeyHeader]) {
             return try await identity.authenticate(token: token)
         }
         if let cookie = request.cookies[Self.sessionCookie] {

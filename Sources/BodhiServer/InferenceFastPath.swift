@@ -27,70 +27,114 @@ struct FastInferenceRoute: Sendable {
     static let operations: [String: InferenceOperation] = Dictionary(
         uniqueKeysWithValues: InferenceOperation.allCases.filter { $0.rawValue.hasPrefix("/v1/") }.map { ($0.rawValue, $0) })
 
-    /// A whole request this route has taken on.
-    struct Admitted: Sendable {
+    /// The request headers this route acts on, read in one pass (a lookup by name through
+    /// `HTTPFields`' subscript joins the values it finds through a lazy map, every time).
+    struct Headers: Sendable {
+        var authorization: String?
+        var apiKey: String?
+        var requestID: String?
+        var acceptEncoding: String?
+        /// `Expect` or `Connection: close`: the router's to handle.
+        var declined = false
+
+        init(_ fields: HTTPFields) {
+            for field in fields {
+                switch field.name {
+                case .authorization: authorization = field.value
+                case AccessMiddleware.apiKeyHeader: apiKey = field.value
+                case APIVersioning.requestIDHeader: requestID = field.value
+                case .acceptEncoding: acceptEncoding = acceptEncoding.map { $0 + ", " + field.value } ?? field.value
+                case .expect: declined = true
+                case .connection: if field.value.lowercased().contains("close") { declined = true }
+                default: break
+                }
+            }
+        }
+    }
+
+    /// A request head this route may take: a POST to an inference path with an API token, as
+    /// clients send it (no `Expect`, no `Connection: close`).
+    struct Candidate: Sendable {
         let operation: InferenceOperation
         let head: HTTPRequest
+        let headers: Headers
+    }
+
+    /// A whole request this route has taken on.
+    struct Admitted: Sendable {
+        let candidate: Candidate
         let body: ByteBuffer
         let principal: Principal
         let limits: RateLimiter.Decision
         let subject: RateLimiter.Subject?
+        var operation: InferenceOperation { candidate.operation }
+        var method: HTTPRequest.Method { candidate.head.method }
     }
 
-    /// The operation a request head asks for, when this route may take the request: a POST to an
-    /// inference path with an API token, as clients send it (no `Expect`, no `Connection: close`).
-    func operation(for head: HTTPRequest) -> InferenceOperation? {
-        guard head.method == .post, let path = head.path, let operation = Self.operations[path],
-              head.headerFields[.authorization] != nil || head.headerFields[AccessMiddleware.apiKeyHeader] != nil,
-              head.headerFields[.expect] == nil,
-              head.headerFields[.connection].map({ !$0.lowercased().contains("close") }) ?? true
-        else { return nil }
-        return operation
+    /// The candidate a request head makes, when this route may take the request; nil for the router.
+    func candidate(_ head: HTTPRequest) -> Candidate? {
+        guard head.method == .post, let path = head.path, let operation = Self.operations[path] else { return nil }
+        let headers = Headers(head.headerFields)
+        guard !headers.declined, headers.authorization != nil || headers.apiKey != nil else { return nil }
+        return Candidate(operation: operation, head: head, headers: headers)
     }
 
     /// Takes the request on when nothing but the database or an error response would decide it:
     /// Bodhi set up, the token remembered, its role enough, no limit refusing. Only the limiter's
     /// count changes, and only when the request is taken (a refusal counts nothing; the router
     /// then answers the 429).
-    func admit(_ operation: InferenceOperation, head: HTTPRequest, body: ByteBuffer, clientAddress: String) -> Admitted? {
+    func admit(_ candidate: Candidate, body: ByteBuffer, clientAddress: String) -> Admitted? {
+        let method = candidate.head.method
         guard services.identity.isKnownSetUp,
-              let token = try? AccessMiddleware.apiToken(in: head.headerFields),
+              let token = try? AccessMiddleware.apiToken(authorization: candidate.headers.authorization, apiKey: candidate.headers.apiKey),
               let principal = services.identity.rememberedPrincipal(token: token),
-              let rule = AccessPolicy.rule(method: head.method, path: operation.rawValue),
-              (try? AccessMiddleware.authorize(principal, under: rule, method: head.method, csrfToken: nil)) != nil
+              let rule = AccessPolicy.rule(method: method, path: candidate.operation.rawValue),
+              (try? AccessMiddleware.authorize(principal, under: rule, method: method, csrfToken: nil)) != nil
         else { return nil }
         let (limits, subject) = rateLimits.decide(for: principal, address: clientAddress, routeClass: .inference)
         if case .refused = limits { return nil }
-        return Admitted(operation: operation, head: head, body: body, principal: principal, limits: limits, subject: subject)
+        return Admitted(candidate: candidate, body: body, principal: principal, limits: limits, subject: subject)
     }
 
-    /// The response to an admitted request, as the middleware would have made it.
-    func respond(to request: Admitted, connection: ClientConnection) async -> Response {
+    /// Serves an admitted request: the response, as the middleware would have made it, goes to
+    /// `send`; the engine slot is given back (and the request reported) only after that, so
+    /// that the client does not wait for Bodhi's bookkeeping.
+    func serve(_ request: Admitted, connection: ClientConnection, send: (Response) async -> Void) async {
         let started = ContinuousClock.now
         let path = request.operation.rawValue
-        let requestID = APIVersioning.requestID(sentByClient: request.head.headerFields[APIVersioning.requestIDHeader])
+        let requestID = APIVersioning.requestID(sentByClient: request.candidate.headers.requestID)
         let caller = RateLimitMiddleware.caller(request.principal, subject: request.subject, connection: connection)
         var response: Response
+        var held: InferenceService.HeldResult?
         do {
-            let result = try await RequestScope.$requestID.withValue(requestID) {
+            held = try await RequestScope.$requestID.withValue(requestID) {
                 try await InferenceCaller.$current.withValue(caller) {
-                    try await services.inference.handle(request.operation, body: request.body, allowedModels: request.principal.allowedModels)
+                    try await services.inference.handleHoldingSlot(
+                        request.operation, body: request.body, allowedModels: request.principal.allowedModels)
                 }
             }
-            response = OpenAIRoutes.response(for: result)
+            response = OpenAIRoutes.response(for: held!.result)
             if case .allowed(let quotas) = request.limits { RateLimitMiddleware.stamp(&response.headers, quotas) }
         } catch {
             let bodhiError = ErrorRenderingMiddleware.bodhiError(
-                from: error, method: request.head.method, path: path, maxBodyBytes: services.maxRequestBodyBytes)
+                from: error, method: request.method, path: path, maxBodyBytes: services.maxRequestBodyBytes)
             response = ErrorRenderingMiddleware.render(bodhiError, path: path)
         }
-        services.metrics.recordRequest(method: request.head.method.rawValue, route: path, status: Int(response.status.code), duration: .now - started)
+        services.metrics.recordRequest(method: request.method.rawValue, route: path, status: Int(response.status.code), duration: .now - started)
+        await send(finished(response, request: request, requestID: requestID))
+        await held?.release()
+    }
+
+    /// The response as the outer middleware leave it: compressed when asked, and stamped.
+    private func finished(_ response: Response, request: Admitted, requestID: String) async -> Response {
+        let path = request.operation.rawValue
+        var response = response
         do {
-            response = try await CompressionMiddleware.compress(response, accepting: request.head.headerFields[.acceptEncoding], method: request.head.method)
+            response = try await CompressionMiddleware.compress(response, accepting: request.candidate.headers.acceptEncoding, method: request.method)
         } catch {
             response = ErrorRenderingMiddleware.render(.internalError("Internal error: \(error)"), path: path)
         }
-        APIVersioning.stamp(&response.headers, requestID: requestID, method: request.head.method, path: path)
+        APIVersioning.stamp(&response.headers, requestID: requestID, method: request.method, path: path)
         response.headers[.date] = HTTPDate.now
         response.headers[.server] = BodhiHTTPServer.serverName
         return response
@@ -111,7 +155,7 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private enum Phase {
         case idle
         /// A request the route may take, while its body comes in.
-        case collecting(InferenceOperation, HTTPRequest, ByteBuffer)
+        case collecting(FastInferenceRoute.Candidate, ByteBuffer)
         /// A request for the router, until its end has been handed on.
         case handingOn
         /// A request taken, until its response is written.
@@ -145,33 +189,33 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         case .handingOn:
             if case .end = part { phase = .idle }
             context.fireChannelRead(wrapInboundOut(part))
-        case .collecting(let operation, let head, var body):
+        case .collecting(let candidate, var body):
             switch part {
             case .head:
                 // Cannot follow a head without an end; let the router's side deal with it.
-                handOn(head, body, context: context)
+                handOn(candidate.head, body, context: context)
                 read(part, context: context)
             case .body(var chunk):
                 guard body.readableBytes + chunk.readableBytes <= route.services.maxRequestBodyBytes else {
                     // The router answers the 413, once it has read this far.
-                    handOn(head, body, context: context)
+                    handOn(candidate.head, body, context: context)
                     read(part, context: context)
                     return
                 }
                 phase = .idle  // so that `body` is the buffer's only owner while it grows
                 body.writeBuffer(&chunk)
-                phase = .collecting(operation, head, body)
+                phase = .collecting(candidate, body)
             case .end:
-                guard let admitted = route.admit(operation, head: head, body: body, clientAddress: clientAddress) else {
-                    handOn(head, body, context: context)
+                guard let admitted = route.admit(candidate, body: body, clientAddress: clientAddress) else {
+                    handOn(candidate.head, body, context: context)
                     read(part, context: context)
                     return
                 }
                 serve(admitted, context: context)
             }
         case .idle:
-            if case .head(let head) = part, handedOn == 0, let operation = route.operation(for: head) {
-                phase = .collecting(operation, head, ByteBuffer())
+            if case .head(let head) = part, handedOn == 0, let candidate = route.candidate(head) {
+                phase = .collecting(candidate, ByteBuffer())
                 return
             }
             if case .head = part {
@@ -197,7 +241,7 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         let writer = ChannelResponseWriter(context: context)
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         Task {
-            await writer.send(await route.respond(to: request, connection: connection))
+            await route.serve(request, connection: connection) { response in await writer.send(response) }
             writer.onLoop { context in handler.value.served(context: context) }
         }
     }

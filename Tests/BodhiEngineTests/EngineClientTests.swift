@@ -17,6 +17,8 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
         case hangUp
         case noAnswer
         case endlessStream(firstChunk: String)
+        /// A reply cut off: fewer bytes than its Content-Length says, then a close.
+        case truncated(String)
     }
 
     private struct Counts {
@@ -60,6 +62,10 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
             context.close(promise: nil)
         case .noAnswer:
             break
+        case .truncated(let body):
+            let reply = "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count + 100)\r\n\r\n\(body)"
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply)), promise: nil)
+            context.close(promise: nil)
         case .endlessStream(let chunk):
             let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n"
             let first = String(chunk.utf8.count, radix: 16) + "\r\n" + chunk + "\r\n"
@@ -88,13 +94,17 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
 @Suite struct EngineClientTests {
     let body = ByteBuffer(string: #"{"model":"m"}"#)
 
-    @Test func repliesComeWholeAndConnectionsAreKeptAlive() async throws {
+    /// A reply streams in by default; `wholeUpTo` asks for it whole, in one piece.
+    static let deliveries: [Int?] = [nil, 4096]
+
+    @Test(arguments: deliveries)
+    func repliesComeWholeAndConnectionsAreKeptAlive(wholeUpTo: Int?) async throws {
         let engine = ScriptedEngine { .reply(#"{"n":\#($0)}"#) }
         let client = EngineClient()
         defer { client.shutdown() }
         try await engine.serve { endpoint in
             for number in 1...3 {
-                let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body)
+                let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body, wholeUpTo: wholeUpTo)
                 #expect(reply.status == 200)
                 #expect(reply.contentType == "application/json")
                 #expect(String(buffer: try await reply.body.collect(upTo: 1024)) == #"{"n":\#(number)}"#)
@@ -231,7 +241,28 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
         try await engine.serve { endpoint in
             let reply = try await client.post("/v1/completions", to: endpoint, body: body)
             await #expect(throws: EngineClientError.replyTooLarge(limit: 1000)) { try await reply.body.collect(upTo: 1000) }
+            // Wanted whole, it is refused as it comes in, and its connection is not reused.
+            await #expect(throws: EngineClientError.replyTooLarge(limit: 1000)) {
+                try await client.post("/v1/completions", to: endpoint, body: body, wholeUpTo: 1000)
+            }
+            let whole = try await client.post("/v1/completions", to: endpoint, body: body, wholeUpTo: 4000)
+            #expect(try await whole.body.collect(upTo: 4000).readableBytes == 2000)
         }
+        #expect(engine.connections == 2)
+    }
+
+    @Test func aReplyWantedWholeThatBreaksOffIsAnError() async throws {
+        let engine = ScriptedEngine { _ in .truncated(#"{"partial":"#) }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        try await engine.serve { endpoint in
+            // Begun, so not sent again: the caller hears that the engine broke off (the reply
+            // does not parse), rather than waiting for the rest.
+            await #expect(throws: (any Error).self) {
+                try await client.post("/v1/completions", to: endpoint, body: body, wholeUpTo: 4000)
+            }
+        }
+        #expect(engine.requests == 1)
     }
 
     @Test func theRequestCarriesTheEnginesKeyAndTheBodyLength() async throws {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import BodhiCore
 @testable import BodhiServer
 import Foundation
 import HTTPTypes
@@ -60,29 +61,30 @@ import Testing
                 HTTPRequest(method: method, scheme: nil, authority: "localhost", path: path,
                             headerFields: fields ?? [.authorization: "Bearer \(app.rootToken)"])
             }
-            #expect(route.operation(for: head()) == .chatCompletions)
-            #expect(route.operation(for: head(.post, "/v1/embeddings")) == .embeddings)
-            #expect(route.operation(for: head(.post, "/v1/completions?x=1")) == nil)
-            #expect(route.operation(for: head(.get, "/v1/models")) == nil)
-            #expect(route.operation(for: head(.post, "/api/chat")) == nil)
-            #expect(route.operation(for: head(.post, "/v1/chat/completions", [:])) == nil, "no token: a session, or a 401")
-            #expect(route.operation(for: head(.post, "/v1/chat/completions", [AccessMiddleware.apiKeyHeader: app.rootToken])) == .chatCompletions)
-            #expect(route.operation(for: head(.post, "/v1/chat/completions", [.authorization: "Bearer x", .connection: "close"])) == nil)
-            #expect(route.operation(for: head(.post, "/v1/chat/completions", [.authorization: "Bearer x", .expect: "100-continue"])) == nil)
+            #expect(route.candidate(head())?.operation == .chatCompletions)
+            #expect(route.candidate(head(.post, "/v1/embeddings"))?.operation == .embeddings)
+            #expect(route.candidate(head(.post, "/v1/completions?x=1")) == nil)
+            #expect(route.candidate(head(.get, "/v1/models")) == nil)
+            #expect(route.candidate(head(.post, "/api/chat")) == nil)
+            #expect(route.candidate(head(.post, "/v1/chat/completions", [:])) == nil, "no token: a session, or a 401")
+            #expect(route.candidate(head(.post, "/v1/chat/completions", [AccessMiddleware.apiKeyHeader: app.rootToken]))?.operation == .chatCompletions)
+            #expect(route.candidate(head(.post, "/v1/chat/completions", [.authorization: "Bearer x", .connection: "close"])) == nil)
+            #expect(route.candidate(head(.post, "/v1/chat/completions", [.authorization: "Bearer x", .expect: "100-continue"])) == nil)
+            let chat = try #require(route.candidate(head()))
 
             // A token is taken only once the router has checked it against the database (twice
             // here: the first check records the token's last use, a write that moves the marker).
-            #expect(route.admit(.chatCompletions, head: head(), body: Self.unknownModel, clientAddress: "127.0.0.1") == nil)
+            #expect(route.admit(chat, body: Self.unknownModel, clientAddress: "127.0.0.1") == nil)
             for _ in 0..<2 {
                 try await client.execute(uri: "/v1/models", method: .get) { response in #expect(response.status == .ok) }
             }
-            let admitted = try #require(route.admit(.chatCompletions, head: head(), body: Self.unknownModel, clientAddress: "127.0.0.1"))
+            let admitted = try #require(route.admit(chat, body: Self.unknownModel, clientAddress: "127.0.0.1"))
             #expect(admitted.principal.user.username == "root")
             // Taking it counted against the limit; a refusal is left to the router, which answers the 429.
-            #expect(route.admit(.chatCompletions, head: head(), body: Self.unknownModel, clientAddress: "127.0.0.1") != nil)
-            #expect(route.admit(.chatCompletions, head: head(), body: Self.unknownModel, clientAddress: "127.0.0.1") == nil)
-            #expect(route.admit(.chatCompletions, head: head(.post, "/v1/chat/completions", [.authorization: "Bearer bodhi_nonsense"]),
-                                body: Self.unknownModel, clientAddress: "127.0.0.1") == nil)
+            #expect(route.admit(chat, body: Self.unknownModel, clientAddress: "127.0.0.1") != nil)
+            #expect(route.admit(chat, body: Self.unknownModel, clientAddress: "127.0.0.1") == nil)
+            let stranger = try #require(route.candidate(head(.post, "/v1/chat/completions", [.authorization: "Bearer bodhi_nonsense"])))
+            #expect(route.admit(stranger, body: Self.unknownModel, clientAddress: "127.0.0.1") == nil)
         }
     }
 
@@ -199,5 +201,18 @@ enum RawHTTP {
         let total = end + 4 + length
         guard bytes.count >= total else { return nil }
         return (Reply(status: status, headers: headers, body: String(decoding: bytes[(end + 4)..<total], as: UTF8.self)), total)
+    }
+}
+
+@Suite struct APITokenHeaderTests {
+    @Test func tokensAreReadAsClientsSendThem() throws {
+        #expect(try AccessMiddleware.apiToken(authorization: "Bearer bodhi_abc", apiKey: nil) == "bodhi_abc")
+        #expect(try AccessMiddleware.apiToken(authorization: "bearer   bodhi_abc ", apiKey: nil) == "bodhi_abc")
+        #expect(try AccessMiddleware.apiToken(authorization: "BEARER bodhi_abc", apiKey: "ignored") == "bodhi_abc")
+        #expect(try AccessMiddleware.apiToken(authorization: nil, apiKey: " bodhi_key ") == "bodhi_key")
+        #expect(try AccessMiddleware.apiToken(authorization: nil, apiKey: nil) == nil)
+        for malformed in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "Bearerbodhi_abc", "Bearer\tbodhi_abc", "Token bodhi_abc"] {
+            #expect(throws: BodhiError.self, "\(malformed)") { try AccessMiddleware.apiToken(authorization: malformed, apiKey: nil) }
+        }
     }
 }
