@@ -58,6 +58,9 @@ public final class EngineReplyBody: AsyncSequence, Sendable {
     }
 }
 
+/// Gets a whole reply (status, content type, body) on the engine connection's event loop.
+public typealias WholeReplyReceiver = @Sendable (_ status: Int, _ contentType: String?, _ body: ByteBuffer) -> Void
+
 public enum EngineClientError: Error, Equatable, CustomStringConvertible {
     /// The connection closed before the engine finished its answer (or before it began one).
     case connectionClosed(replyStarted: Bool)
@@ -120,8 +123,11 @@ public final class EngineClient: Sendable {
     /// With `wholeUpTo`, the reply is wanted whole (a request that does not stream): the call
     /// returns once the engine has sent all of it, which the body then holds, and a reply larger
     /// than that many bytes is refused. One wake-up instead of one per part of the reply.
+    /// `onWhole` then gets the reply first, on the connection's event loop as its last byte is
+    /// read, before the caller is woken: it can pass the reply on without waiting for that.
     public func post(
-        _ path: String, to endpoint: EngineEndpoint, body: ByteBuffer, client: ClientConnection? = nil, wholeUpTo: Int? = nil
+        _ path: String, to endpoint: EngineEndpoint, body: ByteBuffer, client: ClientConnection? = nil, wholeUpTo: Int? = nil,
+        onWhole: WholeReplyReceiver? = nil
     ) async throws -> EngineReply {
         let address = Address(host: endpoint.host, port: endpoint.port)
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
@@ -132,12 +138,12 @@ public final class EngineClient: Sendable {
         head.headers.add(name: "Content-Length", value: String(body.readableBytes))
         if let pooled = takeIdle(address) {
             do {
-                return try await exchange(on: pooled, head: head, body: body, client: client, wholeUpTo: wholeUpTo)
+                return try await exchange(on: pooled, head: head, body: body, client: client, wholeUpTo: wholeUpTo, onWhole: onWhole)
             } catch EngineClientError.connectionClosed(replyStarted: false) {
                 // The stale close described above: fall through to a fresh connection.
             }
         }
-        return try await exchange(on: try await connect(address), head: head, body: body, client: client, wholeUpTo: wholeUpTo)
+        return try await exchange(on: try await connect(address), head: head, body: body, client: client, wholeUpTo: wholeUpTo, onWhole: onWhole)
     }
 
     /// Kept-alive connections waiting for a request, to all engines.
@@ -157,7 +163,8 @@ public final class EngineClient: Sendable {
     }
 
     private func exchange(
-        on connection: EngineConnection, head: HTTPRequestHead, body: ByteBuffer, client: ClientConnection?, wholeUpTo: Int?
+        on connection: EngineConnection, head: HTTPRequestHead, body: ByteBuffer, client: ClientConnection?, wholeUpTo: Int?,
+        onWhole: WholeReplyReceiver?
     ) async throws -> EngineReply {
         // A caller already gone (cancelled while queued, or between tries) sends nothing.
         try Task.checkCancellation()
@@ -165,7 +172,7 @@ public final class EngineClient: Sendable {
         let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
         let replyHead = connection.channel.eventLoop.makePromise(of: EngineExchange.ReplyStart.self)
         let exchange = EngineExchange(
-            id: id, head: head, body: body, wholeUpTo: wholeUpTo, replyHead: replyHead, replyBody: continuation,
+            id: id, head: head, body: body, wholeUpTo: wholeUpTo, onWhole: onWhole, replyHead: replyHead, replyBody: continuation,
             finished: { [self] keepAlive in
                 if keepAlive { giveBack(connection) } else { connection.channel.close(promise: nil) }
             })
@@ -294,6 +301,8 @@ struct EngineExchange: Sendable {
     let body: ByteBuffer
     /// Collect the reply whole, refusing more than this many bytes; nil streams it.
     let wholeUpTo: Int?
+    /// Gets a whole reply before the caller does.
+    let onWhole: WholeReplyReceiver?
     let replyHead: EventLoopPromise<ReplyStart>
     let replyBody: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
     let ended = Ended()
@@ -377,6 +386,7 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
             exchange.finished(keepAlive)
             if let whole = wholeReply {
                 wholeReply = nil
+                exchange.onWhole?(Int(whole.head.status.code), whole.head.headers.first(name: "Content-Type"), whole.body)
                 exchange.replyBody.yield(whole.body)
                 exchange.replyBody.finish()
                 exchange.replyHead.succeed(.init(head: whole.head, whole: whole.body))

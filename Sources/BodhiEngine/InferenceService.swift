@@ -180,6 +180,9 @@ public struct InferenceService: Sendable {
     private let admission: AdmissionQueue
     private let observers: [any InferenceObserver]
 
+    /// What an engine's reply without a `Content-Type` is.
+    static let defaultContentType = "application/json"
+
     /// Responses larger than this are refused rather than buffered (non-streaming only).
     static let maxResponseBytes = 256 * 1024 * 1024
 
@@ -228,14 +231,23 @@ public struct InferenceService: Sendable {
     /// request to the observers (a stream does both itself when it ends).
     public struct HeldResult: Sendable {
         public let result: InferenceResult
+        /// Whether the answer went to `deliverWhole` already.
+        public var delivered = false
         fileprivate let finish: (@Sendable () async -> Void)?
 
         public func release() async { await finish?() }
     }
 
+    /// Gets a whole answer (status, content type, body) where the engine's reply is read.
+    public typealias WholeAnswerReceiver = @Sendable (_ status: Int, _ contentType: String, _ body: ByteBuffer) -> Void
+
     /// `handle`, for a caller that sends a whole answer on before it gives the slot back, so
-    /// that its client does not wait for the bookkeeping.
-    public func handleHoldingSlot(_ operation: InferenceOperation, body: ByteBuffer, allowedModels: [String]? = nil) async throws -> HeldResult {
+    /// that its client does not wait for the bookkeeping. With `deliverWhole`, an answer that
+    /// is not a stream goes there as soon as the engine's reply is read, before this returns
+    /// (`HeldResult.delivered`), so that it reaches the client without waiting for a task.
+    public func handleHoldingSlot(
+        _ operation: InferenceOperation, body: ByteBuffer, allowedModels: [String]? = nil, deliverWhole: WholeAnswerReceiver? = nil
+    ) async throws -> HeldResult {
         let started = ContinuousClock.now
         let head = try Self.parseHead(body)
         guard let name = head.model, !name.isEmpty else {
@@ -253,16 +265,20 @@ public struct InferenceService: Sendable {
         }
         let slot = InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
         let wantsEvents = operation.streams && head.stream == true
+        var onWhole: WholeReplyReceiver?
+        if !wantsEvents, let deliverWhole {
+            onWhole = { status, contentType, body in deliverWhole(status, contentType ?? Self.defaultContentType, body) }
+        }
         let reply: EngineReply
         do {
             reply = try await engines.post(
                 operation.rawValue, to: lease.endpoint, body: body, client: caller.connection,
-                wholeUpTo: wantsEvents ? nil : Self.maxResponseBytes)
+                wholeUpTo: wantsEvents ? nil : Self.maxResponseBytes, onWhole: onWhole)
         } catch {
             await slot.finish(status: 503)
             throw engineStopped(model.id, error)
         }
-        let contentType = reply.contentType ?? "application/json"
+        let contentType = reply.contentType ?? Self.defaultContentType
         if wantsEvents, reply.status == 200, contentType.hasPrefix("text/event-stream") {
             return HeldResult(
                 result: .events(EventStream(reply: reply, slot: slot, logger: logger, nativeFormat: operation == .infill)), finish: nil)
@@ -270,7 +286,7 @@ public struct InferenceService: Sendable {
         do {
             let bytes = try await reply.body.collect(upTo: Self.maxResponseBytes)
             let status = reply.status
-            return HeldResult(result: .complete(status: status, contentType: contentType, body: bytes)) {
+            return HeldResult(result: .complete(status: status, contentType: contentType, body: bytes), delivered: deliverWhole != nil && !wantsEvents) {
                 await slot.finish(status: status, body: bytes)
             }
         } catch {

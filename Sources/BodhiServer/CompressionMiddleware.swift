@@ -32,23 +32,44 @@ struct CompressionMiddleware: RouterMiddleware {
     /// `response`, compressed when the request's `Accept-Encoding` allows it and its body is worth it.
     static func compress(_ response: Response, accepting accepted: String?, method: HTTPRequest.Method) async throws -> Response {
         var response = response
-        guard let accepted, let encoding = Self.negotiate(accepted),
-              response.headers[.contentEncoding] == nil, response.status != .noContent, response.status != .notModified,
-              method != .head, Self.isCompressible(response.headers[.contentType])
-        else { return response }
+        guard let encoding = encoding(for: response.status, response.headers, accepting: accepted, method: method) else { return response }
         if let length = response.body.contentLength {
             guard length >= Self.minimumBytes else { return response }
-            var body = try await Self.collect(response.body, upTo: length)
-            let compressed = try body.compress(with: encoding.algorithm)
-            response.body = .init(byteBuffer: compressed)
-            response.headers[.contentLength] = String(compressed.readableBytes)
+            let body = try await Self.collect(response.body, upTo: length)
+            response.body = .init(byteBuffer: try compressWhole(body, &response.headers, encoding: encoding))
         } else {
             response.body = Self.streaming(response.body, encoding: encoding)
             response.headers[.contentLength] = nil
+            Self.label(&response.headers, encoding)
         }
-        response.headers[.contentEncoding] = encoding.rawValue
-        response.headers[values: .vary].append("Accept-Encoding")
         return response
+    }
+
+    /// How a response with `status` and `headers` is to be compressed for a request's
+    /// `Accept-Encoding` and method; nil: not at all.
+    static func encoding(
+        for status: HTTPResponse.Status, _ headers: HTTPFields, accepting accepted: String?, method: HTTPRequest.Method
+    ) -> Encoding? {
+        guard let accepted, let encoding = Self.negotiate(accepted),
+              headers[.contentEncoding] == nil, status != .noContent, status != .notModified,
+              method != .head, Self.isCompressible(headers[.contentType])
+        else { return nil }
+        return encoding
+    }
+
+    /// A whole body, compressed when it is large enough to gain from it, with its headers to match.
+    static func compressWhole(_ body: ByteBuffer, _ headers: inout HTTPFields, encoding: Encoding) throws -> ByteBuffer {
+        guard body.readableBytes >= Self.minimumBytes else { return body }
+        var body = body
+        let compressed = try body.compress(with: encoding.algorithm)
+        headers[.contentLength] = String(compressed.readableBytes)
+        label(&headers, encoding)
+        return compressed
+    }
+
+    private static func label(_ headers: inout HTTPFields, _ encoding: Encoding) {
+        headers[.contentEncoding] = encoding.rawValue
+        headers[values: .vary].append("Accept-Encoding")
     }
 
     /// The client's choice: gzip before deflate, neither when refused with `q=0`. What common

@@ -38,6 +38,12 @@ struct ErrorRenderingMiddleware: RouterMiddleware {
     }
 
     static func render(_ error: BodhiError, path: String) -> Response {
+        let (headers, body) = rendered(error, path: path)
+        return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: body))
+    }
+
+    /// The headers and body of `error`'s response, in the format of `path`'s API family.
+    static func rendered(_ error: BodhiError, path: String) -> (HTTPFields, ByteBuffer) {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let retryAfter = error.retryAfterSeconds { headers[.retryAfter] = String(retryAfter) }
         let body: Data
@@ -51,7 +57,8 @@ struct ErrorRenderingMiddleware: RouterMiddleware {
         } else {
             body = (try? JSONEncoder().encode(BodhiErrorBody(error))) ?? Data()
         }
-        return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        headers[.contentLength] = String(body.count)
+        return (headers, ByteBuffer(bytes: body))
     }
 }
 

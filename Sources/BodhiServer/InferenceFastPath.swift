@@ -1,9 +1,11 @@
 import BodhiCore
 import BodhiEngine
 import BodhiIdentity
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import NIOHTTPTypes
+import Synchronization
 
 /// The common case of the OpenAI inference routes, served without the router: a request with an
 /// API token checked recently, which its role allows and no limit refuses. It takes the steps
@@ -27,6 +29,11 @@ struct FastInferenceRoute: Sendable {
     static let operations: [String: InferenceOperation] = Dictionary(
         uniqueKeysWithValues: InferenceOperation.allCases.filter { $0.rawValue.hasPrefix("/v1/") }.map { ($0.rawValue, $0) })
 
+    /// Each operation's access rule, looked up once rather than per request.
+    private static let rules: [InferenceOperation: AccessPolicy.Rule] = operations.values.reduce(into: [:]) { rules, operation in
+        rules[operation] = AccessPolicy.rule(method: .post, path: operation.rawValue)
+    }
+
     /// The request headers this route acts on, read in one pass (a lookup by name through
     /// `HTTPFields`' subscript joins the values it finds through a lazy map, every time).
     struct Headers: Sendable {
@@ -38,15 +45,26 @@ struct FastInferenceRoute: Sendable {
         var declined = false
 
         init(_ fields: HTTPFields) {
+            // Names compared as bytes: `HTTPField.Name`'s == compares Strings, with Unicode
+            // equivalence, which showed in the profile.
+            func named(_ field: HTTPField, _ name: StaticString) -> Bool {
+                let canonical = field.name.canonicalName.utf8
+                return canonical.count == name.utf8CodeUnitCount
+                    && canonical.elementsEqual(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            }
             for field in fields {
-                switch field.name {
-                case .authorization: authorization = field.value
-                case AccessMiddleware.apiKeyHeader: apiKey = field.value
-                case APIVersioning.requestIDHeader: requestID = field.value
-                case .acceptEncoding: acceptEncoding = acceptEncoding.map { $0 + ", " + field.value } ?? field.value
-                case .expect: declined = true
-                case .connection: if field.value.lowercased().contains("close") { declined = true }
-                default: break
+                if named(field, "authorization") {
+                    authorization = field.value
+                } else if named(field, "x-api-key") {
+                    apiKey = field.value
+                } else if named(field, "x-request-id") {
+                    requestID = field.value
+                } else if named(field, "accept-encoding") {
+                    acceptEncoding = acceptEncoding.map { $0 + ", " + field.value } ?? field.value
+                } else if named(field, "expect") {
+                    declined = true
+                } else if named(field, "connection"), field.value.lowercased().contains("close") {
+                    declined = true
                 }
             }
         }
@@ -88,7 +106,7 @@ struct FastInferenceRoute: Sendable {
         guard services.identity.isKnownSetUp,
               let token = try? AccessMiddleware.apiToken(authorization: candidate.headers.authorization, apiKey: candidate.headers.apiKey),
               let principal = services.identity.rememberedPrincipal(token: token),
-              let rule = AccessPolicy.rule(method: method, path: candidate.operation.rawValue),
+              let rule = Self.rules[candidate.operation],
               (try? AccessMiddleware.authorize(principal, under: rule, method: method, csrfToken: nil)) != nil
         else { return nil }
         let (limits, subject) = rateLimits.decide(for: principal, address: clientAddress, routeClass: .inference)
@@ -96,48 +114,97 @@ struct FastInferenceRoute: Sendable {
         return Admitted(candidate: candidate, body: body, principal: principal, limits: limits, subject: subject)
     }
 
-    /// Serves an admitted request: the response, as the middleware would have made it, goes to
-    /// `send`; the engine slot is given back (and the request reported) only after that, so
-    /// that the client does not wait for Bodhi's bookkeeping.
-    func serve(_ request: Admitted, connection: ClientConnection, send: (Response) async -> Void) async {
+    /// Serves an admitted request, writing its response with `writer` as the middleware would
+    /// have made it, and calls `whenSent` once it is out. A whole answer is written where the
+    /// engine's reply is read, without waiting for this task to wake; the engine slot is given
+    /// back (and the request reported) only after that, so that the client does not wait for
+    /// Bodhi's bookkeeping.
+    func serve(_ request: Admitted, connection: ClientConnection, to writer: ChannelResponseWriter, whenSent: @escaping @Sendable () -> Void) async {
         let started = ContinuousClock.now
-        let path = request.operation.rawValue
         let requestID = APIVersioning.requestID(sentByClient: request.candidate.headers.requestID)
         let caller = RateLimitMiddleware.caller(request.principal, subject: request.subject, connection: connection)
+        let delivered = Delivered()
+        let deliver: InferenceService.WholeAnswerReceiver = { [self] status, contentType, body in
+            delivered.mark()
+            let (head, body) = whole(status: status, contentType: contentType, body: body, for: request, requestID: requestID)
+            services.metrics.recordRequest(
+                method: request.method.rawValue, route: request.operation.rawValue, status: status, duration: .now - started)
+            writer.sendWhole(head, body, then: whenSent)
+        }
         var response: Response
         var held: InferenceService.HeldResult?
         do {
             held = try await RequestScope.$requestID.withValue(requestID) {
                 try await InferenceCaller.$current.withValue(caller) {
                     try await services.inference.handleHoldingSlot(
-                        request.operation, body: request.body, allowedModels: request.principal.allowedModels)
+                        request.operation, body: request.body, allowedModels: request.principal.allowedModels, deliverWhole: deliver)
                 }
             }
             response = OpenAIRoutes.response(for: held!.result)
             if case .allowed(let quotas) = request.limits { RateLimitMiddleware.stamp(&response.headers, quotas) }
         } catch {
             let bodhiError = ErrorRenderingMiddleware.bodhiError(
-                from: error, method: request.method, path: path, maxBodyBytes: services.maxRequestBodyBytes)
-            response = ErrorRenderingMiddleware.render(bodhiError, path: path)
+                from: error, method: request.method, path: request.operation.rawValue, maxBodyBytes: services.maxRequestBodyBytes)
+            response = ErrorRenderingMiddleware.render(bodhiError, path: request.operation.rawValue)
         }
-        services.metrics.recordRequest(method: request.method.rawValue, route: path, status: Int(response.status.code), duration: .now - started)
-        await send(finished(response, request: request, requestID: requestID))
+        if !delivered.happened {
+            services.metrics.recordRequest(
+                method: request.method.rawValue, route: request.operation.rawValue, status: Int(response.status.code), duration: .now - started)
+            await writer.send(finished(response, request: request, requestID: requestID))
+            whenSent()
+        }
         await held?.release()
+    }
+
+    /// Whether a whole answer went out from the engine's side.
+    private final class Delivered: Sendable {
+        private let flag = Atomic(false)
+        var happened: Bool { flag.load(ordering: .acquiring) }
+        func mark() { flag.store(true, ordering: .releasing) }
+    }
+
+    /// A whole answer as the middleware would send it: with its rate limits, compressed when
+    /// asked and worth it, and stamped.
+    private func whole(
+        status: Int, contentType: String, body: ByteBuffer, for request: Admitted, requestID: String
+    ) -> (HTTPResponse, ByteBuffer) {
+        let status = HTTPResponse.Status(code: status)
+        var headers: HTTPFields = [.contentType: contentType, .contentLength: String(body.readableBytes)]
+        if case .allowed(let quotas) = request.limits { RateLimitMiddleware.stamp(&headers, quotas) }
+        var body = body
+        if let encoding = CompressionMiddleware.encoding(for: status, headers, accepting: request.candidate.headers.acceptEncoding, method: request.method) {
+            do {
+                body = try CompressionMiddleware.compressWhole(body, &headers, encoding: encoding)
+            } catch {
+                // As the router's compression failing would: a server error.
+                let failure = BodhiError.internalError("Internal error: \(error)")
+                var (failed, body) = ErrorRenderingMiddleware.rendered(failure, path: request.operation.rawValue)
+                stamp(&failed, for: request, requestID: requestID)
+                return (HTTPResponse(status: .init(code: failure.status), headerFields: failed), body)
+            }
+        }
+        stamp(&headers, for: request, requestID: requestID)
+        return (HTTPResponse(status: status, headerFields: headers), body)
     }
 
     /// The response as the outer middleware leave it: compressed when asked, and stamped.
     private func finished(_ response: Response, request: Admitted, requestID: String) async -> Response {
-        let path = request.operation.rawValue
         var response = response
         do {
             response = try await CompressionMiddleware.compress(response, accepting: request.candidate.headers.acceptEncoding, method: request.method)
         } catch {
-            response = ErrorRenderingMiddleware.render(.internalError("Internal error: \(error)"), path: path)
+            response = ErrorRenderingMiddleware.render(.internalError("Internal error: \(error)"), path: request.operation.rawValue)
         }
-        APIVersioning.stamp(&response.headers, requestID: requestID, method: request.method, path: path)
-        response.headers[.date] = HTTPDate.now
-        response.headers[.server] = BodhiHTTPServer.serverName
+        stamp(&response.headers, for: request, requestID: requestID)
         return response
+    }
+
+    /// What every response gets last: the API version and request id, and the `Date` and
+    /// `Server` headers that Hummingbird's application adds to the router's.
+    private func stamp(_ headers: inout HTTPFields, for request: Admitted, requestID: String) {
+        APIVersioning.stamp(&headers, requestID: requestID, method: request.method, path: request.operation.rawValue)
+        headers[.date] = HTTPDate.now
+        headers[.server] = BodhiHTTPServer.serverName
     }
 }
 
@@ -241,8 +308,9 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         let writer = ChannelResponseWriter(context: context)
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         Task {
-            await route.serve(request, connection: connection) { response in await writer.send(response) }
-            writer.onLoop { context in handler.value.served(context: context) }
+            await route.serve(request, connection: connection, to: writer) {
+                writer.onLoop { context in handler.value.served(context: context) }
+            }
         }
     }
 
@@ -290,6 +358,19 @@ struct ChannelResponseWriter: Sendable {
             try await response.body.write(Body(writer: self, flushesEachWrite: streams))
         } catch {
             onLoop { context in context.close(promise: nil) }
+        }
+    }
+
+    /// Writes a whole response at once, from any thread and without waiting, then runs `then`
+    /// on the context's event loop.
+    func sendWhole(_ head: HTTPResponse, _ body: ByteBuffer, then: @escaping @Sendable () -> Void) {
+        onLoop { context in
+            if context.channel.isActive {
+                context.write(NIOAny(HTTPResponsePart.head(head)), promise: nil)
+                context.write(NIOAny(HTTPResponsePart.body(body)), promise: nil)
+                context.writeAndFlush(NIOAny(HTTPResponsePart.end(nil)), promise: nil)
+            }
+            then()
         }
     }
 
