@@ -206,7 +206,12 @@ public actor IdentityService {
     /// The principal behind an API token checked recently and still to be trusted, without
     /// waiting for anything; nil when only the database can tell (`authenticate(token:)`).
     public nonisolated func rememberedPrincipal(token: String) -> Principal? {
-        remembered(hash: Secrets.sha256(token), marker: repository.changeMarker(), at: .now)
+        rememberedPrincipal(tokenHash: Secrets.sha256(token))
+    }
+
+    /// `rememberedPrincipal(token:)` for a token whose SHA-256 (`Secrets.sha256`) the caller has.
+    public nonisolated func rememberedPrincipal(tokenHash: String) -> Principal? {
+        remembered(hash: tokenHash, marker: repository.changeMarker(), at: .now)
     }
 
     private nonisolated func remembered(hash: String, marker: ChangeMarker?, at now: ContinuousClock.Instant) -> Principal? {

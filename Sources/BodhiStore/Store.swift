@@ -28,31 +28,25 @@ public final class Store: Sendable {
     public let kind: DatabaseURL.Kind
     /// The SQLite file, whose write-ahead log shows every commit, from any process.
     private let sqlitePath: String?
-    /// The SQLite file's WAL index (`-shm`), kept open for `changeMarker()`.
-    private let walIndex: WALIndexReader?
+    /// The SQLite file, its write-ahead log and its WAL index (`-shm`), kept open for `changeMarker()`.
+    private let markedFiles: (database: KeptOpenFile, journal: KeptOpenFile, walIndex: KeptOpenFile)?
 
     private init(backend: any StoreBackend, kind: DatabaseURL.Kind, sqlitePath: String? = nil) {
         self.backend = backend
         self.kind = kind
         self.sqlitePath = sqlitePath
-        self.walIndex = sqlitePath.map { WALIndexReader(path: $0 + "-shm") }
+        self.markedFiles = sqlitePath.map { (KeptOpenFile(path: $0), KeptOpenFile(path: $0 + "-wal"), KeptOpenFile(path: $0 + "-shm")) }
     }
 
     /// For SQLite: the modification time and size of the database and its write-ahead log, and
     /// the header of the WAL index (its change counter moves at every commit, even when the log
     /// was reset to the same size within one clock tick), which every commit changes, this
-    /// process's or another's (the CLI's). Two `stat`s and one `pread`, no query: it is read on
+    /// process's or another's (the CLI's). Two `fstat`s and one `pread`, no query: it is read on
     /// every authenticated request. Nil for PostgreSQL, whose other clients leave no such trace here.
     public func changeMarker() -> ChangeMarker? {
-        guard let sqlitePath else { return nil }
+        guard let markedFiles else { return nil }
         return ChangeMarker(
-            database: Self.stamp(of: sqlitePath), journal: Self.stamp(of: sqlitePath + "-wal"), header: walIndex?.header())
-    }
-
-    private static func stamp(of path: String) -> ChangeMarker.FileStamp {
-        var status = stat()
-        guard stat(path, &status) == 0 else { return .missing }
-        return .init(seconds: status.st_mtim.tv_sec, nanoseconds: status.st_mtim.tv_nsec, size: Int(status.st_size))
+            database: markedFiles.database.stamp(), journal: markedFiles.journal.stamp(), header: markedFiles.walIndex.walIndexHeader())
     }
 
     /// Opens the database `url` names.
@@ -264,10 +258,10 @@ actor SerialGate {
     }
 }
 
-/// Reads the header of a SQLite WAL index (`-shm`: version, change counter, frame count, salts)
-/// through a descriptor opened once. SQLite keeps the file while any connection is open, and
-/// Bodhi's own is; should it be replaced anyway, a failed read opens it again.
-final class WALIndexReader: Sendable {
+/// A file read through a descriptor opened once, for what is read on every request. SQLite
+/// keeps its database, log and WAL index files while any connection is open, and Bodhi's own
+/// is; should one be replaced anyway, a failed read opens it again.
+final class KeptOpenFile: Sendable {
     private let path: String
     private let descriptor = Mutex<CInt>(-1)
 
@@ -277,19 +271,36 @@ final class WALIndexReader: Sendable {
         descriptor.withLock { if $0 >= 0 { _ = Glibc.close($0) } }
     }
 
-    /// The header's first 48 bytes, zero-padded to 64; nil when the file cannot be read.
-    func header() -> SIMD8<UInt64>? {
+    /// `read`'s answer for the file; nil when it cannot be opened or read.
+    func read<Value>(_ read: (CInt) -> Value?) -> Value? {
         descriptor.withLock { fd in
             for _ in 0..<2 {
                 if fd < 0 { fd = open(path, O_RDONLY | O_CLOEXEC) }
                 guard fd >= 0 else { return nil }
-                var words = SIMD8<UInt64>()
-                let count = withUnsafeMutableBytes(of: &words) { pread(fd, $0.baseAddress, 48, 0) }
-                if count > 0 { return words }
+                if let value = read(fd) { return value }
                 _ = Glibc.close(fd)
                 fd = -1
             }
             return nil
+        }
+    }
+
+    /// The file's modification time and size (`fstat`: no path to walk, unlike `stat`).
+    func stamp() -> ChangeMarker.FileStamp {
+        read { fd -> ChangeMarker.FileStamp? in
+            var status = stat()
+            guard fstat(fd, &status) == 0 else { return nil }
+            return .init(seconds: status.st_mtim.tv_sec, nanoseconds: status.st_mtim.tv_nsec, size: Int(status.st_size))
+        } ?? .missing
+    }
+
+    /// The header of a SQLite WAL index (`-shm`: version, change counter, frame count, salts):
+    /// its first 48 bytes, zero-padded to 64.
+    func walIndexHeader() -> SIMD8<UInt64>? {
+        read { fd -> SIMD8<UInt64>? in
+            var words = SIMD8<UInt64>()
+            let count = withUnsafeMutableBytes(of: &words) { pread(fd, $0.baseAddress, 48, 0) }
+            return count > 0 ? words : nil
         }
     }
 }

@@ -71,20 +71,21 @@ import Testing
             #expect(route.candidate(head(.post, "/v1/chat/completions", [.authorization: "Bearer x", .connection: "close"])) == nil)
             #expect(route.candidate(head(.post, "/v1/chat/completions", [.authorization: "Bearer x", .expect: "100-continue"])) == nil)
             let chat = try #require(route.candidate(head()))
+            var hashes = FastInferenceRoute.TokenHash()
 
             // A token is taken only once the router has checked it against the database (twice
             // here: the first check records the token's last use, a write that moves the marker).
-            #expect(route.admit(chat, body: Self.unknownModel, clientAddress: "127.0.0.1") == nil)
+            #expect(route.admit(chat, body: Self.unknownModel, clientAddress: "127.0.0.1", tokenHash: &hashes) == nil)
             for _ in 0..<2 {
                 try await client.execute(uri: "/v1/models", method: .get) { response in #expect(response.status == .ok) }
             }
-            let admitted = try #require(route.admit(chat, body: Self.unknownModel, clientAddress: "127.0.0.1"))
+            let admitted = try #require(route.admit(chat, body: Self.unknownModel, clientAddress: "127.0.0.1", tokenHash: &hashes))
             #expect(admitted.principal.user.username == "root")
             // Taking it counted against the limit; a refusal is left to the router, which answers the 429.
-            #expect(route.admit(chat, body: Self.unknownModel, clientAddress: "127.0.0.1") != nil)
-            #expect(route.admit(chat, body: Self.unknownModel, clientAddress: "127.0.0.1") == nil)
+            #expect(route.admit(chat, body: Self.unknownModel, clientAddress: "127.0.0.1", tokenHash: &hashes) != nil)
+            #expect(route.admit(chat, body: Self.unknownModel, clientAddress: "127.0.0.1", tokenHash: &hashes) == nil)
             let stranger = try #require(route.candidate(head(.post, "/v1/chat/completions", [.authorization: "Bearer bodhi_nonsense"])))
-            #expect(route.admit(stranger, body: Self.unknownModel, clientAddress: "127.0.0.1") == nil)
+            #expect(route.admit(stranger, body: Self.unknownModel, clientAddress: "127.0.0.1", tokenHash: &hashes) == nil)
         }
     }
 
