@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import BodhiCore
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -208,7 +209,7 @@ public final class EngineClient: Sendable {
             status: Int(response.head.status.code), contentType: response.head.headers.first(name: "Content-Type"),
             body: EngineReplyBody(chunks: chunks, whole: response.whole, abandon: {
                 // Once the reply has ended there is nothing to stop (and no event to send).
-                if !ended.happened { connection.abandon(id) }
+                if !ended.isSet { connection.abandon(id) }
             }))
     }
 
@@ -289,13 +290,6 @@ struct EngineExchange: Sendable {
         let whole: ByteBuffer?
     }
 
-    /// Whether the reply has ended, readable from any thread.
-    final class Ended: Sendable {
-        private let flag = Atomic(false)
-        var happened: Bool { flag.load(ordering: .acquiring) }
-        func mark() { flag.store(true, ordering: .releasing) }
-    }
-
     let id: UInt64
     let head: HTTPRequestHead
     let body: ByteBuffer
@@ -305,7 +299,8 @@ struct EngineExchange: Sendable {
     let onWhole: WholeReplyReceiver?
     let replyHead: EventLoopPromise<ReplyStart>
     let replyBody: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
-    let ended = Ended()
+    /// Set once the reply has ended.
+    let ended = OnceFlag()
     /// Called on the event loop once the reply ended; whether the connection may be reused.
     let finished: @Sendable (_ keepAlive: Bool) -> Void
 }
@@ -381,7 +376,7 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
             wholeReply = whole
         case .end:
             current = nil
-            exchange.ended.mark()
+            exchange.ended.set()
             // Pooled before the reader learns of the end, so that its next request finds it.
             exchange.finished(keepAlive)
             if let whole = wholeReply {

@@ -138,12 +138,13 @@ struct FastInferenceRoute: Sendable {
         let started = ContinuousClock.now
         let requestID = APIVersioning.requestID(sentByClient: request.candidate.headers.requestID)
         let caller = RateLimitMiddleware.caller(request.principal, subject: request.subject, connection: connection)
-        let delivered = Delivered()
+        // Set once a whole answer went out from the engine's side.
+        let delivered = OnceFlag()
         let stamps = Stamps(route: self, request: request, requestID: requestID)
         // Made while the engine works: this job runs once the task below waits for the engine.
         writer.eventLoop.execute { _ = stamps.fields }
         let deliver: InferenceService.WholeAnswerReceiver = { [self] status, contentType, body in
-            delivered.mark()
+            delivered.set()
             let (head, body) = whole(status: status, contentType: contentType, body: body, for: request, stamps: stamps)
             writer.sendWhole(head, body, then: whenSent)
             services.metrics.recordRequest(
@@ -152,33 +153,27 @@ struct FastInferenceRoute: Sendable {
         var response: Response
         var held: InferenceService.HeldResult?
         do {
-            held = try await RequestScope.$requestID.withValue(requestID) {
+            let answer = try await RequestScope.$requestID.withValue(requestID) {
                 try await InferenceCaller.$current.withValue(caller) {
                     try await services.inference.handleHoldingSlot(
                         request.operation, body: request.body, allowedModels: request.principal.allowedModels, deliverWhole: deliver)
                 }
             }
-            response = OpenAIRoutes.response(for: held!.result)
+            held = answer
+            response = OpenAIRoutes.response(for: answer.result)
             if case .allowed(let quotas) = request.limits { RateLimitMiddleware.stamp(&response.headers, quotas) }
         } catch {
             let bodhiError = ErrorRenderingMiddleware.bodhiError(
                 from: error, method: request.method, path: request.operation.rawValue, maxBodyBytes: services.maxRequestBodyBytes)
             response = ErrorRenderingMiddleware.render(bodhiError, path: request.operation.rawValue)
         }
-        if !delivered.happened {
+        if !delivered.isSet {
             services.metrics.recordRequest(
                 method: request.method.rawValue, route: request.operation.rawValue, status: Int(response.status.code), duration: .now - started)
             await writer.send(finished(response, request: request, requestID: requestID))
             whenSent()
         }
         await held?.release()
-    }
-
-    /// Whether a whole answer went out from the engine's side.
-    private final class Delivered: Sendable {
-        private let flag = Atomic(false)
-        var happened: Bool { flag.load(ordering: .acquiring) }
-        func mark() { flag.store(true, ordering: .releasing) }
     }
 
     /// The headers a whole answer gets whatever the engine says: its rate limits and the
