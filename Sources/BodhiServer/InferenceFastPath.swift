@@ -274,13 +274,28 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        read(unwrapInboundIn(data), context: context)
+        take(unwrapInboundIn(data), context: context)
     }
 
-    private func read(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+    /// Stops reading while the requests waiting behind a taken one hold this much, until its
+    /// response is out: a client cannot make Bodhi buffer without bound by pipelining.
+    static let maxWaitingBytes = 1 << 20
+    private var waitingBytes = 0
+    private var readHeld = false
+
+    func read(context: ChannelHandlerContext) {
+        if case .serving = phase, waitingBytes >= Self.maxWaitingBytes {
+            readHeld = true
+            return
+        }
+        context.read()
+    }
+
+    private func take(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
         switch phase {
         case .serving:
             waiting.append(part)
+            if case .body(let chunk) = part { waitingBytes += chunk.readableBytes } else { waitingBytes += 1024 }
         case .handingOn:
             if case .end = part { phase = .idle }
             context.fireChannelRead(wrapInboundOut(part))
@@ -289,12 +304,12 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             case .head:
                 // Cannot follow a head without an end; let the router's side deal with it.
                 handOn(candidate.head, body, context: context)
-                read(part, context: context)
+                take(part, context: context)
             case .body(var chunk):
                 guard body.readableBytes + chunk.readableBytes <= route.services.maxRequestBodyBytes else {
                     // The router answers the 413, once it has read this far.
                     handOn(candidate.head, body, context: context)
-                    read(part, context: context)
+                    take(part, context: context)
                     return
                 }
                 phase = .idle  // so that `body` is the buffer's only owner while it grows
@@ -303,7 +318,7 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             case .end:
                 guard let admitted = route.admit(candidate, body: body, clientAddress: clientAddress, tokenHash: &tokenHash) else {
                     handOn(candidate.head, body, context: context)
-                    read(part, context: context)
+                    take(part, context: context)
                     return
                 }
                 serve(admitted, context: context)
@@ -345,11 +360,17 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// The taken request's response is out: reads go on with what waited meanwhile.
     private func served(context: ChannelHandlerContext) {
         phase = .idle
-        guard !waiting.isEmpty else { return }
-        let parts = waiting
-        waiting.removeAll()
-        for part in parts { read(part, context: context) }
-        context.fireChannelReadComplete()
+        if !waiting.isEmpty {
+            let parts = waiting
+            waiting.removeAll()
+            waitingBytes = 0
+            for part in parts { take(part, context: context) }
+            context.fireChannelReadComplete()
+        }
+        if readHeld {
+            readHeld = false
+            context.read()
+        }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
