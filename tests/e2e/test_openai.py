@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import threading
 from urllib.parse import quote
 
 import httpx
@@ -241,6 +243,73 @@ def test_client_disconnect_before_a_non_stream_reply(bodhi: BodhiServer, client:
     # Bodhi closed its connection to the engine, so the engine stopped generating at once.
     poll_until(lambda: cancels() > before, 10.0, "the engine to cancel the abandoned generation")
     poll_until(lambda: bodhi.engine()["in_flight"] == 0, 10.0, "in_flight to drop to 0 after the disconnect")
+
+
+def test_requests_pipelined_behind_a_stream_are_answered_in_order(bodhi: BodhiServer, client: openai.OpenAI):
+    """A client that sends its next requests (over 1 MiB of them) while a stream is still coming
+    gets the stream whole, then the rest, on the same connection: Bodhi holds them back and reads
+    on once the stream has ended, instead of buffering without bound or dropping them."""
+    # The token is checked against the database (twice: the first check records its last use,
+    # which the second sees as a change), so that the fast path takes the stream.
+    for _ in range(2):
+        client.chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, max_tokens=1)
+    stream = json.dumps({"model": DEFAULT_MODEL, "messages": LONG_STORY, "max_tokens": 48, "ignore_eos": True, "stream": True})
+    # Unknown fields reach the engine untouched; this one only makes the request large.
+    large = json.dumps({"model": DEFAULT_MODEL, "messages": HELLO, "max_tokens": 1, "padding": "x" * (3 << 20)})
+
+    def post(body: str, request_id: str) -> bytes:
+        return (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bodhi.token}\r\n"
+                f"X-Request-Id: {request_id}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode()
+
+    with socket.create_connection(("127.0.0.1", bodhi.port), timeout=60) as conn:
+        # The large request cannot all be taken while the stream runs: send from a thread.
+        sender = threading.Thread(target=conn.sendall, args=(post(stream, "first") + post(large, "second") + post(large, "third"),))
+        sender.start()
+        replies = read_http_replies(conn, 3)
+        sender.join(timeout=60)
+    assert [status for status, _, _ in replies] == [200, 200, 200]
+    assert [headers.get("x-request-id") for _, headers, _ in replies] == ["first", "second", "third"]
+    assert b"data: [DONE]" in replies[0][2]
+    assert json.loads(replies[1][2])["choices"]
+
+
+def read_http_replies(conn: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """`count` HTTP/1.1 replies from `conn`, bodies with Content-Length or chunked."""
+    buffer = b""
+    replies = []
+
+    def need(size: int) -> None:
+        nonlocal buffer
+        while len(buffer) < size:
+            data = conn.recv(65536)
+            assert data, f"the connection ended after {len(replies)} replies"
+            buffer += data
+
+    def line() -> bytes:
+        nonlocal buffer
+        while b"\r\n" not in buffer:
+            need(len(buffer) + 1)
+        text, buffer = buffer.split(b"\r\n", 1)
+        return text
+
+    while len(replies) < count:
+        status = int(line().split()[1])
+        headers = {}
+        while header := line():
+            name, value = header.decode().split(":", 1)
+            headers[name.lower()] = value.strip()
+        body = b""
+        if headers.get("transfer-encoding") == "chunked":
+            while size := int(line(), 16):
+                need(size + 2)
+                body, buffer = body + buffer[:size], buffer[size + 2:]
+            line()  # the empty line after the last chunk
+        else:
+            length = int(headers.get("content-length", "0"))
+            need(length)
+            body, buffer = buffer[:length], buffer[length:]
+        replies.append((status, headers, body))
+    return replies
 
 
 def test_engine_killed_mid_stream(bodhi: BodhiServer, client: openai.OpenAI):
