@@ -231,8 +231,6 @@ public struct InferenceService: Sendable {
     /// request to the observers (a stream does both itself when it ends).
     public struct HeldResult: Sendable {
         public let result: InferenceResult
-        /// Whether the answer went to `deliverWhole` already.
-        public var delivered = false
         fileprivate let finish: (@Sendable () async -> Void)?
 
         public func release() async { await finish?() }
@@ -243,8 +241,8 @@ public struct InferenceService: Sendable {
 
     /// `handle`, for a caller that sends a whole answer on before it gives the slot back, so
     /// that its client does not wait for the bookkeeping. With `deliverWhole`, an answer that
-    /// is not a stream goes there as soon as the engine's reply is read, before this returns
-    /// (`HeldResult.delivered`), so that it reaches the client without waiting for a task.
+    /// is not a stream goes there as soon as the engine's reply is read, before this returns,
+    /// so that it reaches the client without waiting for a task.
     public func handleHoldingSlot(
         _ operation: InferenceOperation, body: ByteBuffer, allowedModels: [String]? = nil, deliverWhole: WholeAnswerReceiver? = nil
     ) async throws -> HeldResult {
@@ -286,7 +284,7 @@ public struct InferenceService: Sendable {
         do {
             let bytes = try await reply.body.collect(upTo: Self.maxResponseBytes)
             let status = reply.status
-            return HeldResult(result: .complete(status: status, contentType: contentType, body: bytes), delivered: deliverWhole != nil && !wantsEvents) {
+            return HeldResult(result: .complete(status: status, contentType: contentType, body: bytes)) {
                 await slot.finish(status: status, body: bytes)
             }
         } catch {

@@ -38,12 +38,6 @@ struct ErrorRenderingMiddleware: RouterMiddleware {
     }
 
     static func render(_ error: BodhiError, path: String) -> Response {
-        let (headers, body) = rendered(error, path: path)
-        return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: body))
-    }
-
-    /// The headers and body of `error`'s response, in the format of `path`'s API family.
-    static func rendered(_ error: BodhiError, path: String) -> (HTTPFields, ByteBuffer) {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let retryAfter = error.retryAfterSeconds { headers[.retryAfter] = String(retryAfter) }
         let body: Data
@@ -57,8 +51,7 @@ struct ErrorRenderingMiddleware: RouterMiddleware {
         } else {
             body = (try? JSONEncoder().encode(BodhiErrorBody(error))) ?? Data()
         }
-        headers[.contentLength] = String(body.count)
-        return (headers, ByteBuffer(bytes: body))
+        return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }
 

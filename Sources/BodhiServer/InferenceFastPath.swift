@@ -150,30 +150,34 @@ struct FastInferenceRoute: Sendable {
             services.metrics.recordRequest(
                 method: request.method.rawValue, route: request.operation.rawValue, status: status, duration: .now - started)
         }
-        var response: Response
-        var held: InferenceService.HeldResult?
-        do {
-            let answer = try await RequestScope.$requestID.withValue(requestID) {
-                try await InferenceCaller.$current.withValue(caller) {
-                    try await services.inference.handleHoldingSlot(
-                        request.operation, body: request.body, allowedModels: request.principal.allowedModels, deliverWhole: deliver)
-                }
-            }
-            held = answer
-            response = OpenAIRoutes.response(for: answer.result)
-            if case .allowed(let quotas) = request.limits { RateLimitMiddleware.stamp(&response.headers, quotas) }
-        } catch {
-            let bodhiError = ErrorRenderingMiddleware.bodhiError(
-                from: error, method: request.method, path: request.operation.rawValue, maxBodyBytes: services.maxRequestBodyBytes)
-            response = ErrorRenderingMiddleware.render(bodhiError, path: request.operation.rawValue)
-        }
-        if !delivered.isSet {
+        func send(_ response: Response) async {
             services.metrics.recordRequest(
                 method: request.method.rawValue, route: request.operation.rawValue, status: Int(response.status.code), duration: .now - started)
             await writer.send(finished(response, request: request, requestID: requestID))
             whenSent()
         }
-        await held?.release()
+        let held: InferenceService.HeldResult
+        do {
+            held = try await RequestScope.$requestID.withValue(requestID) {
+                try await InferenceCaller.$current.withValue(caller) {
+                    try await services.inference.handleHoldingSlot(
+                        request.operation, body: request.body, allowedModels: request.principal.allowedModels, deliverWhole: deliver)
+                }
+            }
+        } catch {
+            let bodhiError = ErrorRenderingMiddleware.bodhiError(
+                from: error, method: request.method, path: request.operation.rawValue, maxBodyBytes: services.maxRequestBodyBytes)
+            await send(ErrorRenderingMiddleware.render(bodhiError, path: request.operation.rawValue))
+            return
+        }
+        // A whole answer is out already, from the engine's side; a stream (or an answer to a
+        // request that streams) is sent from here.
+        if !delivered.isSet {
+            var response = OpenAIRoutes.response(for: held.result)
+            if case .allowed(let quotas) = request.limits { RateLimitMiddleware.stamp(&response.headers, quotas) }
+            await send(response)
+        }
+        await held.release()
     }
 
     /// The headers a whole answer gets whatever the engine says: its rate limits and the

@@ -26,15 +26,13 @@ public final class Store: Sendable {
     private let backend: any StoreBackend
     /// Which database this is, for messages and for the few checks that differ (tests).
     public let kind: DatabaseURL.Kind
-    /// The SQLite file, whose write-ahead log shows every commit, from any process.
-    private let sqlitePath: String?
-    /// The SQLite file, its write-ahead log and its WAL index (`-shm`), kept open for `changeMarker()`.
+    /// The SQLite file, whose write-ahead log shows every commit from any process, the log and
+    /// its WAL index (`-shm`), kept open for `changeMarker()`.
     private let markedFiles: (database: KeptOpenFile, journal: KeptOpenFile, walIndex: KeptOpenFile)?
 
     private init(backend: any StoreBackend, kind: DatabaseURL.Kind, sqlitePath: String? = nil) {
         self.backend = backend
         self.kind = kind
-        self.sqlitePath = sqlitePath
         self.markedFiles = sqlitePath.map { (KeptOpenFile(path: $0), KeptOpenFile(path: $0 + "-wal"), KeptOpenFile(path: $0 + "-shm")) }
     }
 
