@@ -31,7 +31,10 @@ public struct InferenceCaller: Sendable {
 /// Admission to the engines: each model serves at most its slot count of requests at once;
 /// the rest wait, taken round-robin across callers (one heavy caller cannot starve the others),
 /// priority callers first, up to a bound beyond which requests are refused with 503.
-public actor AdmissionQueue {
+///
+/// A lock rather than an actor: a request that finds a free slot takes it without a suspension
+/// (`admitNow`), so that the fast path can send it to its engine from the connection's event loop.
+public final class AdmissionQueue: Sendable {
     private struct Waiter {
         let id: UInt64
         let continuation: CheckedContinuation<Void, any Error>
@@ -115,10 +118,21 @@ public actor AdmissionQueue {
         public let waiting: Int
     }
 
-    /// Per model, kept once made (a handful): lanes are changed in place, so that a request that
-    /// finds a free slot costs no copy of the lane's sets and queues, nor a new lane.
-    private var lanes: [String: Lane] = [:]
-    private var nextID: UInt64 = 1
+    private struct State {
+        /// Per model, kept once made (a handful): lanes are changed in place, so that a request that
+        /// finds a free slot costs no copy of the lane's sets and queues, nor a new lane.
+        var lanes: [String: Lane] = [:]
+        var nextID: UInt64 = 1
+        /// Requests that went away before they had joined their queue.
+        var departed: Set<UInt64> = []
+
+        mutating func makeID() -> UInt64 {
+            defer { nextID += 1 }
+            return nextID
+        }
+    }
+
+    private let state = Mutex(State())
     private let maxQueue: Atomic<Int>
     private let totalWaiting = Atomic<Int>(0)
     private let observer: (any InferenceObserver)?
@@ -128,69 +142,92 @@ public actor AdmissionQueue {
         self.observer = observer
     }
 
-    /// How full the queues are, from 0 (nobody waits) to 1 (a queue is at its bound); read
-    /// without waiting for the actor, by the rate limiter on every request.
-    public nonisolated var pressure: Double {
+    /// How full the queues are, from 0 (nobody waits) to 1 (a queue is at its bound); read by the
+    /// rate limiter on every request.
+    public var pressure: Double {
         let bound = maxQueue.load(ordering: .relaxed)
         guard bound > 0 else { return 0 }
         return min(1, Double(totalWaiting.load(ordering: .relaxed)) / Double(bound))
     }
 
-    public nonisolated func setMaxQueue(_ bound: Int) {
+    public func setMaxQueue(_ bound: Int) {
         maxQueue.store(bound, ordering: .relaxed)
+    }
+
+    /// One of `model`'s `slots` if one is free and nobody waits for it; nil otherwise.
+    public func admitNow(_ model: String, slots: Int) -> AdmissionTicket? {
+        let id: UInt64? = state.withLock { state in
+            let id = state.makeID()
+            return state.lanes[model, default: Lane(slots: slots)].admitNow(id, slots: slots) ? id : nil
+        }
+        return id.map { AdmissionTicket(queue: self, model: model, id: $0, waited: .zero) }
     }
 
     /// Waits for one of `model`'s `slots`; the returned ticket gives it back when released
     /// or dropped.
     public func admit(_ model: String, slots: Int, caller: InferenceCaller) async throws -> AdmissionTicket {
-        let id = nextID
-        nextID += 1
         let started = ContinuousClock.now
-        if lanes[model, default: Lane(slots: slots)].admitNow(id, slots: slots) {
-            return AdmissionTicket(queue: self, model: model, id: id, waited: .zero)
-        }
-        let waiting = lanes[model]?.waiting ?? 0
         let bound = maxQueue.load(ordering: .relaxed)
-        guard waiting < bound else {
+        enum Turn { case now, wait, full(waiting: Int) }
+        let (id, turn) = state.withLock { state -> (UInt64, Turn) in
+            let id = state.makeID()
+            if state.lanes[model, default: Lane(slots: slots)].admitNow(id, slots: slots) { return (id, .now) }
+            let waiting = state.lanes[model]?.waiting ?? 0
+            return (id, waiting < bound ? .wait : .full(waiting: waiting))
+        }
+        switch turn {
+        case .now:
+            return AdmissionTicket(queue: self, model: model, id: id, waited: .zero)
+        case .full(let waiting):
             observer?.queueRejected(model: model)
             throw BodhiError.engineUnavailable(
                 "The model '\(model)' is busy: \(waiting) requests are already waiting for it (BODHI_MAX_QUEUE is \(bound)). Retry shortly.",
                 retryAfterSeconds: 2)
+        case .wait:
+            break
         }
-        var hangUp: HangUpWatch?
+        // A client that hangs up, or a caller cancelled, leaves the queue (or, when that comes
+        // before it joined, keeps it from joining).
+        let hangUp = caller.connection?.onHangUp { [self] in leave(model, id: id) }
         defer { hangUp?.end() }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                if Task.isCancelled {
-                    continuation.resume(throwing: CancellationError())
-                    return
+                let joined = state.withLock { state in
+                    guard !Task.isCancelled, state.departed.remove(id) == nil else { return false }
+                    let waiter = Waiter(id: id, continuation: continuation)
+                    if caller.priority {
+                        state.lanes[model, default: Lane(slots: slots)].priority.append(waiter, for: caller.fairnessKey)
+                    } else {
+                        state.lanes[model, default: Lane(slots: slots)].normal.append(waiter, for: caller.fairnessKey)
+                    }
+                    return true
                 }
-                let waiter = Waiter(id: id, continuation: continuation)
-                if caller.priority {
-                    lanes[model, default: Lane(slots: slots)].priority.append(waiter, for: caller.fairnessKey)
-                } else {
-                    lanes[model, default: Lane(slots: slots)].normal.append(waiter, for: caller.fairnessKey)
-                }
-                totalWaiting.add(1, ordering: .relaxed)
-                hangUp = caller.connection?.onHangUp {
-                    Task { await self.leave(model, id: id) }
-                }
+                if joined { totalWaiting.add(1, ordering: .relaxed) } else { continuation.resume(throwing: CancellationError()) }
             }
         } onCancel: {
-            Task { await self.leave(model, id: id) }
+            leave(model, id: id)
         }
         return AdmissionTicket(queue: self, model: model, id: id, waited: .now - started)
     }
 
     /// A waiting request that went away (cancelled, or its client disconnected).
     private func leave(_ model: String, id: UInt64) {
-        guard let waiter = lanes[model]?.leave(id) else { return }
+        let waiter = state.withLock { state -> Waiter? in
+            if let waiter = state.lanes[model]?.leave(id) { return waiter }
+            // Not (yet) in the queue: remembered, unless it was admitted already.
+            if state.lanes[model]?.inFlight.contains(id) != true { state.departed.insert(id) }
+            return nil
+        }
+        guard let waiter else { return }
         totalWaiting.subtract(1, ordering: .relaxed)
         waiter.continuation.resume(throwing: CancellationError())
     }
 
     func release(_ model: String, id: UInt64) {
-        guard let admitted = lanes[model]?.release(id) else { return }
+        let admitted = state.withLock { state in
+            state.departed.remove(id)
+            return state.lanes[model]?.release(id) ?? []
+        }
         for waiter in admitted {
             totalWaiting.subtract(1, ordering: .relaxed)
             waiter.continuation.resume()
@@ -199,8 +236,10 @@ public actor AdmissionQueue {
 
     /// Requests in flight and waiting, per model with either.
     public func depths() -> [Depth] {
-        lanes.filter { !$0.value.inFlight.isEmpty || $0.value.waiting > 0 }.sorted { $0.key < $1.key }
-            .map { Depth(model: $0.key, inFlight: $0.value.inFlight.count, waiting: $0.value.waiting) }
+        state.withLock { state in
+            state.lanes.filter { !$0.value.inFlight.isEmpty || $0.value.waiting > 0 }.sorted { $0.key < $1.key }
+                .map { Depth(model: $0.key, inFlight: $0.value.inFlight.count, waiting: $0.value.waiting) }
+        }
     }
 }
 
@@ -212,14 +251,14 @@ public final class AdmissionTicket: Sendable {
 
     init(queue: AdmissionQueue, model: String, id: UInt64, waited: Duration) {
         self.waited = waited
-        once = ReleaseOnce { await queue.release(model, id: id) }
+        once = ReleaseOnce { queue.release(model, id: id) }
     }
 
-    public func release() async {
-        await once.release()
+    public func release() {
+        once.release()
     }
 
     deinit {
-        once.releaseDetached()
+        once.release()
     }
 }

@@ -13,11 +13,15 @@ public final class ClientConnection: Sendable {
     }
 
     private let state = Mutex(State())
+    /// The event loop the connection lives on: engine requests for it go out on a connection of
+    /// the same loop, so that a request and its answer never cross threads inside Bodhi.
+    public let eventLoop: any EventLoop
     /// The connections open now, by channel, so that each request on one finds the same watcher.
     private static let open = Mutex<[ObjectIdentifier: ClientConnection]>([:])
 
-    /// Watches `closed` (a channel's close future) for the life of the connection.
+    /// Watches `closed` (a channel's close future, so on its loop) for the life of the connection.
     public init(closed: EventLoopFuture<Void>) {
+        eventLoop = closed.eventLoop
         closed.whenComplete { [self] _ in hangUp() }
     }
 

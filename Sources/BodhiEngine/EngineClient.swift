@@ -33,7 +33,12 @@ public final class EngineReplyBody: AsyncSequence, Sendable {
     deinit { abandon() }
 
     public func makeAsyncIterator() -> AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator {
-        chunks.makeAsyncIterator()
+        // A whole body does not travel through `chunks` (one buffered event less per request).
+        guard let whole else { return chunks.makeAsyncIterator() }
+        return AsyncThrowingStream { parts in
+            parts.yield(whole)
+            parts.finish()
+        }.makeAsyncIterator()
     }
 
     /// Stops the exchange unless it already ended: the connection is closed, not reused.
@@ -90,11 +95,15 @@ public final class EngineClient: Sendable {
         let port: Int
     }
 
+
     private struct Idle {
         let connection: EngineConnection
         let since: NIODeadline
     }
 
+    /// Idle connections per engine, oldest first. A request takes one of its client's event loop,
+    /// so that writing it, reading the answer and writing that to the client happen on one
+    /// thread, without waking another (each wake-up cost tens of µs here).
     private struct Pool {
         var idle: [Address: [Idle]] = [:]
         var shutDown = false
@@ -131,20 +140,44 @@ public final class EngineClient: Sendable {
         onWhole: WholeReplyReceiver? = nil
     ) async throws -> EngineReply {
         let address = Address(host: endpoint.host, port: endpoint.port)
-        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
-        head.headers.reserveCapacity(4)
-        head.headers.add(name: "Host", value: endpoint.hostHeader)
-        head.headers.add(name: "Authorization", value: endpoint.authorization)
-        head.headers.add(name: "Content-Type", value: "application/json")
-        head.headers.add(name: "Content-Length", value: String(body.readableBytes))
-        if let pooled = takeIdle(address) {
+        let head = Self.requestHead(path, to: endpoint, bodyBytes: body.readableBytes)
+        if let pooled = takeIdle(address, on: client?.eventLoop) {
             do {
                 return try await exchange(on: pooled, head: head, body: body, client: client, wholeUpTo: wholeUpTo, onWhole: onWhole)
             } catch EngineClientError.connectionClosed(replyStarted: false) {
                 // The stale close described above: fall through to a fresh connection.
             }
         }
-        return try await exchange(on: try await connect(address), head: head, body: body, client: client, wholeUpTo: wholeUpTo, onWhole: onWhole)
+        return try await exchange(on: try await connect(address, on: client?.eventLoop ?? group.any()), head: head, body: body, client: client, wholeUpTo: wholeUpTo, onWhole: onWhole)
+    }
+
+    /// `post` for a reply wanted whole, without a suspension: sent before this returns, when a
+    /// kept-alive connection to the engine waits on the client's event loop (and this runs there);
+    /// false, with nothing sent, otherwise. The reply goes to `onWhole`, or its failure to
+    /// `onFailure`, on that loop. A failure of `EngineClientError.connectionClosed(replyStarted:
+    /// false)` is the stale close `post` describes: the engine never read the request.
+    public func postNow(
+        _ path: String, to endpoint: EngineEndpoint, body: ByteBuffer, client: ClientConnection, wholeUpTo: Int,
+        onWhole: @escaping WholeReplyReceiver, onFailure: @escaping @Sendable (any Error) -> Void
+    ) -> Bool {
+        guard client.eventLoop.inEventLoop,
+              let connection = takeIdle(Address(host: endpoint.host, port: endpoint.port), on: client.eventLoop)
+        else { return false }
+        let started = start(
+            on: connection, head: Self.requestHead(path, to: endpoint, bodyBytes: body.readableBytes), body: body, client: client,
+            wholeUpTo: wholeUpTo, onWhole: onWhole, streaming: false)
+        started.replyHead.whenFailure(onFailure)
+        return true
+    }
+
+    private static func requestHead(_ path: String, to endpoint: EngineEndpoint, bodyBytes: Int) -> HTTPRequestHead {
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
+        head.headers.reserveCapacity(4)
+        head.headers.add(name: "Host", value: endpoint.hostHeader)
+        head.headers.add(name: "Authorization", value: endpoint.authorization)
+        head.headers.add(name: "Content-Type", value: "application/json")
+        head.headers.add(name: "Content-Length", value: String(bodyBytes))
+        return head
     }
 
     /// Kept-alive connections waiting for a request, to all engines.
@@ -169,8 +202,49 @@ public final class EngineClient: Sendable {
     ) async throws -> EngineReply {
         // A caller already gone (cancelled while queued, or between tries) sends nothing.
         try Task.checkCancellation()
+        let started = start(on: connection, head: head, body: body, client: client, wholeUpTo: wholeUpTo, onWhole: onWhole)
+        // A caller that goes away (its client hung up) while the engine works on the request
+        // closes the connection, which stops the engine; it is not sent again.
+        let response: EngineExchange.ReplyStart
+        do {
+            response = try await withTaskCancellationHandler {
+                try await started.replyHead.get()
+            } onCancel: {
+                connection.abandon(started.id)
+            }
+        } catch where Task.isCancelled {
+            throw CancellationError()
+        }
+        let ended = started.ended
+        let id = started.id
+        return EngineReply(
+            status: Int(response.head.status.code), contentType: response.head.headers.first(name: "Content-Type"),
+            body: EngineReplyBody(chunks: started.chunks ?? AsyncThrowingStream { $0.finish() }, whole: response.whole, abandon: {
+                // Once the reply has ended there is nothing to stop (and no event to send).
+                if !ended.isSet { connection.abandon(id) }
+            }))
+    }
+
+    /// An exchange on its way: its reply's start, and the reply's parts as they come.
+    private struct Started {
+        let id: UInt64
+        let replyHead: EventLoopFuture<EngineExchange.ReplyStart>
+        /// Nil unless streaming.
+        let chunks: AsyncThrowingStream<ByteBuffer, any Error>?
+        let ended: OnceFlag
+    }
+
+    /// Writes the request on `connection`; a client hang-up from here on abandons it. With
+    /// `streaming`, the reply's parts come through `chunks` (whose end, or whose reader giving
+    /// it up, ends the exchange); without, only through the reply's start, which a whole reply
+    /// needs alone.
+    private func start(
+        on connection: EngineConnection, head: HTTPRequestHead, body: ByteBuffer, client: ClientConnection?, wholeUpTo: Int?,
+        onWhole: WholeReplyReceiver?, streaming: Bool = true
+    ) -> Started {
         let id = exchangeIDs.wrappingAdd(1, ordering: .relaxed).newValue
-        let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+        let stream = streaming ? AsyncThrowingStream<ByteBuffer, any Error>.makeStream() : nil
+        let continuation = stream?.continuation
         let replyHead = connection.channel.eventLoop.makePromise(of: EngineExchange.ReplyStart.self)
         let exchange = EngineExchange(
             id: id, head: head, body: body, wholeUpTo: wholeUpTo, onWhole: onWhole, replyHead: replyHead, replyBody: continuation,
@@ -180,45 +254,33 @@ public final class EngineClient: Sendable {
         // Abandoning is safe at any time: the handler ignores it once the exchange ended, and
         // remembers it when it comes before the exchange started.
         let watch = client?.onHangUp { connection.abandon(id) }
-        continuation.onTermination = { termination in
-            watch?.end()
-            if case .cancelled = termination { connection.abandon(id) }
+        if let continuation {
+            continuation.onTermination = { termination in
+                watch?.end()
+                if case .cancelled = termination { connection.abandon(id) }
+            }
+        } else {
+            replyHead.futureResult.whenComplete { _ in watch?.end() }
         }
         let written = connection.channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.whenFailure { _ in
             // A connection closed before the request reached the handler (completing twice is a no-op).
             let closed = EngineClientError.connectionClosed(replyStarted: false)
             replyHead.fail(closed)
-            continuation.finish(throwing: closed)
+            continuation?.finish(throwing: closed)
         }
         connection.channel.writeAndFlush(exchange, promise: written)
-        // A caller that goes away (its client hung up) while the engine works on the request
-        // closes the connection, which stops the engine; it is not sent again.
-        let response: EngineExchange.ReplyStart
-        do {
-            response = try await withTaskCancellationHandler {
-                try await replyHead.futureResult.get()
-            } onCancel: {
-                connection.abandon(id)
-            }
-        } catch where Task.isCancelled {
-            throw CancellationError()
-        }
-        let ended = exchange.ended
-        return EngineReply(
-            status: Int(response.head.status.code), contentType: response.head.headers.first(name: "Content-Type"),
-            body: EngineReplyBody(chunks: chunks, whole: response.whole, abandon: {
-                // Once the reply has ended there is nothing to stop (and no event to send).
-                if !ended.isSet { connection.abandon(id) }
-            }))
+        return Started(id: id, replyHead: replyHead.futureResult, chunks: stream?.stream, ended: exchange.ended)
     }
 
-    private func connect(_ address: Address) async throws -> EngineConnection {
-        let channel = try await ClientBootstrap(group: group)
+    private func connect(_ address: Address, on loop: any EventLoop) async throws -> EngineConnection {
+        let channel = try await ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    // The request heads are Bodhi's own (fixed names, a hex key, a number): checking
+                    // them again on every request showed in the profile.
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
                     try channel.pipeline.syncOperations.addHandler(EngineExchangeHandler())
                 }
             }
@@ -237,19 +299,20 @@ public final class EngineClient: Sendable {
         }
     }
 
-    private func takeIdle(_ address: Address) -> EngineConnection? {
+    /// The most recently used idle connection to `address` on `loop` (any loop: nil). Expired
+    /// ones are closed: they are the oldest, at the front.
+    private func takeIdle(_ address: Address, on loop: (any EventLoop)?) -> EngineConnection? {
         let oldest = NIODeadline.now() - Self.idleTimeout
-        let (fresh, expired) = pool.withLock { pool -> (EngineConnection?, [Idle]) in
-            // The most recently used first; the ones beneath an expired one are older still.
-            while let entry = pool.idle[address]?.popLast() {
-                guard entry.since >= oldest else {
-                    defer { pool.idle[address] = nil }
-                    return (nil, [entry] + (pool.idle[address] ?? []))
-                }
-                if entry.connection.channel.isActive { return (entry.connection, []) }
-            }
-            pool.idle[address] = nil
-            return (nil, [])
+        let (fresh, expired) = pool.withLock { pool -> (EngineConnection?, ArraySlice<Idle>) in
+            guard var idle = pool.idle.removeValue(forKey: address) else { return (nil, []) }
+            let expiredCount = idle.firstIndex { $0.since >= oldest } ?? idle.endIndex
+            let expired = idle[..<expiredCount]
+            idle.removeFirst(expiredCount)
+            idle.removeAll { !$0.connection.channel.isActive }
+            let index = idle.lastIndex { loop == nil || $0.connection.channel.eventLoop === loop! }
+            let fresh = index.map { idle.remove(at: $0).connection }
+            if !idle.isEmpty { pool.idle[address] = idle }
+            return (fresh, expired)
         }
         for entry in expired { entry.connection.channel.close(promise: nil) }
         return fresh
@@ -298,7 +361,8 @@ struct EngineExchange: Sendable {
     /// Gets a whole reply before the caller does.
     let onWhole: WholeReplyReceiver?
     let replyHead: EventLoopPromise<ReplyStart>
-    let replyBody: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
+    /// Where a streamed reply's parts go; nil when the reply is wanted whole only.
+    let replyBody: AsyncThrowingStream<ByteBuffer, any Error>.Continuation?
     /// Set once the reply has ended.
     let ended = OnceFlag()
     /// Called on the event loop once the reply ended; whether the connection may be reused.
@@ -328,7 +392,7 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
         let exchange = unwrapOutboundIn(data)
         guard current == nil else {
             exchange.replyHead.fail(ChannelError.inappropriateOperationForState)
-            exchange.replyBody.finish(throwing: ChannelError.inappropriateOperationForState)
+            exchange.replyBody?.finish(throwing: ChannelError.inappropriateOperationForState)
             promise?.fail(ChannelError.inappropriateOperationForState)
             return
         }
@@ -337,7 +401,7 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
             // Given up before it was sent: nothing went out, so the connection is as good as new.
             abandonedAhead = nil
             exchange.replyHead.fail(EngineClientError.abandoned)
-            exchange.replyBody.finish(throwing: EngineClientError.abandoned)
+            exchange.replyBody?.finish(throwing: EngineClientError.abandoned)
             exchange.finished(true)
             promise?.succeed()
             return
@@ -363,7 +427,7 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
             }
         case .body(var chunk):
             guard let limit = exchange.wholeUpTo, var whole = wholeReply else {
-                exchange.replyBody.yield(chunk)
+                exchange.replyBody?.yield(chunk)
                 return
             }
             guard whole.body.readableBytes + chunk.readableBytes <= limit else {
@@ -377,16 +441,19 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .end:
             current = nil
             exchange.ended.set()
-            // Pooled before the reader learns of the end, so that its next request finds it.
-            exchange.finished(keepAlive)
             if let whole = wholeReply {
                 wholeReply = nil
+                // The client's answer first; then the pool, before the reader learns of the end,
+                // so that its next request finds the connection. The body travels in the reply
+                // start, not through the stream.
                 exchange.onWhole?(Int(whole.head.status.code), whole.head.headers.first(name: "Content-Type"), whole.body)
-                exchange.replyBody.yield(whole.body)
-                exchange.replyBody.finish()
+                exchange.finished(keepAlive)
+                exchange.replyBody?.finish()
                 exchange.replyHead.succeed(.init(head: whole.head, whole: whole.body))
             } else {
-                exchange.replyBody.finish()
+                // Pooled before the reader learns of the end, so that its next request finds it.
+                exchange.finished(keepAlive)
+                exchange.replyBody?.finish()
             }
         }
     }
@@ -427,6 +494,6 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
         // A reply wanted whole has not been handed over yet, even when it has begun.
         if !replyStarted || wholeReply != nil { exchange.replyHead.fail(error) }
         wholeReply = nil
-        exchange.replyBody.finish(throwing: error)
+        exchange.replyBody?.finish(throwing: error)
     }
 }

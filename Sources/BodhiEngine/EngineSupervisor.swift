@@ -84,15 +84,15 @@ public final class EngineLease: Sendable {
     init(endpoint: EngineEndpoint, modelID: String, generation: Int, supervisor: EngineSupervisor) {
         self.endpoint = endpoint
         self.modelID = modelID
-        once = ReleaseOnce { await supervisor.release(modelID: modelID, generation: generation) }
+        once = ReleaseOnce { supervisor.release(modelID: modelID, generation: generation) }
     }
 
-    public func release() async {
-        await once.release()
+    public func release() {
+        once.release()
     }
 
     deinit {
-        once.releaseDetached()
+        once.release()
     }
 }
 
@@ -119,8 +119,6 @@ public actor EngineSupervisor {
         let model: EngineTarget
         var phase: Phase
         var generation: Int
-        var inFlight = 0
-        var lastUsed: ContinuousClock.Instant
         var consecutiveCrashes = 0
         var restarts = 0
         /// A request's own keep-alive (Ollama's `keep_alive`), overriding the setting.
@@ -134,6 +132,23 @@ public actor EngineSupervisor {
     private var children: [pid_t: ChildProcess] = [:]
     private var nextGeneration = 1
     private var shuttingDown = false
+
+    /// What requests change of an engine, under a lock rather than in the actor, so that a request
+    /// for a ready engine takes its lease without waiting for the actor (`leaseNow`). An engine
+    /// has an entry exactly while it has one in `engines`, of the same generation.
+    private struct Usage {
+        let generation: Int
+        /// Set once the engine is ready.
+        var endpoint: EngineEndpoint?
+        var inFlight = 0
+        var lastUsed: ContinuousClock.Instant
+        /// Its keep-alive is zero: it unloads as soon as its last request ends.
+        var unloadsWhenIdle = false
+    }
+
+    private let usage = Mutex<[String: Usage]>([:])
+    /// `shuttingDown`, for `leaseNow`.
+    private let stopping = Atomic<Bool>(false)
     /// `configuration.parallel`, readable without waiting for the actor (admission asks per request).
     private let defaultSlots: Atomic<Int>
 
@@ -159,34 +174,84 @@ public actor EngineSupervisor {
             if engines[model.id] == nil { try startLoading(model) }
             guard let engine = engines[model.id] else { continue }
             switch engine.phase {
-            case .ready(let running):
-                engines[model.id]!.inFlight += 1
-                engines[model.id]!.lastUsed = .now
-                return lease(for: model.id, generation: engine.generation, running: running)
+            case .ready:
+                // Not leased only while Bodhi stops, checked above as it began.
+                guard let lease = leaseNow(model) else {
+                    throw BodhiError.engineUnavailable("Bodhi is shutting down.", retryAfterSeconds: 5)
+                }
+                return lease
             case .loading(let task, _):
-                let running = try await task.value
+                _ = try await task.value
                 // The engine may have been unloaded or replaced while this caller waited.
                 guard let current = engines[model.id], current.generation == engine.generation,
-                      case .ready = current.phase else { continue }
-                engines[model.id]!.inFlight += 1
-                engines[model.id]!.lastUsed = .now
-                return lease(for: model.id, generation: engine.generation, running: running)
+                      case .ready = current.phase, let lease = leaseNow(model) else { continue }
+                return lease
             }
         }
     }
 
-    private func lease(for modelID: String, generation: Int, running: Running) -> EngineLease {
-        EngineLease(
-            endpoint: running.endpoint, modelID: modelID, generation: generation, supervisor: self)
+    /// A lease on `model`'s engine if it is ready now; nil while it loads, is not loaded, or Bodhi
+    /// stops (then `acquire` loads it, or says why not).
+    public nonisolated func leaseNow(_ model: EngineTarget) -> EngineLease? {
+        guard !stopping.load(ordering: .relaxed) else { return nil }
+        let ready = usage.withLock { usage -> (endpoint: EngineEndpoint, generation: Int)? in
+            guard let endpoint = usage[model.id]?.endpoint else { return nil }
+            usage[model.id]!.inFlight += 1
+            usage[model.id]!.lastUsed = .now
+            return (endpoint, usage[model.id]!.generation)
+        }
+        return ready.map { EngineLease(endpoint: $0.endpoint, modelID: model.id, generation: $0.generation, supervisor: self) }
     }
 
-    func release(modelID: String, generation: Int) {
-        guard var engine = engines[modelID], engine.generation == generation else { return }
-        engine.inFlight = max(0, engine.inFlight - 1)
-        engine.lastUsed = .now
-        engines[modelID] = engine
-        if engine.inFlight == 0, case .idle(.zero) = engine.keepAlive ?? configuration.keepAlive {
-            unload(modelID)
+    nonisolated func release(modelID: String, generation: Int) {
+        let unloads = usage.withLock { usage -> Bool in
+            guard var entry = usage[modelID], entry.generation == generation else { return false }
+            entry.inFlight = max(0, entry.inFlight - 1)
+            entry.lastUsed = .now
+            usage[modelID] = entry
+            return entry.inFlight == 0 && entry.unloadsWhenIdle
+        }
+        if unloads { Task { await self.unloadIfIdle(modelID) } }
+    }
+
+    private nonisolated func entry(of modelID: String) -> Usage? {
+        usage.withLock { $0[modelID] }
+    }
+
+    private func lastUsed(_ engine: Engine) -> ContinuousClock.Instant {
+        entry(of: engine.model.id)?.lastUsed ?? .now
+    }
+
+    /// Claims an engine with no request running for unloading: from here no request leases it.
+    private func takeIfIdle(_ modelID: String) -> Bool {
+        usage.withLock { usage in
+            guard let entry = usage[modelID], entry.inFlight == 0 else { return false }
+            usage[modelID] = nil
+            return true
+        }
+    }
+
+    private func unloadIfIdle(_ modelID: String) {
+        if takeIfIdle(modelID) { unload(modelID) }
+    }
+
+    /// Drops a model's engine from the books (the caller stops its process, if any).
+    private func forget(engine modelID: String) {
+        engines[modelID] = nil
+        usage.withLock { $0[modelID] = nil }
+    }
+
+    /// Each engine's `unloadsWhenIdle`, after its keep-alive or the setting changed.
+    private func refreshUnloadsWhenIdle() {
+        usage.withLock { usage in
+            for (id, engine) in engines {
+                guard usage[id] != nil else { continue }
+                if case .idle(.zero) = engine.keepAlive ?? configuration.keepAlive {
+                    usage[id]!.unloadsWhenIdle = true
+                } else {
+                    usage[id]!.unloadsWhenIdle = false
+                }
+            }
         }
     }
 
@@ -196,11 +261,7 @@ public actor EngineSupervisor {
         // A crashed engine being restarted still holds its own entry; it does not compete for room.
         let others = engines.values.filter { $0.model.id != model.id }
         if others.count >= configuration.maxLoadedModels {
-            let idle = others.filter { engine in
-                if case .ready = engine.phase { return engine.inFlight == 0 }
-                return false
-            }
-            guard let leastRecent = idle.min(by: { $0.lastUsed < $1.lastUsed }) else {
+            guard let leastRecent = readyByLastUse(others).first(where: { takeIfIdle($0.model.id) }) else {
                 throw BodhiError.engineUnavailable(
                     "All \(configuration.maxLoadedModels) loaded models are busy (BODHI_MAX_LOADED_MODELS); retry shortly.",
                     retryAfterSeconds: 2)
@@ -224,8 +285,19 @@ public actor EngineSupervisor {
         let previous = engines[model.id]
         engines[model.id] = Engine(
             model: model, phase: .loading(task, arguments: arguments), generation: generation,
-            lastUsed: previous?.lastUsed ?? .now, consecutiveCrashes: previous?.consecutiveCrashes ?? 0,
-            restarts: previous?.restarts ?? 0)
+            consecutiveCrashes: previous?.consecutiveCrashes ?? 0, restarts: previous?.restarts ?? 0)
+        usage.withLock { usage in
+            usage[model.id] = Usage(generation: generation, lastUsed: usage[model.id]?.lastUsed ?? .now)
+        }
+        refreshUnloadsWhenIdle()
+    }
+
+    /// The ready engines among `candidates`, least recently used first.
+    private func readyByLastUse(_ candidates: some Sequence<Engine>) -> [Engine] {
+        candidates.filter { engine in
+            if case .ready = engine.phase { return true }
+            return false
+        }.sorted { lastUsed($0) < lastUsed($1) }
     }
 
     private func load(
@@ -239,11 +311,12 @@ public actor EngineSupervisor {
                 throw BodhiError.engineUnavailable("The model '\(model.id)' was unloaded while it was loading; retry.")
             }
             engines[model.id]!.phase = .ready(running)
+            usage.withLock { $0[model.id]?.endpoint = running.endpoint }
             logger.info("model ready", metadata: ["model": "\(model.id)", "pid": "\(running.child.pid)", "port": "\(port)"])
             Task { await self.watch(running.child, modelID: model.id, generation: generation) }
             return running
         } catch {
-            if engines[model.id]?.generation == generation { engines[model.id] = nil }
+            if engines[model.id]?.generation == generation { forget(engine: model.id) }
             if error is CancellationError {
                 throw BodhiError.engineUnavailable("The model '\(model.id)' was unloaded while it was loading; retry.")
             }
@@ -329,13 +402,13 @@ public actor EngineSupervisor {
         ])
         guard engine.consecutiveCrashes <= configuration.maxConsecutiveCrashes else {
             logger.error("engine keeps crashing; not restarting it until the next request", metadata: ["model": "\(modelID)"])
-            engines[modelID] = nil
+            forget(engine: modelID)
             return
         }
         do {
             try startLoading(engine.model, after: Self.backoff(afterCrashes: engine.consecutiveCrashes))
         } catch {
-            engines[modelID] = nil
+            forget(engine: modelID)
             logger.error("cannot restart engine", metadata: ["model": "\(modelID)", "error": "\(error)"])
         }
     }
@@ -357,14 +430,11 @@ public actor EngineSupervisor {
         configuration.parallel = settings.parallel
         defaultSlots.store(settings.parallel, ordering: .relaxed)
         configuration.extraArguments = settings.llamaArgs
+        refreshUnloadsWhenIdle()
         unloadIdleEngines()
         // Fewer places than loaded models: the least recently used idle ones go.
-        while engines.count > configuration.maxLoadedModels,
-              let leastRecent = engines.values.filter({ engine in
-                  if case .ready = engine.phase { return engine.inFlight == 0 }
-                  return false
-              }).min(by: { $0.lastUsed < $1.lastUsed }) {
-            unload(leastRecent.model.id)
+        for engine in readyByLastUse(engines.values) where engines.count > configuration.maxLoadedModels {
+            unloadIfIdle(engine.model.id)
         }
     }
 
@@ -410,6 +480,7 @@ public actor EngineSupervisor {
     }
 
     public func unload(_ modelID: String) {
+        usage.withLock { $0[modelID] = nil }
         guard let engine = engines.removeValue(forKey: modelID) else { return }
         logger.info("unloading model", metadata: ["model": "\(modelID)"])
         switch engine.phase {
@@ -435,29 +506,33 @@ public actor EngineSupervisor {
     public func setKeepAlive(_ keepAlive: KeepAlive, for engineID: String) {
         guard engines[engineID] != nil else { return }
         engines[engineID]!.keepAlive = keepAlive
-        if case .idle(.zero) = keepAlive, engines[engineID]!.inFlight == 0 { unload(engineID) }
+        refreshUnloadsWhenIdle()
+        if case .idle(.zero) = keepAlive { unloadIfIdle(engineID) }
     }
 
     /// When an engine unloads for idleness; nil for never.
     public func expiry(of engineID: String) -> ContinuousClock.Instant? {
         guard let engine = engines[engineID], case .idle(let keepAlive) = engine.keepAlive ?? configuration.keepAlive else { return nil }
-        return engine.lastUsed + keepAlive
+        return lastUsed(engine) + keepAlive
     }
 
     func unloadIdleEngines(now: ContinuousClock.Instant = .now) {
-        for (id, engine) in engines where engine.inFlight == 0 {
-            guard case .idle(let keepAlive) = engine.keepAlive ?? configuration.keepAlive else { continue }
-            if case .ready = engine.phase, now - engine.lastUsed >= keepAlive { unload(id) }
+        for (id, engine) in engines {
+            guard case .idle(let keepAlive) = engine.keepAlive ?? configuration.keepAlive, case .ready = engine.phase,
+                  let current = entry(of: id), current.inFlight == 0, now - current.lastUsed >= keepAlive else { continue }
+            unloadIfIdle(id)
         }
     }
 
     /// Stops every child: SIGTERM, then SIGKILL after a grace period.
     public func shutdown() async {
         shuttingDown = true
+        stopping.store(true, ordering: .relaxed)
         for engine in engines.values {
             if case .loading(let task, _) = engine.phase { task.cancel() }
         }
         engines.removeAll()
+        usage.withLock { $0.removeAll() }
         let all = Array(children.values)
         await withTaskGroup(of: Void.self) { group in
             for child in all { group.addTask { await child.terminate() } }
@@ -469,17 +544,19 @@ public actor EngineSupervisor {
     public func status() -> [EngineStatus] {
         let now = ContinuousClock.now
         return engines.values.sorted { $0.model.id < $1.model.id }.map { engine in
-            let idle = engine.inFlight > 0 ? 0 : Self.seconds(now - engine.lastUsed)
+            let current = entry(of: engine.model.id)
+            let inFlight = current?.inFlight ?? 0
+            let idle = inFlight > 0 ? 0 : Self.seconds(now - (current?.lastUsed ?? now))
             switch engine.phase {
             case .loading(_, let arguments):
                 return EngineStatus(
                     model: engine.model.id, state: "loading", pid: nil, port: nil, slots: slots(for: engine.model),
-                    inFlight: engine.inFlight, memoryBytes: nil, idleSeconds: idle, restarts: engine.restarts,
+                    inFlight: inFlight, memoryBytes: nil, idleSeconds: idle, restarts: engine.restarts,
                     args: EngineArguments.redacted(arguments))
             case .ready(let running):
                 return EngineStatus(
                     model: engine.model.id, state: "ready", pid: running.child.pid, port: running.endpoint.port,
-                    slots: slots(for: engine.model), inFlight: engine.inFlight,
+                    slots: slots(for: engine.model), inFlight: inFlight,
                     memoryBytes: SystemResources.residentMemory(of: String(running.child.pid)), idleSeconds: idle,
                     restarts: engine.restarts, args: EngineArguments.redacted(running.arguments),
                     loadSeconds: Self.seconds(running.loadDuration))

@@ -4,28 +4,18 @@ import Synchronization
 /// reference to the handle goes away (leases, admission tickets).
 struct ReleaseOnce: ~Copyable, Sendable {
     private let released = Mutex(false)
-    private let action: @Sendable () async -> Void
+    private let action: @Sendable () -> Void
 
-    init(_ action: @escaping @Sendable () async -> Void) {
+    init(_ action: @escaping @Sendable () -> Void) {
         self.action = action
     }
 
     /// Runs the release unless it has run already.
-    func release() async {
-        guard claim() else { return }
-        await action()
-    }
-
-    /// For `deinit`: runs the release in a task of its own, unless it has run already.
-    func releaseDetached() {
-        guard claim() else { return }
-        Task { [action] in await action() }
-    }
-
-    private func claim() -> Bool {
-        released.withLock { wasReleased in
+    func release() {
+        let claimed = released.withLock { wasReleased in
             defer { wasReleased = true }
             return !wasReleased
         }
+        if claimed { action() }
     }
 }

@@ -1,5 +1,6 @@
 import BodhiCore
 import Foundation
+import Synchronization
 
 /// A name a request used, resolved: the file to serve and the alias it came through, if any.
 public struct ServedModel: Sendable, Equatable {
@@ -19,7 +20,11 @@ public struct ServedModel: Sendable, Equatable {
 public actor AliasRegistry {
     private let repository: (any AliasRepository)?
     private let catalog: ModelCatalog
-    private var byName: [String: Alias] = [:]
+    private var byName: [String: Alias] = [:] {
+        didSet { current.withLock { [byName] in $0 = byName } }
+    }
+    /// `byName` as of its last change, for `resolveNow`.
+    private let current = Mutex<[String: Alias]>([:])
 
     public init(repository: (any AliasRepository)?, catalog: ModelCatalog) {
         self.repository = repository
@@ -72,6 +77,15 @@ public actor AliasRegistry {
         }
         let entry = try await catalog.resolve(name)
         return ServedModel(name: entry.id, entry: entry, alias: nil)
+    }
+
+    /// What `resolve` answers for `name` when that needs no look at the disk (see
+    /// `ModelCatalog.resolveNow`); nil when it does, or when `resolve` would refuse the name.
+    public nonisolated func resolveNow(_ name: String) -> ServedModel? {
+        if let alias = current.withLock({ $0[name] }) {
+            return catalog.resolveNow(alias.model).map { ServedModel(name: alias.name, entry: $0, alias: alias) }
+        }
+        return catalog.resolveNow(name).map { ServedModel(name: $0.id, entry: $0, alias: nil) }
     }
 
     public func create(_ alias: Alias) async throws -> Alias {

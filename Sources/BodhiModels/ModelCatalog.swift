@@ -1,5 +1,6 @@
 import BodhiCore
 import Foundation
+import Synchronization
 
 /// The models Bodhi can serve, kept fresh from the Hugging Face cache: listing rescans when the
 /// cache's folders changed, and a name that is not known (yet) triggers a rescan before it is
@@ -10,6 +11,9 @@ public actor ModelCatalog {
     /// When each entry's file was last seen on disk; a recent sighting spares the hot path a stat.
     private var seenAt: [String: ContinuousClock.Instant] = [:]
     private static let recheckAfter: Duration = .seconds(1)
+    /// Names resolved within that second, by the name asked for, with when their file was seen:
+    /// `resolveNow` answers them without waiting for the actor, as `resolve` would without a stat.
+    private let recentlyResolved = Mutex<[String: (entry: ModelEntry, seen: ContinuousClock.Instant)]>([:])
     /// The cache's folder times at the last scan; listing rescans only when they moved.
     private var scannedFingerprint: [String: Int64]?
     /// Headers read so far, by path; an entry is reused while the file's size and date hold.
@@ -38,10 +42,22 @@ public actor ModelCatalog {
     /// The model a client names. Besides the exact `owner/repo:QUANT`, the quantization is
     /// matched without regard to case, and `owner/repo` alone names a repository's only model.
     public func resolve(_ name: String) throws -> ModelEntry {
-        if let entry = lookup(name), stillThere(entry) { return entry }
+        if let entry = lookup(name), stillThere(entry) {
+            if let seen = seenAt[entry.id] { recentlyResolved.withLock { $0[name] = (entry, seen) } }
+            return entry
+        }
         rescan()
         if let entry = lookup(name) { return entry }
         throw BodhiError.modelNotFound(name)
+    }
+
+    /// What `resolve` answers for `name` without looking at the disk: nil when that needs a look
+    /// (a name not resolved in the last second), and `resolve` then says.
+    public nonisolated func resolveNow(_ name: String) -> ModelEntry? {
+        recentlyResolved.withLock { recent in
+            guard let hit = recent[name], ContinuousClock.now - hit.seen < Self.recheckAfter else { return nil }
+            return hit.entry
+        }
     }
 
     private func stillThere(_ entry: ModelEntry) -> Bool {
@@ -123,6 +139,7 @@ public actor ModelCatalog {
     }
 
     private func rescan() {
+        recentlyResolved.withLock { $0.removeAll() }
         byID = Dictionary(cache.scan().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         let now = ContinuousClock.now
         seenAt = byID.mapValues { _ in now }

@@ -9,7 +9,7 @@ import NIOHTTPTypesHTTP1
 /// before Hummingbird's connection state handler (idle timeout, graceful shutdown), and
 /// `InferenceFastPath` after it, so that the state handler counts the requests the fast path
 /// answers as it counts the router's. The pipeline is otherwise the one `HTTP1Channel.setup`
-/// builds; requests that reach the end of it are served by `HTTP1Channel` itself.
+/// builds (with `OriginFormHTTPCodec` for its `HTTP1ToHTTPServerCodec`); requests that reach the end of it are served by `HTTP1Channel` itself.
 struct BodhiHTTP1Channel: ServerChildChannel {
     typealias Value = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 
@@ -24,7 +24,7 @@ struct BodhiHTTP1Channel: ServerChildChannel {
             try pipeline.configureHTTPServerPipeline(
                 withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
                 withEncoderConfiguration: .init(), withDecoderLimitConfiguration: .init())
-            try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+            try pipeline.addHandler(OriginFormHTTPCodec())
             try pipeline.addHandler(ClientHangUpHandler())
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
             try pipeline.addHandler(InferenceFastPath(route: fastPath))

@@ -51,7 +51,7 @@ public final class BodhiMetrics: Sendable {
 
     /// The exposition: Bodhi's metrics, the engines' state and the process's, then each engine's own.
     func exposition(supervisor: EngineSupervisor, admission: AdmissionQueue, pulls: PullManager) async -> String {
-        let depths = await admission.depths()
+        let depths = admission.depths()
         let pullBytes = await pulls.downloadedBytes
         let (newPullBytes, vanished) = scraped.withLock { scraped in
             // Scrapes can overlap; only ever count upwards (a counter must never be given less than 0).

@@ -21,7 +21,7 @@ import Testing
     /// Waits until `queue` has `waiting` requests queued for `model`.
     static func waitFor(_ queue: AdmissionQueue, model: String = "m", waiting: Int) async throws {
         for _ in 0..<2000 {
-            if await queue.depths().first(where: { $0.model == model })?.waiting ?? 0 == waiting { return }
+            if queue.depths().first(where: { $0.model == model })?.waiting ?? 0 == waiting { return }
             try await Task.sleep(for: .milliseconds(1))
         }
         Issue.record("never saw \(waiting) waiting")
@@ -33,13 +33,13 @@ import Testing
         let second = try await queue.admit("m", slots: 2, caller: Self.caller("a"))
         let third = Task { try await queue.admit("m", slots: 2, caller: Self.caller("b")) }
         try await Self.waitFor(queue, waiting: 1)
-        #expect(await queue.depths() == [.init(model: "m", inFlight: 2, waiting: 1)])
-        await first.release()
+        #expect(queue.depths() == [.init(model: "m", inFlight: 2, waiting: 1)])
+        first.release()
         let admitted = try await third.value
-        #expect(await queue.depths() == [.init(model: "m", inFlight: 2, waiting: 0)])
-        await second.release()
-        await admitted.release()
-        #expect(await queue.depths().isEmpty)
+        #expect(queue.depths() == [.init(model: "m", inFlight: 2, waiting: 0)])
+        second.release()
+        admitted.release()
+        #expect(queue.depths().isEmpty)
     }
 
     @Test func waitingCallersAreServedInTurnSoAHeavyOneCannotStarveALightOne() async throws {
@@ -51,17 +51,17 @@ import Testing
             tasks.append(Task {
                 let ticket = try await queue.admit("m", slots: 1, caller: Self.caller("heavy"))
                 recorder.append("heavy\(index)")
-                await ticket.release()
+                ticket.release()
             })
             try await Self.waitFor(queue, waiting: index + 1)
         }
         tasks.append(Task {
             let ticket = try await queue.admit("m", slots: 1, caller: Self.caller("light"))
             recorder.append("light")
-            await ticket.release()
+            ticket.release()
         })
         try await Self.waitFor(queue, waiting: 6)
-        await holder.release()
+        holder.release()
         for task in tasks { try await task.value }
         // The light caller arrived last but waits for one heavy request, not five.
         #expect(recorder.names.firstIndex(of: "light") == 1, "\(recorder.names)")
@@ -74,16 +74,16 @@ import Testing
         let normal = Task {
             let ticket = try await queue.admit("m", slots: 1, caller: Self.caller("a"))
             recorder.append("normal")
-            await ticket.release()
+            ticket.release()
         }
         try await Self.waitFor(queue, waiting: 1)
         let premium = Task {
             let ticket = try await queue.admit("m", slots: 1, caller: Self.caller("vip", priority: true))
             recorder.append("premium")
-            await ticket.release()
+            ticket.release()
         }
         try await Self.waitFor(queue, waiting: 2)
-        await holder.release()
+        holder.release()
         try await normal.value
         try await premium.value
         #expect(recorder.names == ["premium", "normal"])
@@ -105,8 +105,8 @@ import Testing
             #expect(error.message.contains("BODHI_MAX_QUEUE"))
         }
         #expect(observed.count.withLock { $0 } == 2)
-        await holder.release()
-        await (try waiting.value).release()
+        holder.release()
+        (try await waiting.value).release()
     }
 
     @Test func aCancelledWaiterLeavesTheQueueAtOnce() async throws {
@@ -116,8 +116,8 @@ import Testing
         try await Self.waitFor(queue, waiting: 1)
         waiting.cancel()
         await #expect(throws: CancellationError.self) { _ = try await waiting.value }
-        #expect(await queue.depths() == [.init(model: "m", inFlight: 1, waiting: 0)])
-        await holder.release()
+        #expect(queue.depths() == [.init(model: "m", inFlight: 1, waiting: 0)])
+        holder.release()
     }
 
     @Test func aWaiterWhoseClientHangsUpLeavesTheQueue() async throws {
@@ -128,16 +128,46 @@ import Testing
         try await Self.waitFor(queue, waiting: 1)
         closed.succeed()
         await #expect(throws: CancellationError.self) { _ = try await waiting.value }
-        #expect(await queue.depths() == [.init(model: "m", inFlight: 1, waiting: 0)])
-        await holder.release()
+        #expect(queue.depths() == [.init(model: "m", inFlight: 1, waiting: 0)])
+        holder.release()
+    }
+
+    @Test func aFreeSlotIsTakenAtOnceUnlessOthersWaitForIt() async throws {
+        let queue = AdmissionQueue(maxQueue: 10)
+        let first = try #require(queue.admitNow("m", slots: 2))
+        let second = try #require(queue.admitNow("m", slots: 2))
+        #expect(queue.admitNow("m", slots: 2) == nil)
+        let waiting = Task { try await queue.admit("m", slots: 2, caller: Self.caller("b")) }
+        try await Self.waitFor(queue, waiting: 1)
+        first.release()
+        let admitted = try await waiting.value
+        second.release()
+        // The waiter took the first slot given back; the second one is free for whoever asks.
+        let third = try #require(queue.admitNow("m", slots: 2))
+        #expect(queue.depths() == [.init(model: "m", inFlight: 2, waiting: 0)])
+        admitted.release()
+        third.release()
+        #expect(queue.depths().isEmpty)
+    }
+
+    @Test func aFreeSlotIsNotTakenAtOnceWhileSomeoneWaits() async throws {
+        let queue = AdmissionQueue(maxQueue: 10)
+        let holder = try #require(queue.admitNow("m", slots: 1))
+        let waiting = Task { try await queue.admit("m", slots: 1, caller: Self.caller("b")) }
+        try await Self.waitFor(queue, waiting: 1)
+        // The slot the holder gives back goes to the waiter, not to whoever asks next.
+        holder.release()
+        #expect(queue.admitNow("m", slots: 1) == nil)
+        (try await waiting.value).release()
+        #expect(queue.admitNow("m", slots: 1) != nil)
     }
 
     @Test func aDroppedTicketGivesItsSlotBack() async throws {
         let queue = AdmissionQueue(maxQueue: 10)
         do { _ = try await queue.admit("m", slots: 1, caller: Self.caller("a")) }
-        for _ in 0..<1000 where await !queue.depths().isEmpty { try await Task.sleep(for: .milliseconds(1)) }
+        for _ in 0..<1000 where !queue.depths().isEmpty { try await Task.sleep(for: .milliseconds(1)) }
         let next = try await queue.admit("m", slots: 1, caller: Self.caller("b"))
-        await next.release()
+        next.release()
     }
 
     final class RejectionCounter: InferenceObserver {

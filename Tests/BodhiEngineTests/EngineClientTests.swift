@@ -115,6 +115,67 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
         #expect(client.idleConnections == 1)
     }
 
+    /// Runs `body` on `loop`, where `postNow` must be called.
+    static func onLoop<T: Sendable>(_ loop: any EventLoop, _ body: @escaping @Sendable () -> T) async throws -> T {
+        try await loop.submit(body).get()
+    }
+
+    @Test func postNowSendsOnAConnectionKeptOnTheClientsLoopAndAnswersWhereTheReplyIsRead() async throws {
+        let engine = ScriptedEngine { .reply(#"{"n":\#($0)}"#) }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let hangUp = loop.makePromise(of: Void.self)
+        defer { hangUp.succeed() }
+        let connection = ClientConnection(closed: hangUp.futureResult)
+        try await engine.serve { endpoint in
+            // Nothing kept yet on the client's loop: nothing is sent.
+            let sentWithNoneKept = try await Self.onLoop(loop) {
+                client.postNow("/v1/completions", to: endpoint, body: body, client: connection, wholeUpTo: 1024,
+                               onWhole: { _, _, _ in }, onFailure: { _ in })
+            }
+            #expect(!sentWithNoneKept)
+            // Not on the client's loop: nothing is sent either.
+            let sentOffLoop = client.postNow(
+                "/v1/completions", to: endpoint, body: body, client: connection, wholeUpTo: 1024, onWhole: { _, _, _ in }, onFailure: { _ in })
+            #expect(!sentOffLoop)
+            _ = try await client.post("/v1/completions", to: endpoint, body: body, client: connection, wholeUpTo: 1024)
+            let answer = loop.makePromise(of: String.self)
+            let sent = try await Self.onLoop(loop) {
+                client.postNow(
+                    "/v1/completions", to: endpoint, body: body, client: connection, wholeUpTo: 1024,
+                    onWhole: { status, contentType, body in
+                        answer.succeed("\(status) \(contentType ?? "-") \(String(buffer: body)) \(loop.inEventLoop)")
+                    },
+                    onFailure: { answer.fail($0) })
+            }
+            #expect(sent)
+            #expect(try await answer.futureResult.get() == #"200 application/json {"n":2} true"#)
+        }
+        #expect(engine.connections == 1)
+        try await waitUntil { client.idleConnections == 1 }
+    }
+
+    @Test func postNowTellsOfAnEngineThatClosedBeforeReplying() async throws {
+        let engine = ScriptedEngine { $0 == 2 ? .hangUp : .reply("ok") }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let hangUp = loop.makePromise(of: Void.self)
+        defer { hangUp.succeed() }
+        let connection = ClientConnection(closed: hangUp.futureResult)
+        try await engine.serve { endpoint in
+            _ = try await client.post("/v1/completions", to: endpoint, body: body, client: connection, wholeUpTo: 1024)
+            let failure = loop.makePromise(of: Void.self)
+            let sent = try await Self.onLoop(loop) {
+                client.postNow("/v1/completions", to: endpoint, body: body, client: connection, wholeUpTo: 1024,
+                               onWhole: { _, _, _ in failure.succeed() }, onFailure: { failure.fail($0) })
+            }
+            #expect(sent)
+            await #expect(throws: EngineClientError.connectionClosed(replyStarted: false)) { try await failure.futureResult.get() }
+        }
+    }
+
     @Test func aConnectionTheEngineClosesLeavesThePool() async throws {
         let engine = ScriptedEngine { _ in .replyThenHangUp("ok") }
         let client = EngineClient()

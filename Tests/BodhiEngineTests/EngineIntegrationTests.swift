@@ -75,12 +75,31 @@ struct EngineIntegrationTests {
         #expect(await supervisor.status().first?.inFlight == 0)
     }
 
+    @Test func aReadyEngineIsLeasedAtOnceAndCountsItsRequests() async throws {
+        let supervisor = try RealEngine.supervisor()
+        defer { Task { await supervisor.shutdown() } }
+        let model = EngineTarget(model: try RealEngine.defaultModel)
+        #expect(supervisor.leaseNow(model) == nil)  // not loaded: only `acquire` loads it
+        let first = try await supervisor.acquire(model)
+        let second = try #require(supervisor.leaseNow(model))
+        #expect(second.endpoint.port == first.endpoint.port)
+        #expect(await supervisor.status().first?.inFlight == 2)
+        first.release()
+        second.release()
+        second.release()  // once only
+        #expect(await supervisor.status().first?.inFlight == 0)
+        await supervisor.unload(model.id)
+        #expect(supervisor.leaseNow(model) == nil)
+    }
+
     @Test func keepAliveZeroUnloadsWhenTheLastRequestEnds() async throws {
         let supervisor = try RealEngine.supervisor(keepAlive: .idle(.zero))
         defer { Task { await supervisor.shutdown() } }
         let lease = try await supervisor.acquire(EngineTarget(model: try RealEngine.defaultModel))
         #expect(await supervisor.status().map(\.state) == ["ready"])
-        await lease.release()
+        lease.release()
+        // The unload follows the release at once, on the supervisor's side.
+        for _ in 0..<200 where await !supervisor.status().isEmpty { try await Task.sleep(for: .milliseconds(10)) }
         #expect(await supervisor.status().isEmpty)
     }
 
@@ -101,10 +120,10 @@ struct EngineIntegrationTests {
             #expect(refused.retryAfterSeconds != nil)
         }
 
-        await busy.release()
+        busy.release()
         let lease = try await supervisor.acquire(EngineTarget(model: second))
         #expect(await supervisor.status().map(\.model) == ["test/b-GGUF:Q4_1"])
-        await lease.release()
+        lease.release()
     }
 
     @Test func aCrashedEngineIsRestarted() async throws {
@@ -114,7 +133,7 @@ struct EngineIntegrationTests {
         let model = try RealEngine.defaultModel
         let lease = try await supervisor.acquire(EngineTarget(model: model))
         let firstPid = lease.endpoint.pid
-        await lease.release()
+        lease.release()
         kill(firstPid, SIGKILL)
 
         var restarted: EngineStatus?
@@ -125,7 +144,7 @@ struct EngineIntegrationTests {
         #expect(restarted?.restarts == 1)
         let again = try await supervisor.acquire(EngineTarget(model: model))
         #expect(again.endpoint.pid != firstPid)
-        await again.release()
+        again.release()
     }
 
     @Test func aBrokenModelFileReportsTheEnginesReason() async throws {

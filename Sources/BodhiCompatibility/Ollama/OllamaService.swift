@@ -213,7 +213,7 @@ public struct OllamaService: Sendable {
             reply["done_reason"] = "unload"
         } else {
             let lease = try await supervisor.acquire(target)
-            await lease.release()
+            lease.release()
             if let keepAlive = try Self.keepAlive(request) { await supervisor.setKeepAlive(keepAlive, for: target.id) }
             reply["done_reason"] = "load"
         }
