@@ -360,6 +360,8 @@ public struct InferenceService: Sendable {
             return false
         }
         let slot = InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
+        // The reply is read outside the caller's scope: its log lines carry the request id again.
+        let requestID = RequestScope.requestID
         let sent = engines.postNow(
             operation.rawValue, to: lease.endpoint, body: body, client: connection, wholeUpTo: Self.maxResponseBytes,
             onWhole: { status, contentType, body in
@@ -372,7 +374,7 @@ public struct InferenceService: Sendable {
                     unserved(.retry)
                 } else {
                     slot.finish(status: 503)
-                    unserved(.failed(engineStopped(model.id, error)))
+                    unserved(.failed(RequestScope.$requestID.withValue(requestID) { engineStopped(model.id, error) }))
                 }
             })
         if !sent { slot.giveBack() }

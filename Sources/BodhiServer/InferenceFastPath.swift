@@ -146,17 +146,20 @@ struct FastInferenceRoute: Sendable {
     /// served so; `serve` then serves it.
     func serveNow(_ request: Admitted, connection: ClientConnection, to writer: ChannelResponseWriter, whenSent: @escaping @Sendable () -> Void) -> Bool {
         let exchange = Exchange(route: self, request: request, connection: connection, writer: writer, whenSent: whenSent)
-        return services.inference.serveNow(
-            request.operation, body: request.body, allowedModels: request.principal.allowedModels, caller: exchange.caller,
-            deliver: exchange.deliverWhole,
-            unserved: { [self] outcome in
-                Task {
-                    switch outcome {
-                    case .retry: await serve(request, connection: connection, to: writer, whenSent: whenSent)
-                    case .failed(let error): await exchange.fail(error)
+        return RequestScope.$requestID.withValue(exchange.requestID) {
+            services.inference.serveNow(
+                request.operation, body: request.body, allowedModels: request.principal.allowedModels, caller: exchange.caller,
+                deliver: exchange.deliverWhole,
+                unserved: { [self] outcome in
+                    Task {
+                        switch outcome {
+                        case .retry: await serve(request, connection: connection, to: writer, whenSent: whenSent)
+                        case .failed(let error):
+                            await RequestScope.$requestID.withValue(exchange.requestID) { await exchange.fail(error) }
+                        }
                     }
-                }
-            })
+                })
+        }
     }
 
     /// Serves an admitted request, writing its response with `writer` as the middleware would
