@@ -95,7 +95,6 @@ public final class EngineClient: Sendable {
         let port: Int
     }
 
-
     private struct Idle {
         let connection: EngineConnection
         let since: NIODeadline

@@ -244,13 +244,8 @@ public actor EngineSupervisor {
     /// Each engine's `unloadsWhenIdle`, after its keep-alive or the setting changed.
     private func refreshUnloadsWhenIdle() {
         usage.withLock { usage in
-            for (id, engine) in engines {
-                guard usage[id] != nil else { continue }
-                if case .idle(.zero) = engine.keepAlive ?? configuration.keepAlive {
-                    usage[id]!.unloadsWhenIdle = true
-                } else {
-                    usage[id]!.unloadsWhenIdle = false
-                }
+            for (id, engine) in engines where usage[id] != nil {
+                usage[id]!.unloadsWhenIdle = (engine.keepAlive ?? configuration.keepAlive) == .idle(.zero)
             }
         }
     }

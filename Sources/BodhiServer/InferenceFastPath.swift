@@ -11,7 +11,8 @@ import Synchronization
 /// API token checked recently, which its role allows and no limit refuses. It takes the steps
 /// the middleware and the route take, through the same functions (`AccessMiddleware.authorize`,
 /// `RateLimitMiddleware.decide`, `InferenceService.handle`, `ErrorRenderingMiddleware.render`,
-/// `CompressionMiddleware.compress`, `APIVersioning.stamp`), in one task. Every other request,
+/// `CompressionMiddleware.compress`, `APIVersioning.stamp`), in one task, or in none when the
+/// request needs nothing waited for (`InferenceService.serveNow`). Every other request,
 /// and every request this route declines, goes through the router as before.
 ///
 /// Why: on a small machine Hummingbird's request path (the channel-to-task bridge, the request
@@ -140,35 +141,35 @@ struct FastInferenceRoute: Sendable {
         return Admitted(candidate: candidate, body: body, principal: principal, limits: limits, subject: subject)
     }
 
-    /// Serves an admitted request that does not stream without a suspension, when its model, a
-    /// slot and its engine are at hand (`InferenceService.serveNow`): sent to the engine before
-    /// this returns, its answer written where the engine's reply is read. False when it cannot be
-    /// served so; `serve` then serves it.
-    func serveNow(_ request: Admitted, connection: ClientConnection, to writer: ChannelResponseWriter, whenSent: @escaping @Sendable () -> Void) -> Bool {
+    /// Serves an admitted request, writing its response with `writer` as the middleware would
+    /// have made it, and calls `whenSent` once it is out. A request that does not stream, whose
+    /// model, slot and engine are at hand, is sent to the engine before this returns
+    /// (`InferenceService.serveNow`); any other, or one the engine never read, is served by a task.
+    /// Either way a whole answer is written where the engine's reply is read, and the engine slot
+    /// is given back (and the request reported) only after that, so that the client waits for
+    /// neither a task nor Bodhi's bookkeeping.
+    func serve(_ request: Admitted, connection: ClientConnection, to writer: ChannelResponseWriter, whenSent: @escaping @Sendable () -> Void) {
         let exchange = Exchange(route: self, request: request, connection: connection, writer: writer, whenSent: whenSent)
-        return RequestScope.$requestID.withValue(exchange.requestID) {
+        let sent = RequestScope.$requestID.withValue(exchange.requestID) {
             services.inference.serveNow(
                 request.operation, body: request.body, allowedModels: request.principal.allowedModels, caller: exchange.caller,
                 deliver: exchange.deliverWhole,
                 unserved: { [self] outcome in
                     Task {
                         switch outcome {
-                        case .retry: await serve(request, connection: connection, to: writer, whenSent: whenSent)
+                        case .retry: await serve(exchange)
                         case .failed(let error):
                             await RequestScope.$requestID.withValue(exchange.requestID) { await exchange.fail(error) }
                         }
                     }
                 })
         }
+        if !sent { Task { await serve(exchange) } }
     }
 
-    /// Serves an admitted request, writing its response with `writer` as the middleware would
-    /// have made it, and calls `whenSent` once it is out. A whole answer is written where the
-    /// engine's reply is read, without waiting for this task to wake; the engine slot is given
-    /// back (and the request reported) only after that, so that the client does not wait for
-    /// Bodhi's bookkeeping.
-    func serve(_ request: Admitted, connection: ClientConnection, to writer: ChannelResponseWriter, whenSent: @escaping @Sendable () -> Void) async {
-        let exchange = Exchange(route: self, request: request, connection: connection, writer: writer, whenSent: whenSent)
+    /// `serve`'s way through the task: `InferenceService.handleHoldingSlot`.
+    private func serve(_ exchange: Exchange) async {
+        let request = exchange.request
         let held: InferenceService.HeldResult
         do {
             held = try await RequestScope.$requestID.withValue(exchange.requestID) {
@@ -439,9 +440,9 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         let connection = ClientConnection.of(context.channel)
         let writer = ChannelResponseWriter(context: context)
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let whenSent: @Sendable () -> Void = { writer.onLoop { context in handler.value.served(context: context) } }
-        guard !route.serveNow(request, connection: connection, to: writer, whenSent: whenSent) else { return }
-        Task { await route.serve(request, connection: connection, to: writer, whenSent: whenSent) }
+        route.serve(request, connection: connection, to: writer) {
+            writer.onLoop { context in handler.value.served(context: context) }
+        }
     }
 
     /// The taken request's response is out: reads go on with what waited meanwhile.

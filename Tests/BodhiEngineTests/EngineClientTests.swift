@@ -120,15 +120,19 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
         try await loop.submit(body).get()
     }
 
+    /// A client connection on one of the group's loops, open while `body` runs.
+    static func withClient(_ body: (any EventLoop, ClientConnection) async throws -> Void) async throws {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let hangUp = loop.makePromise(of: Void.self)
+        defer { hangUp.succeed() }
+        try await body(loop, ClientConnection(closed: hangUp.futureResult))
+    }
+
     @Test func postNowSendsOnAConnectionKeptOnTheClientsLoopAndAnswersWhereTheReplyIsRead() async throws {
         let engine = ScriptedEngine { .reply(#"{"n":\#($0)}"#) }
         let client = EngineClient()
         defer { client.shutdown() }
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
-        let hangUp = loop.makePromise(of: Void.self)
-        defer { hangUp.succeed() }
-        let connection = ClientConnection(closed: hangUp.futureResult)
-        try await engine.serve { endpoint in
+        try await Self.withClient { loop, connection in try await engine.serve { endpoint in
             // Nothing kept yet on the client's loop: nothing is sent.
             let sentWithNoneKept = try await Self.onLoop(loop) {
                 client.postNow("/v1/completions", to: endpoint, body: body, client: connection, wholeUpTo: 1024,
@@ -151,7 +155,7 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
             }
             #expect(sent)
             #expect(try await answer.futureResult.get() == #"200 application/json {"n":2} true"#)
-        }
+        } }
         #expect(engine.connections == 1)
         try await waitUntil { client.idleConnections == 1 }
     }
@@ -160,11 +164,7 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
         let engine = ScriptedEngine { $0 == 2 ? .hangUp : .reply("ok") }
         let client = EngineClient()
         defer { client.shutdown() }
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
-        let hangUp = loop.makePromise(of: Void.self)
-        defer { hangUp.succeed() }
-        let connection = ClientConnection(closed: hangUp.futureResult)
-        try await engine.serve { endpoint in
+        try await Self.withClient { loop, connection in try await engine.serve { endpoint in
             _ = try await client.post("/v1/completions", to: endpoint, body: body, client: connection, wholeUpTo: 1024)
             let failure = loop.makePromise(of: Void.self)
             let sent = try await Self.onLoop(loop) {
@@ -173,7 +173,7 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
             }
             #expect(sent)
             await #expect(throws: EngineClientError.connectionClosed(replyStarted: false)) { try await failure.futureResult.get() }
-        }
+        } }
     }
 
     @Test func aConnectionTheEngineClosesLeavesThePool() async throws {
