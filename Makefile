@@ -21,15 +21,15 @@ bootstrap:
 	scripts/bootstrap
 
 ## The whole suite: one debug build serves both the Swift tests and the end-to-end tests.
-# PostgreSQL: BODHI_TEST_POSTGRES_URL if set, else a private server from scripts/test-postgres;
-# without PostgreSQL installed the database tests run on SQLite only (CI always has both).
-export BODHI_TEST_POSTGRES_URL ?= $(shell scripts/test-postgres 2>/dev/null || true)
-
+# PostgreSQL: BODHI_TEST_POSTGRES_URL if set, else a private server from scripts/test-postgres,
+# started here and only here (no other target starts a test server); without PostgreSQL
+# installed the database tests run on SQLite only (CI always has both).
 test:
 	scripts/bootstrap --test
 	$(SWIFT) build --build-tests
-	@if [ -z "$$BODHI_TEST_POSTGRES_URL" ]; then echo "warning: no PostgreSQL; database tests run on SQLite only" >&2; fi
-	$(MAKE) --no-print-directory test-swift test-e2e
+	@url="$${BODHI_TEST_POSTGRES_URL:-$$(scripts/test-postgres 2>/dev/null || true)}"; \
+	if [ -z "$$url" ]; then echo "warning: no PostgreSQL; database tests run on SQLite only" >&2; fi; \
+	BODHI_TEST_POSTGRES_URL="$$url" $(MAKE) --no-print-directory test-swift test-e2e
 
 test-swift:
 	BODHI_TEST_ENGINE=$$(scripts/bootstrap --print-engine) $(SWIFT) test --skip-build
