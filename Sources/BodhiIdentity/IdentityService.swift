@@ -144,8 +144,11 @@ public actor IdentityService {
             throw Self.badCredentials
         }
         if let lockedUntil = user.lockedUntil, lockedUntil > now {
-            throw BodhiError(.rateLimited, status: 429, "This account is locked after repeated failed sign-ins; try again later.",
-                             retryAfterSeconds: Int(lockedUntil.timeIntervalSince(now)) + 1)
+            // Answered as an unknown user is, in the same time: a different answer would tell an
+            // attacker which accounts exist. The password is not even looked at.
+            _ = await verify(password, hash: Self.timingDummyHash)
+            failuresByClient[client, default: []].append(now)
+            throw Self.badCredentials
         }
         guard await verify(password, hash: user.passwordHash) else {
             failuresByClient[client, default: []].append(now)

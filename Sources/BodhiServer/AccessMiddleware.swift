@@ -26,7 +26,7 @@ struct AccessMiddleware: RouterMiddleware {
             throw BodhiError(.unauthorized, status: 401,
                              "Bodhi is not set up yet: create the first admin in a browser at /ui, with `bodhi setup --admin-user NAME --admin-password-stdin`, or with POST /bodhi/v1/setup.")
         }
-        guard let principal = try await authenticate(request) else {
+        guard let principal = try await Self.principal(of: request, identity: identity) else {
             throw BodhiError(.unauthorized, status: 401,
                              "Sign in, or send an API token as `Authorization: Bearer bodhi_...`.")
         }
@@ -79,7 +79,7 @@ struct AccessMiddleware: RouterMiddleware {
     }
 
     /// The principal the request's credentials name; nil when it carries none.
-    private func authenticate(_ request: Request) async throws -> Principal? {
+    static func principal(of request: Request, identity: IdentityService) async throws -> Principal? {
         if let token = try Self.apiToken(authorization: request.headers[.authorization], apiKey: request.headers[Self.apiKeyHeader]) {
             return try await identity.authenticate(token: token)
         }

@@ -49,6 +49,8 @@ enum AccessPolicy {
         "POST /bodhi/v1/auth/login": .open,
         "POST /bodhi/v1/auth/register": .open,
         "POST /bodhi/v1/auth/logout": Rule.signedIn.inSessionOnly,
+        // Who is signed in, if anyone: the UI asks on every load, and "nobody" is no error.
+        "GET /bodhi/v1/auth/session": .open,
         "GET /bodhi/v1/users/me": .signedIn,
         "PUT /bodhi/v1/users/me/password": Rule.signedIn.inSessionOnly,
         "POST /bodhi/v1/access-requests": Rule.signedIn.inSessionOnly,

@@ -28,6 +28,18 @@ struct IdentityRoutes {
         }
     }
 
+    /// Who a request's credentials name, if anyone: a `Me` with `signed_in`.
+    struct SessionState: Encodable {
+        let signedIn: Bool
+        let me: Me?
+        func encode(to encoder: any Encoder) throws {
+            try me?.encode(to: encoder)
+            var container = encoder.container(keyedBy: Key.self)
+            try container.encode(signedIn, forKey: .signedIn)
+        }
+        enum Key: String, CodingKey { case signedIn = "signed_in" }
+    }
+
     struct Me: Encodable {
         let user: UserProfile
         /// For a browser session: the header value its changes must carry.
@@ -36,6 +48,12 @@ struct IdentityRoutes {
         enum CodingKeys: String, CodingKey {
             case user, via
             case csrfToken = "csrf_token"
+        }
+
+        init(_ principal: Principal) {
+            user = principal.user
+            if case .session(let token) = principal.credential { csrfToken = token } else { csrfToken = nil }
+            via = principal.isSession ? "session" : "token"
         }
     }
 
@@ -113,11 +131,13 @@ struct IdentityRoutes {
             response.setCookie(Self.sessionCookie("", maxAge: 0, request: request))
             return response
         }
+        router.get("/bodhi/v1/auth/session") { request, _ in
+            // Credentials that name nobody (an expired session, a revoked token) are "not signed in" here.
+            let principal = try? await AccessMiddleware.principal(of: request, identity: identity)
+            return try Response.json(SessionState(signedIn: principal != nil, me: principal.map(Me.init)))
+        }
         router.get("/bodhi/v1/users/me") { _, context in
-            let principal = try context.requirePrincipal()
-            var csrf: String?
-            if case .session(let token) = principal.credential { csrf = token }
-            return try Response.json(Me(user: principal.user, csrfToken: csrf, via: principal.isSession ? "session" : "token"))
+            try Response.json(Me(try context.requirePrincipal()))
         }
         router.put("/bodhi/v1/users/me/password") { request, context in
             let body = try await request.decodeJSON(PasswordChange.self, limit: limit)

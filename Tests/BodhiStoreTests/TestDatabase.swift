@@ -46,6 +46,19 @@ enum TestDatabase: String, CaseIterable, Sendable, CustomTestStringConvertible {
 }
 
 /// Runs `body` and checks that it fails with a `BodhiError` of this HTTP status.
+/// The `BodhiError` that `body` throws; nil, with an issue recorded, when it throws none.
+func caught(_ body: () async throws -> Void) async -> BodhiError? {
+    do {
+        try await body()
+        Issue.record("expected an error")
+    } catch let error as BodhiError {
+        return error
+    } catch {
+        Issue.record("unexpected \(error)")
+    }
+    return nil
+}
+
 func expectError(_ status: Int, _ body: () async throws -> Void) async {
     do {
         try await body()

@@ -120,9 +120,15 @@ def test_repeated_wrong_passwords_lock_the_account(fresh: BodhiServer):
     statuses = [httpx.post(f"{fresh.base_url}/bodhi/v1/auth/login", json={"username": "target", "password": "guess"},
                            timeout=30).status_code for _ in range(5)]
     assert statuses == [401] * 5
+    # The lock holds: even the right password is refused...
     locked = httpx.post(f"{fresh.base_url}/bodhi/v1/auth/login", json={"username": "target", "password": "target password"},
                         timeout=30)
-    assert locked.status_code == 429 and "Retry-After" in locked.headers
+    # ...in the very words an unknown user gets, so that nobody learns which accounts exist.
+    unknown = httpx.post(f"{fresh.base_url}/bodhi/v1/auth/login", json={"username": "nobody-here", "password": "target password"},
+                         timeout=30)
+    assert locked.status_code == unknown.status_code == 401
+    assert locked.json() == unknown.json()
+    assert "Retry-After" not in locked.headers and "locked" not in locked.text
 
 
 def test_keep_alive_changed_by_an_admin_applies_at_once(fresh: BodhiServer):

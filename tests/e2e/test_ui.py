@@ -132,8 +132,12 @@ def go(driver, server: BodhiServer, path: str) -> None:
 
 def sign_in(driver, server: BodhiServer, username: str, password: str) -> None:
     driver.delete_all_cookies()
+    driver.get_log("browser")  # what earlier pages logged
     go(driver, server, "/ui/login")
     visible(driver, "form[aria-label='Sign in']")
+    # Nobody is signed in yet, and finding that out is no error in the console.
+    assert [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"
+            and "favicon" not in entry["message"]] == []
     shot(driver, "00-login")
     fill(driver, "Username", username)
     fill(driver, "Password", password)

@@ -1,7 +1,7 @@
 // Bodhi's browser UI: finds out who is signed in, routes between pages, and keeps the
 // navigation in step with the user's role. Each page lives in views/.
 
-import { APIError, get, post, setCsrfToken } from "./lib/api.js";
+import { get, post, setCsrfToken } from "./lib/api.js";
 import { h, replace, toast } from "./lib/dom.js";
 
 const roleRank = { user: 1, power_user: 2, manager: 3, admin: 4 };
@@ -37,15 +37,10 @@ export function navigate(path, { replace: replaceEntry = false } = {}) {
 
 /** Reads the signed-in user again (after sign-in, sign-out, a role change). */
 export async function refreshSession() {
-  try {
-    const me = await get("/bodhi/v1/users/me");
-    state.session = { user: me.user, via: me.via };
-    setCsrfToken(me.csrf_token);
-  } catch (error) {
-    if (!(error instanceof APIError) || error.status !== 401) throw error;
-    state.session = null;
-    setCsrfToken(null);
-  }
+  // Asked without an error status when nobody is signed in, so a first visit logs no error.
+  const me = await get("/bodhi/v1/auth/session");
+  state.session = me.signed_in ? { user: me.user, via: me.via } : null;
+  setCsrfToken(me.signed_in ? me.csrf_token : null);
   renderChrome();
   return state.session;
 }
