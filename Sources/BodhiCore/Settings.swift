@@ -26,6 +26,9 @@ public enum SettingKey: String, CaseIterable, Sendable {
     case rateLimitAddress = "BODHI_RATE_LIMIT_IP"
     case rateLimitTokens = "BODHI_RATE_LIMIT_TOKENS"
     case rateLimitUnlimited = "BODHI_RATE_LIMIT_UNLIMITED"
+    case loadTimeout = "BODHI_LOAD_TIMEOUT"
+    case memoryBudget = "BODHI_MEMORY_BUDGET"
+    case shutdownGrace = "BODHI_SHUTDOWN_GRACE"
 }
 
 /// Where a setting's value came from, in order of precedence.
@@ -47,8 +50,9 @@ public enum SettingSource: Sendable, Equatable, CustomStringConvertible {
 
 /// The resolved configuration of one Bodhi process.
 public struct Settings: Sendable {
-    /// The llama.cpp release that `scripts/bootstrap` builds; the default engine lives under it.
-    public static let engineVersion = "11434.0.0"
+    /// The llama.cpp release that `scripts/bootstrap` builds, with Bodhi's patches (`scripts/llama.cpp-patches`);
+    /// the default engine lives under it.
+    public static let engineVersion = "11434.0.0-bodhi1"
     /// The Swagger UI release whose assets `scripts/bootstrap` lays out for `/docs`.
     public static let swaggerUIVersion = "5.31.0"
 
@@ -61,6 +65,13 @@ public struct Settings: Sendable {
     public var keepAlive: KeepAlive
     public var maxLoadedModels: Int
     public var parallel: Int
+    /// How long a model may take to become ready before its load counts as failed.
+    public var loadTimeout: Duration
+    /// How much memory the loaded models may take together (their estimates).
+    public var memoryBudget: MemoryBudget
+    /// How long a stop lets requests in flight finish; streams still running then end with an
+    /// error event in their API's format.
+    public var shutdownGrace: Duration
     /// The Hugging Face Hub, as `huggingface_hub` reads it from `HF_ENDPOINT`.
     public var hfEndpoint: String
     /// `HF_TOKEN`, else the token file `huggingface_hub` writes at login (`HF_TOKEN_PATH`,
@@ -149,6 +160,19 @@ public struct Settings: Sendable {
         guard let keepAlive = KeepAlive(parsing: keepAliveText) else {
             throw invalid(.keepAlive, keepAliveText, "expected a duration such as 30s, 5m or 1h, 0 to unload at once, or a negative value to keep models loaded")
         }
+        func duration(_ key: SettingKey, default fallback: String, range: ClosedRange<Duration>) throws -> Duration {
+            let text = value(key, default: fallback)
+            guard case .some(.idle(let duration)) = KeepAlive(parsing: text), !text.hasPrefix("-"), range.contains(duration) else {
+                throw invalid(key, text, "expected a duration such as 30s, 5m or 1h, from \(KeepAlive.idle(range.lowerBound)) to \(KeepAlive.idle(range.upperBound))")
+            }
+            return duration
+        }
+        let loadTimeout = try duration(.loadTimeout, default: "5m", range: .seconds(1) ... .seconds(24 * 3600))
+        let shutdownGrace = try duration(.shutdownGrace, default: "5s", range: .zero ... .seconds(3600))
+        let budgetText = value(.memoryBudget, default: "80%")
+        guard let memoryBudget = MemoryBudget(parsing: budgetText, totalMemory: SystemResources.totalMemory()) else {
+            throw invalid(.memoryBudget, budgetText, "expected a size such as 16GB or 12GiB, a share of this machine's memory such as 80%, or off")
+        }
         let maxLoaded = try integer(.maxLoadedModels, default: 3, range: 1...64)
         let parallel = try integer(.parallel, default: 4, range: 1...256)
         var hfEndpoint = value(.hfEndpoint, default: "https://huggingface.co").trimmingCharacters(in: .whitespaces)
@@ -178,6 +202,7 @@ public struct Settings: Sendable {
         return Settings(
             home: home, hfHome: hfHome, host: host, port: port, llamaServer: llamaServer,
             llamaArgs: llamaArgs, keepAlive: keepAlive, maxLoadedModels: maxLoaded, parallel: parallel,
+            loadTimeout: loadTimeout, memoryBudget: memoryBudget, shutdownGrace: shutdownGrace,
             hfEndpoint: hfEndpoint, hfToken: hubToken(environment: environment, hfHome: hfHome), maxPulls: maxPulls,
             database: database, ollamaPort: ollamaPort, maxQueue: maxQueue, rateLimits: rateLimits,
             docsAssetsDirectory: cache + "/swagger-ui/\(swaggerUIVersion)",

@@ -7,6 +7,16 @@ public enum SystemResources {
         kilobytes("VmRSS:", in: "/proc/\(process)/status").map { $0 * 1024 }
     }
 
+    /// The memory this process may use in all: the machine's (`MemTotal`), or its control group's
+    /// limit (cgroup v2 `memory.max`) when that is lower, as in a container.
+    public static func totalMemory() -> Int64? {
+        let machine = kilobytes("MemTotal:", in: "/proc/meminfo").map { $0 * 1024 }
+        let limit = (try? String(contentsOfFile: "/sys/fs/cgroup/memory.max", encoding: .utf8))
+            .flatMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        guard let machine else { return limit }
+        return min(machine, limit ?? machine)
+    }
+
     /// Memory the kernel could give without swapping (`MemAvailable`).
     public static func availableMemory() -> Int64? {
         kilobytes("MemAvailable:", in: "/proc/meminfo").map { $0 * 1024 }

@@ -100,6 +100,13 @@ public final class AdmissionQueue: Sendable {
             priority.remove(id) ?? normal.remove(id)
         }
 
+        /// Every waiting request, taken out of the queues.
+        mutating func leaveAll() -> [Waiter] {
+            var all: [Waiter] = []
+            while let waiter = priority.next() ?? normal.next() { all.append(waiter) }
+            return all
+        }
+
         /// Gives back `id`'s slot; returns the waiters that now take the free slots.
         mutating func release(_ id: UInt64) -> [Waiter] {
             guard inFlight.remove(id) != nil else { return [] }
@@ -221,6 +228,15 @@ public final class AdmissionQueue: Sendable {
         guard let waiter else { return }
         totalWaiting.subtract(1, ordering: .relaxed)
         waiter.continuation.resume(throwing: CancellationError())
+    }
+
+    /// Ends the wait of every request queued for `model` with `error`: the load they wait for
+    /// failed, and each of them would only try it again.
+    public func failWaiting(_ model: String, with error: any Error) {
+        let waiters = state.withLock { $0.lanes[model]?.leaveAll() ?? [] }
+        guard !waiters.isEmpty else { return }
+        totalWaiting.subtract(waiters.count, ordering: .relaxed)
+        for waiter in waiters { waiter.continuation.resume(throwing: error) }
     }
 
     func release(_ model: String, id: UInt64) {

@@ -12,6 +12,11 @@ public final class ChildProcess: Sendable {
     public struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
         /// The raw status from waitpid.
         public let raw: Int32
+
+        public init(raw: Int32) {
+            self.raw = raw
+        }
+
         public var signal: Int32? { raw & 0x7f == 0 ? nil : raw & 0x7f }
         public var code: Int32? { raw & 0x7f == 0 ? (raw >> 8) & 0xff : nil }
         public var description: String {
@@ -50,6 +55,12 @@ public final class ChildProcess: Sendable {
         exit = Task {
             await withCheckedContinuation { continuation in
                 Thread.detachNewThread {
+                    // Once the child has exited, and before it is reaped (so that its id cannot be
+                    // anyone else's yet), whatever is left of its process group is killed: a process
+                    // it started must not outlive it, nor Bodhi.
+                    var info = siginfo_t()
+                    while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
+                    kill(-pid, SIGKILL)
                     var status: Int32 = 0
                     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
                     exitStatus.value.withLock { $0 = ExitStatus(raw: status) }
@@ -64,6 +75,17 @@ public final class ChildProcess: Sendable {
         await exit.value
     }
 
+    /// The exit status once the process has exited, if it does within `limit`; nil if it is still
+    /// running then. (Polled: the wait for the exit itself cannot be given up.)
+    public func exitStatus(within limit: Duration) async -> ExitStatus? {
+        let deadline = ContinuousClock.now + limit
+        while true {
+            if let status = exitStatusIfExited { return status }
+            guard ContinuousClock.now < deadline else { return nil }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     /// The exit status if the process has already exited; never blocks.
     public var exitStatusIfExited: ExitStatus? {
         exitStatus.value.withLock { $0 }
@@ -73,12 +95,19 @@ public final class ChildProcess: Sendable {
         kill(pid, signal)
     }
 
-    /// SIGTERM, then SIGKILL if the process is still there after `grace`.
+    /// Signals the child's whole process group (`bodhi_spawn` makes the child its leader), so that
+    /// whatever the child started goes too.
+    public func signalGroup(_ signal: Int32) {
+        kill(-pid, signal)
+    }
+
+    /// SIGTERM to the process group, then SIGKILL if the child is still there after `grace`. (What
+    /// is left of the group when the child has gone is killed then, whichever way it went.)
     public func terminate(grace: Duration = .seconds(3)) async {
-        signal(SIGTERM)
+        signalGroup(SIGTERM)
         let killer = Task {
             try await Task.sleep(for: grace)
-            if self.exitStatusIfExited == nil { self.signal(SIGKILL) }
+            if self.exitStatusIfExited == nil { self.signalGroup(SIGKILL) }
         }
         _ = await waitForExit()
         killer.cancel()

@@ -73,6 +73,8 @@ public enum EngineClientError: Error, Equatable, CustomStringConvertible {
     case replyTooLarge(limit: Int)
     /// Stopped on purpose: the caller gave the reply up, or its own client hung up.
     case abandoned
+    /// No connection could be made (the engine is not listening): the request reached no engine.
+    case unreachable(String)
 
     public var description: String {
         switch self {
@@ -80,6 +82,7 @@ public enum EngineClientError: Error, Equatable, CustomStringConvertible {
             started ? "the engine closed the connection mid-reply" : "the engine closed the connection before replying"
         case .replyTooLarge(let limit): "the engine's reply is larger than \(limit) bytes"
         case .abandoned: "the request was given up before the engine finished it"
+        case .unreachable(let reason): "the engine could not be reached (\(reason))"
         }
     }
 }
@@ -124,6 +127,7 @@ public final class EngineClient: Sendable {
     /// Sends `body` as a JSON POST to `path` of the engine at `endpoint`, and returns once the
     /// engine's status line and headers are in. When `client` (the connection the request came
     /// on) hangs up before the reply has ended, the exchange is abandoned, which stops the engine.
+    /// `EngineClientError.unreachable` says that no connection could be made: nothing was sent.
     ///
     /// llama-server closes idle kept-alive connections after a few seconds; a request that meets
     /// such a close before any answer was never read by the engine, so it is sent once more on a
@@ -147,7 +151,11 @@ public final class EngineClient: Sendable {
                 // The stale close described above: fall through to a fresh connection.
             }
         }
-        return try await exchange(on: try await connect(address, on: client?.eventLoop ?? group.any()), head: head, body: body, client: client, wholeUpTo: wholeUpTo, onWhole: onWhole)
+        let fresh: EngineConnection
+        do { fresh = try await connect(address, on: client?.eventLoop ?? group.any()) } catch {
+            throw EngineClientError.unreachable("\(error)")
+        }
+        return try await exchange(on: fresh, head: head, body: body, client: client, wholeUpTo: wholeUpTo, onWhole: onWhole)
     }
 
     /// `post` for a reply wanted whole, without a suspension: sent before this returns, when a

@@ -3,7 +3,6 @@ import BodhiCore
 import BodhiModels
 import Foundation
 import Logging
-import NIOCore
 import Synchronization
 
 public struct EngineConfiguration: Sendable {
@@ -14,9 +13,12 @@ public struct EngineConfiguration: Sendable {
     public var maxLoadedModels: Int
     public var logsDirectory: String
     /// How long a model may take to become ready before its load counts as failed.
-    public var loadTimeout: Duration = .seconds(600)
+    public var loadTimeout: Duration
     /// Consecutive crashes after which a model is no longer restarted on its own.
-    public var maxConsecutiveCrashes = 5
+    public var maxConsecutiveCrashes = defaultMaxConsecutiveCrashes
+    public static let defaultMaxConsecutiveCrashes = 5
+    /// The wait before restarting after a second crash in a row; it doubles with each further one.
+    public var restartBackoff: Duration = .milliseconds(500)
 
     public init(settings: Settings) {
         executable = settings.llamaServer
@@ -25,6 +27,7 @@ public struct EngineConfiguration: Sendable {
         keepAlive = settings.keepAlive
         maxLoadedModels = settings.maxLoadedModels
         logsDirectory = settings.logsDirectory
+        loadTimeout = settings.loadTimeout
     }
 }
 
@@ -79,11 +82,14 @@ public struct EngineStatus: Sendable, Codable, Equatable {
 public final class EngineLease: Sendable {
     public let endpoint: EngineEndpoint
     public let modelID: String
+    /// Which of the model's engines (a restart is another).
+    let generation: Int
     private let once: ReleaseOnce
 
     init(endpoint: EngineEndpoint, modelID: String, generation: Int, supervisor: EngineSupervisor) {
         self.endpoint = endpoint
         self.modelID = modelID
+        self.generation = generation
         once = ReleaseOnce { supervisor.release(modelID: modelID, generation: generation) }
     }
 
@@ -96,16 +102,14 @@ public final class EngineLease: Sendable {
     }
 }
 
-/// Runs one `llama-server` per loaded model: starts it on first use, waits until it is
-/// healthy, restarts it with backoff when it dies, unloads it when idle for keep-alive or
-/// when another model needs its place (least recently used first), and stops every child
-/// when Bodhi stops.
+/// Decides which engines run: starts one per model on first use (through its `EngineLauncher`),
+/// restarts it with backoff when it dies, unloads it when idle for keep-alive or when another
+/// model needs its place (least recently used first, never one with requests in flight), and
+/// stops every engine when Bodhi stops. What requests change (leases, in-flight counts, last use)
+/// is in the `LeaseTable`, outside the actor; engines are asked about themselves by `EngineProbes`.
 public actor EngineSupervisor {
     private struct Running: Sendable {
-        let child: ChildProcess
-        /// Made once per engine and handed to every lease.
-        let endpoint: EngineEndpoint
-        let arguments: [String]
+        let engine: any RunningEngine
         let readyAt: ContinuousClock.Instant
         let loadDuration: Duration
     }
@@ -126,37 +130,35 @@ public actor EngineSupervisor {
     }
 
     private var configuration: EngineConfiguration
-    private let http: HTTPClient
+    private let launcher: any EngineLauncher
+    private let probes: EngineProbes
     private let logger: Logger
     private var engines: [String: Engine] = [:]
-    private var children: [pid_t: ChildProcess] = [:]
+    /// Every engine started and not yet known to be gone, by port, for the final stop.
+    private var processes: [Int: any RunningEngine] = [:]
     private var nextGeneration = 1
     private var shuttingDown = false
 
-    /// What requests change of an engine, under a lock rather than in the actor, so that a request
-    /// for a ready engine takes its lease without waiting for the actor (`leaseNow`). An engine
-    /// has an entry exactly while it has one in `engines`, of the same generation.
-    private struct Usage {
-        let generation: Int
-        /// Set once the engine is ready.
-        var endpoint: EngineEndpoint?
-        var inFlight = 0
-        var lastUsed: ContinuousClock.Instant
-        /// Its keep-alive is zero: it unloads as soon as its last request ends.
-        var unloadsWhenIdle = false
-    }
-
-    private let usage = Mutex<[String: Usage]>([:])
+    private let leases = LeaseTable()
     /// `shuttingDown`, for `leaseNow`.
     private let stopping = Atomic<Bool>(false)
     /// `configuration.parallel`, readable without waiting for the actor (admission asks per request).
     private let defaultSlots: Atomic<Int>
 
-    public init(configuration: EngineConfiguration, http: HTTPClient, logger: Logger) {
+    public init(configuration: EngineConfiguration, launcher: any EngineLauncher, probes: EngineProbes, logger: Logger) {
         self.configuration = configuration
         defaultSlots = Atomic(configuration.parallel)
-        self.http = http
+        self.launcher = launcher
+        self.probes = probes
         self.logger = logger
+    }
+
+    /// With `llama-server` children, as `configuration` says.
+    public init(configuration: EngineConfiguration, http: HTTPClient, logger: Logger) {
+        self.init(
+            configuration: configuration,
+            launcher: LlamaServerLauncher(executable: configuration.executable, logsDirectory: configuration.logsDirectory, http: http),
+            probes: EngineProbes(http: http), logger: logger)
     }
 
     // MARK: Leasing
@@ -193,61 +195,31 @@ public actor EngineSupervisor {
     /// A lease on `model`'s engine if it is ready now; nil while it loads, is not loaded, or Bodhi
     /// stops (then `acquire` loads it, or says why not).
     public nonisolated func leaseNow(_ model: EngineTarget) -> EngineLease? {
-        guard !stopping.load(ordering: .relaxed) else { return nil }
-        let ready = usage.withLock { usage -> (endpoint: EngineEndpoint, generation: Int)? in
-            guard let endpoint = usage[model.id]?.endpoint else { return nil }
-            usage[model.id]!.inFlight += 1
-            usage[model.id]!.lastUsed = .now
-            return (endpoint, usage[model.id]!.generation)
-        }
-        return ready.map { EngineLease(endpoint: $0.endpoint, modelID: model.id, generation: $0.generation, supervisor: self) }
+        guard !stopping.load(ordering: .relaxed), let ready = leases.lease(model.id) else { return nil }
+        return EngineLease(endpoint: ready.endpoint, modelID: model.id, generation: ready.generation, supervisor: self)
     }
 
     nonisolated func release(modelID: String, generation: Int) {
-        let unloads = usage.withLock { usage -> Bool in
-            guard var entry = usage[modelID], entry.generation == generation else { return false }
-            entry.inFlight = max(0, entry.inFlight - 1)
-            entry.lastUsed = .now
-            usage[modelID] = entry
-            return entry.inFlight == 0 && entry.unloadsWhenIdle
-        }
-        if unloads { Task { await self.unloadIfIdle(modelID) } }
-    }
-
-    private nonisolated func entry(of modelID: String) -> Usage? {
-        usage.withLock { $0[modelID] }
+        if leases.release(modelID, generation: generation) { Task { await self.unloadIfIdle(modelID) } }
     }
 
     private func lastUsed(_ engine: Engine) -> ContinuousClock.Instant {
-        entry(of: engine.model.id)?.lastUsed ?? .now
-    }
-
-    /// Claims an engine with no request running for unloading: from here no request leases it.
-    private func takeIfIdle(_ modelID: String) -> Bool {
-        usage.withLock { usage in
-            guard let entry = usage[modelID], entry.inFlight == 0 else { return false }
-            usage[modelID] = nil
-            return true
-        }
+        leases.entry(engine.model.id)?.lastUsed ?? .now
     }
 
     private func unloadIfIdle(_ modelID: String) {
-        if takeIfIdle(modelID) { unload(modelID) }
+        if leases.takeIfIdle(modelID) { unload(modelID) }
     }
 
     /// Drops a model's engine from the books (the caller stops its process, if any).
     private func forget(engine modelID: String) {
         engines[modelID] = nil
-        usage.withLock { $0[modelID] = nil }
+        leases.remove(modelID)
     }
 
     /// Each engine's `unloadsWhenIdle`, after its keep-alive or the setting changed.
     private func refreshUnloadsWhenIdle() {
-        usage.withLock { usage in
-            for (id, engine) in engines where usage[id] != nil {
-                usage[id]!.unloadsWhenIdle = (engine.keepAlive ?? configuration.keepAlive) == .idle(.zero)
-            }
-        }
+        leases.setUnloadsWhenIdle(engines.mapValues { ($0.keepAlive ?? configuration.keepAlive) == .idle(.zero) })
     }
 
     // MARK: Loading
@@ -256,7 +228,7 @@ public actor EngineSupervisor {
         // A crashed engine being restarted still holds its own entry; it does not compete for room.
         let others = engines.values.filter { $0.model.id != model.id }
         if others.count >= configuration.maxLoadedModels {
-            guard let leastRecent = readyByLastUse(others).first(where: { takeIfIdle($0.model.id) }) else {
+            guard let leastRecent = readyByLastUse(others).first(where: { leases.takeIfIdle($0.model.id) }) else {
                 throw BodhiError.engineUnavailable(
                     "All \(configuration.maxLoadedModels) loaded models are busy (BODHI_MAX_LOADED_MODELS); retry shortly.",
                     retryAfterSeconds: 2)
@@ -266,24 +238,14 @@ public actor EngineSupervisor {
         }
         let generation = nextGeneration
         nextGeneration += 1
-        let port: Int
-        do { port = try FreePort.find() } catch {
-            throw BodhiError.engineUnavailable("No free local port for the engine: \(error)")
-        }
-        let apiKey = Self.randomKey()
-        let arguments = EngineArguments.build(
-            modelPath: model.path, modelName: model.id, port: port,
-            parallel: slots(for: model),
-            extra: configuration.extraArguments + model.overrides.arguments)
-        let task = Task { try await self.load(model, generation: generation, port: port, apiKey: apiKey, arguments: arguments, after: delay) }
+        let plan = try launcher.plan(model, slots: slots(for: model), extraArguments: configuration.extraArguments + model.overrides.arguments)
+        let task = Task { try await self.load(model, generation: generation, plan: plan, after: delay) }
         // A restart keeps the crash history that drives its backoff.
         let previous = engines[model.id]
         engines[model.id] = Engine(
-            model: model, phase: .loading(task, arguments: arguments), generation: generation,
+            model: model, phase: .loading(task, arguments: EngineArguments.redacted(plan.arguments)), generation: generation,
             consecutiveCrashes: previous?.consecutiveCrashes ?? 0, restarts: previous?.restarts ?? 0)
-        usage.withLock { usage in
-            usage[model.id] = Usage(generation: generation, lastUsed: usage[model.id]?.lastUsed ?? .now)
-        }
+        leases.begin(model.id, generation: generation)
         refreshUnloadsWhenIdle()
     }
 
@@ -295,20 +257,22 @@ public actor EngineSupervisor {
         }.sorted { lastUsed($0) < lastUsed($1) }
     }
 
-    private func load(
-        _ model: EngineTarget, generation: Int, port: Int, apiKey: String, arguments: [String], after delay: Duration
-    ) async throws -> Running {
+    private func load(_ model: EngineTarget, generation: Int, plan: EngineLaunchPlan, after delay: Duration) async throws -> Running {
         do {
             if delay > .zero { try await Task.sleep(for: delay) }
-            let running = try await spawnAndWait(model, port: port, apiKey: apiKey, arguments: arguments)
+            let began = ContinuousClock.now
+            logger.info("loading model", metadata: ["model": "\(model.id)"])
+            let engine = try await launchWithinTimeout(plan, model)
+            let running = Running(engine: engine, readyAt: .now, loadDuration: .now - began)
             guard engines[model.id]?.generation == generation, !shuttingDown else {
-                await running.child.terminate()
+                processes[engine.endpoint.port] = nil
+                await engine.terminate()
                 throw BodhiError.engineUnavailable("The model '\(model.id)' was unloaded while it was loading; retry.")
             }
             engines[model.id]!.phase = .ready(running)
-            usage.withLock { $0[model.id]?.endpoint = running.endpoint }
-            logger.info("model ready", metadata: ["model": "\(model.id)", "pid": "\(running.child.pid)", "port": "\(port)"])
-            Task { await self.watch(running.child, modelID: model.id, generation: generation) }
+            leases.ready(model.id, generation: generation, at: engine.endpoint)
+            logger.info("model ready", metadata: ["model": "\(model.id)", "pid": "\(engine.endpoint.pid)", "port": "\(engine.endpoint.port)"])
+            Task { await self.watch(engine, modelID: model.id, generation: generation) }
             return running
         } catch {
             if engines[model.id]?.generation == generation { forget(engine: model.id) }
@@ -319,72 +283,47 @@ public actor EngineSupervisor {
         }
     }
 
-    private func spawnAndWait(_ model: EngineTarget, port: Int, apiKey: String, arguments: [String]) async throws -> Running {
-        let started = ContinuousClock.now
-        try FileManager.default.createDirectory(atPath: configuration.logsDirectory, withIntermediateDirectories: true)
-        let logPath = configuration.logsDirectory + "/" + Self.logFileName(for: model.id)
-        let logStart = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
-        let header = "\n=== \(Date()) bodhi starts: \(configuration.executable) \(EngineArguments.redacted(arguments).joined(separator: " "))\n"
-        appendToLog(logPath, header)
-
-        let child: ChildProcess
-        do {
-            child = try ChildProcess(
-                executable: configuration.executable, arguments: arguments,
-                environment: EngineArguments.environment(inheriting: ProcessInfo.processInfo.environment, apiKey: apiKey),
-                logPath: logPath)
-        } catch {
-            throw BodhiError.engineLoadFailed(model: model.id, reason: "\(error)")
-        }
-        children[child.pid] = child
-        Task {
-            _ = await child.waitForExit()
-            self.forget(child.pid)
-        }
-        logger.info("loading model", metadata: ["model": "\(model.id)", "pid": "\(child.pid)", "log": "\(logPath)"])
-        do {
-            try await waitUntilHealthy(child, port: port, apiKey: apiKey, model: model, logPath: logPath, logStart: logStart)
-        } catch {
-            await child.terminate(grace: .seconds(1))
-            throw error
-        }
-        let ready = ContinuousClock.now
-        return Running(
-            child: child, endpoint: EngineEndpoint(host: "127.0.0.1", port: port, apiKey: apiKey, pid: child.pid),
-            arguments: arguments, readyAt: ready, loadDuration: ready - started)
-    }
-
-    private func forget(_ pid: pid_t) {
-        children[pid] = nil
-    }
-
-    /// Polls `/health` until the engine answers 200. An engine that exits first failed to
-    /// load: its log says why.
-    private func waitUntilHealthy(
-        _ child: ChildProcess, port: Int, apiKey: String, model: EngineTarget, logPath: String, logStart: Int
-    ) async throws {
-        let deadline = ContinuousClock.now + configuration.loadTimeout
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/health")
-        request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
-        while ContinuousClock.now < deadline {
-            try Task.checkCancellation()
-            if let status = child.exitStatusIfExited {
-                let reason = Self.failureReason(logPath: logPath, from: logStart) ?? "the engine \(status)"
-                throw BodhiError.engineLoadFailed(model: model.id, reason: reason)
+    /// The launch, given up (and so stopped by the launcher) when it takes longer than
+    /// `BODHI_LOAD_TIMEOUT`, or when the load is cancelled.
+    private func launchWithinTimeout(_ plan: EngineLaunchPlan, _ model: EngineTarget) async throws -> any RunningEngine {
+        let (launcher, timeout) = (launcher, configuration.loadTimeout)
+        let launched = try await withThrowingTaskGroup(of: (any RunningEngine)?.self) { group in
+            group.addTask { try await launcher.launch(plan, for: model) }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
             }
-            if let response = try? await http.execute(request, timeout: .seconds(2)) {
-                _ = try? await response.body.collect(upTo: 64 * 1024)
-                if response.status == .ok { return }
-            }
-            try await Task.sleep(for: .milliseconds(25))
+            defer { group.cancelAll() }
+            return try await group.next()!
         }
-        throw BodhiError.engineLoadFailed(model: model.id, reason: "it was not ready after \(configuration.loadTimeout)")
+        guard let launched else {
+            throw BodhiError.engineLoadFailed(model: model.id, reason: "it was not ready within BODHI_LOAD_TIMEOUT (\(KeepAlive.idle(timeout)))")
+        }
+        processes[launched.endpoint.port] = launched
+        return launched
     }
 
     // MARK: Crashes and unloading
 
-    private func watch(_ child: ChildProcess, modelID: String, generation: Int) async {
-        let status = await child.waitForExit()
+    private func watch(_ engine: any RunningEngine, modelID: String, generation: Int) async {
+        let status = await engine.waitForExit()
+        processes[engine.endpoint.port] = nil
+        engineExited(modelID: modelID, generation: generation, status: status)
+    }
+
+    /// A request could not connect to `lease`'s engine. If the engine has died, its crash is
+    /// handled now (a restart begins), so that `acquire` waits for the new engine instead of
+    /// handing out the dead one again until the exit is noticed on its own.
+    public func engineUnreachable(_ lease: EngineLease) async {
+        guard let engine = engines[lease.modelID], engine.generation == lease.generation,
+              case .ready(let running) = engine.phase else { return }
+        // The exit is reaped on another thread, moments after the engine died.
+        guard let status = await running.engine.exitStatus(within: .seconds(2)) else { return }
+        engineExited(modelID: lease.modelID, generation: lease.generation, status: status)
+    }
+
+    /// A ready engine's process ended (once per engine: a later call for the same one does nothing).
+    private func engineExited(modelID: String, generation: Int, status: ChildProcess.ExitStatus) {
         guard !shuttingDown, var engine = engines[modelID], engine.generation == generation,
               case .ready(let running) = engine.phase else { return }
         // A crash after a long healthy run starts the backoff over.
@@ -393,7 +332,7 @@ public actor EngineSupervisor {
         engine.restarts += 1
         engines[modelID] = engine
         logger.error("engine stopped unexpectedly", metadata: [
-            "model": "\(modelID)", "pid": "\(child.pid)", "status": "\(status)", "crashes": "\(engine.consecutiveCrashes)",
+            "model": "\(modelID)", "pid": "\(running.engine.endpoint.pid)", "status": "\(status)", "crashes": "\(engine.consecutiveCrashes)",
         ])
         guard engine.consecutiveCrashes <= configuration.maxConsecutiveCrashes else {
             logger.error("engine keeps crashing; not restarting it until the next request", metadata: ["model": "\(modelID)"])
@@ -401,21 +340,19 @@ public actor EngineSupervisor {
             return
         }
         do {
-            try startLoading(engine.model, after: Self.backoff(afterCrashes: engine.consecutiveCrashes))
+            try startLoading(engine.model, after: Self.backoff(afterCrashes: engine.consecutiveCrashes, first: configuration.restartBackoff))
         } catch {
             forget(engine: modelID)
             logger.error("cannot restart engine", metadata: ["model": "\(modelID)", "error": "\(error)"])
         }
     }
 
-    /// No delay for a first crash, then 0.5 s doubling up to 30 s.
-    static func backoff(afterCrashes crashes: Int) -> Duration {
+    /// No delay for a first crash, then `first` (0.5 s) doubling up to 60 times that (30 s).
+    static func backoff(afterCrashes crashes: Int, first: Duration = .milliseconds(500)) -> Duration {
         guard crashes > 1 else { return .zero }
-        let milliseconds = 500 * (1 << min(crashes - 2, 6))
-        return .milliseconds(min(milliseconds, 30_000))
+        return min(first * (1 << min(crashes - 2, 6)), first * 60)
     }
 
-    /// Stops a model's engine now; requests still running on it fail.
     /// Takes changed settings: keep-alive and the loaded-model limit apply at once (an idle
     /// engine past the new keep-alive unloads at the next check), slots and extra arguments
     /// to engines started afterwards.
@@ -425,6 +362,7 @@ public actor EngineSupervisor {
         configuration.parallel = settings.parallel
         defaultSlots.store(settings.parallel, ordering: .relaxed)
         configuration.extraArguments = settings.llamaArgs
+        configuration.loadTimeout = settings.loadTimeout
         refreshUnloadsWhenIdle()
         unloadIdleEngines()
         // Fewer places than loaded models: the least recently used idle ones go.
@@ -442,15 +380,8 @@ public actor EngineSupervisor {
                 results.append((id, true, "loading"))
                 continue
             }
-            var request = HTTPClientRequest(url: running.endpoint.baseURL + "/health")
-            request.headers.add(name: "Authorization", value: running.endpoint.authorization)
-            do {
-                let response = try await http.execute(request, timeout: .seconds(2))
-                _ = try? await response.body.collect(upTo: 64 * 1024)
-                results.append((id, response.status == .ok, response.status == .ok ? "ok" : "answered \(response.status.code)"))
-            } catch {
-                results.append((id, false, "no answer: \(error)"))
-            }
+            let answer = await probes.health(of: running.engine.endpoint)
+            results.append((id, answer.healthy, answer.detail))
         }
         return results
     }
@@ -459,12 +390,8 @@ public actor EngineSupervisor {
     public func engineMetrics() async -> [(model: String, text: String)] {
         var results: [(model: String, text: String)] = []
         for (id, engine) in engines.sorted(by: { $0.key < $1.key }) {
-            guard case .ready(let running) = engine.phase else { continue }
-            var request = HTTPClientRequest(url: running.endpoint.baseURL + "/metrics")
-            request.headers.add(name: "Authorization", value: running.endpoint.authorization)
-            guard let response = try? await http.execute(request, timeout: .seconds(2)), response.status == .ok,
-                  let body = try? await response.body.collect(upTo: 1 << 20) else { continue }
-            results.append((id, String(buffer: body)))
+            guard case .ready(let running) = engine.phase, let text = await probes.metrics(of: running.engine.endpoint) else { continue }
+            results.append((id, text))
         }
         return results
     }
@@ -474,15 +401,16 @@ public actor EngineSupervisor {
         for (id, engine) in engines where engine.model.path == path { unload(id) }
     }
 
+    /// Stops a model's engine now; requests still running on it fail.
     public func unload(_ modelID: String) {
-        usage.withLock { $0[modelID] = nil }
+        leases.remove(modelID)
         guard let engine = engines.removeValue(forKey: modelID) else { return }
         logger.info("unloading model", metadata: ["model": "\(modelID)"])
         switch engine.phase {
         case .loading(let task, _):
             task.cancel()
         case .ready(let running):
-            Task { await running.child.terminate() }
+            Task { await running.engine.terminate() }
         }
     }
 
@@ -514,23 +442,27 @@ public actor EngineSupervisor {
     func unloadIdleEngines(now: ContinuousClock.Instant = .now) {
         for (id, engine) in engines {
             guard case .idle(let keepAlive) = engine.keepAlive ?? configuration.keepAlive, case .ready = engine.phase,
-                  let current = entry(of: id), current.inFlight == 0, now - current.lastUsed >= keepAlive else { continue }
+                  let current = leases.entry(id), current.inFlight == 0, now - current.lastUsed >= keepAlive else { continue }
             unloadIfIdle(id)
         }
     }
 
-    /// Stops every child: SIGTERM, then SIGKILL after a grace period.
+    /// Stops every engine: each launch under way is cancelled (its launcher stops what it
+    /// started), and every engine that runs gets SIGTERM, then SIGKILL after a grace period.
     public func shutdown() async {
         shuttingDown = true
         stopping.store(true, ordering: .relaxed)
-        for engine in engines.values {
-            if case .loading(let task, _) = engine.phase { task.cancel() }
+        let loads = engines.values.compactMap { engine -> Task<Running, any Error>? in
+            if case .loading(let task, _) = engine.phase { return task }
+            return nil
         }
+        for load in loads { load.cancel() }
         engines.removeAll()
-        usage.withLock { $0.removeAll() }
-        let all = Array(children.values)
+        leases.removeAll()
+        for load in loads { _ = try? await load.value }
+        let all = Array(processes.values)
         await withTaskGroup(of: Void.self) { group in
-            for child in all { group.addTask { await child.terminate() } }
+            for engine in all { group.addTask { await engine.terminate() } }
         }
     }
 
@@ -539,94 +471,26 @@ public actor EngineSupervisor {
     public func status() -> [EngineStatus] {
         let now = ContinuousClock.now
         return engines.values.sorted { $0.model.id < $1.model.id }.map { engine in
-            let current = entry(of: engine.model.id)
+            let current = leases.entry(engine.model.id)
             let inFlight = current?.inFlight ?? 0
             let idle = inFlight > 0 ? 0 : Self.seconds(now - (current?.lastUsed ?? now))
             switch engine.phase {
             case .loading(_, let arguments):
                 return EngineStatus(
                     model: engine.model.id, state: "loading", pid: nil, port: nil, slots: slots(for: engine.model),
-                    inFlight: inFlight, memoryBytes: nil, idleSeconds: idle, restarts: engine.restarts,
-                    args: EngineArguments.redacted(arguments))
+                    inFlight: inFlight, memoryBytes: nil, idleSeconds: idle, restarts: engine.restarts, args: arguments)
             case .ready(let running):
                 return EngineStatus(
-                    model: engine.model.id, state: "ready", pid: running.child.pid, port: running.endpoint.port,
+                    model: engine.model.id, state: "ready", pid: running.engine.endpoint.pid, port: running.engine.endpoint.port,
                     slots: slots(for: engine.model), inFlight: inFlight,
-                    memoryBytes: SystemResources.residentMemory(of: String(running.child.pid)), idleSeconds: idle,
-                    restarts: engine.restarts, args: EngineArguments.redacted(running.arguments),
+                    memoryBytes: running.engine.residentMemoryBytes, idleSeconds: idle,
+                    restarts: engine.restarts, args: running.engine.arguments,
                     loadSeconds: Self.seconds(running.loadDuration))
             }
         }
     }
 
-    // MARK: Helpers
-
     private static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
-
-    private static func randomKey() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<4).map { _ in String(generator.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
-    }
-
-    static func logFileName(for modelID: String) -> String {
-        String(modelID.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" ? $0 : "_" }) + ".log"
-    }
-
-    private func appendToLog(_ path: String, _ text: String) {
-        if let handle = FileHandle(forWritingAtPath: path) {
-            handle.seekToEndOfFile()
-            handle.write(Data(text.utf8))
-            try? handle.close()
-        } else {
-            _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
-        }
-    }
-
-    /// The lines of an engine's log that say why it failed, from what it wrote this time.
-    static func failureReason(logPath: String, from offset: Int) -> String? {
-        guard let handle = FileHandle(forReadingAtPath: logPath) else { return nil }
-        defer { try? handle.close() }
-        try? handle.seek(toOffset: UInt64(offset))
-        guard let data = try? handle.readToEnd(), let text = String(data: data, encoding: .utf8) else { return nil }
-        let lines = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        let errors = lines.filter { line in
-            let lower = line.lowercased()
-            return lower.contains("error") || lower.contains("failed") || lower.contains("invalid")
-                || lower.contains("unknown argument") || lower.contains("no such file")
-        }
-        let chosen = errors.isEmpty ? Array(lines.suffix(3)) : Array(errors.suffix(3))
-        return chosen.isEmpty ? nil : chosen.joined(separator: " | ")
-    }
-
-}
-
-extension String {
-    fileprivate func leftPadded(to length: Int) -> String {
-        count >= length ? self : String(repeating: "0", count: length - count) + self
-    }
-}
-
-/// Finds a free TCP port on loopback by binding port 0.
-enum FreePort {
-    static func find() throws -> Int {
-        let socketDescriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard socketDescriptor >= 0 else { throw ChildProcessError(message: "socket: \(String(cString: strerror(errno)))") }
-        defer { close(socketDescriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketDescriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw ChildProcessError(message: "bind: \(String(cString: strerror(errno)))") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socketDescriptor, $0, &length) }
-        }
-        guard named == 0 else { throw ChildProcessError(message: "getsockname: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

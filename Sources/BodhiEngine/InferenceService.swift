@@ -40,6 +40,7 @@ public struct EventStream: Sendable {
     fileprivate let reply: EngineReply
     fileprivate let slot: InferenceSlot
     fileprivate let logger: Logger
+    fileprivate let cutoff: StreamCutoff
     /// llama-server's own stream format (no `[DONE]`; the last event says `"stop":true`).
     fileprivate var nativeFormat = false
     /// The request it answers, for log lines written while it streams.
@@ -61,7 +62,11 @@ public struct EventStream: Sendable {
         var finished = false
         var lastWasError = false
         var timing = StreamTiming()
+        let body = reply.body
+        let registration = cutoff.register { body.cancel() }
+        defer { registration.map(cutoff.unregister) }
         do {
+            if registration == nil { throw EngineClientError.abandoned }
             for try await chunk in reply.body {
                 for event in framer.append(chunk) {
                     switch SSEFramer.kind(of: event) {
@@ -80,6 +85,12 @@ public struct EventStream: Sendable {
             logger.debug("client went away mid-stream; engine generation stopped", metadata: ["error": "\(error.underlying)"])
             return timing
         } catch EngineClientError.abandoned {
+            if let reason = cutoff.reason {
+                // Bodhi stops: the client hears why its stream ends here.
+                reply.body.cancel()
+                try? await emit(EventStream.errorEvent(reason))
+                return timing
+            }
             logger.debug("client hung up mid-stream; engine generation stopped")
             return timing
         } catch {
@@ -184,6 +195,8 @@ public struct InferenceService: Sendable {
     private let logger: Logger
     private let admission: AdmissionQueue
     private let observers: [any InferenceObserver]
+    /// The streams being served, which a stop ends once its grace period is over.
+    public let streams: StreamCutoff
 
     /// What an engine's reply without a `Content-Type` is.
     static let defaultContentType = "application/json"
@@ -193,8 +206,10 @@ public struct InferenceService: Sendable {
 
     public init(
         models: AliasRegistry, supervisor: EngineSupervisor, engines: EngineClient, logger: Logger,
-        admission: AdmissionQueue = AdmissionQueue(maxQueue: 512), observers: [any InferenceObserver] = []
+        admission: AdmissionQueue = AdmissionQueue(maxQueue: 512), observers: [any InferenceObserver] = [],
+        streams: StreamCutoff = StreamCutoff()
     ) {
+        self.streams = streams
         self.models = models
         self.supervisor = supervisor
         self.engines = engines
@@ -261,30 +276,38 @@ public struct InferenceService: Sendable {
         let body = try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body
         let caller = InferenceCaller.current
         let ticket = try await admission.admit(model.id, slots: supervisor.slots(for: model), caller: caller)
-        let lease: EngineLease
-        do { lease = try await supervisor.acquire(model) } catch {
-            ticket.release()
-            throw error
-        }
-        let slot = InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
         let wantsEvents = operation.streams && head.stream == true
         var onWhole: WholeReplyReceiver?
         if !wantsEvents, let deliverWhole {
             onWhole = { status, contentType, body in deliverWhole(status, contentType ?? Self.defaultContentType, body) }
         }
+        var lease = try await acquire(model, holding: ticket)
+        var resends = 0
         let reply: EngineReply
-        do {
-            reply = try await engines.post(
-                operation.rawValue, to: lease.endpoint, body: body, client: caller.connection,
-                wholeUpTo: wantsEvents ? nil : Self.maxResponseBytes, onWhole: onWhole)
-        } catch {
-            slot.finish(status: 503)
-            throw engineStopped(model.id, error)
+        while true {
+            do {
+                reply = try await engines.post(
+                    operation.rawValue, to: lease.endpoint, body: body, client: caller.connection,
+                    wholeUpTo: wantsEvents ? nil : Self.maxResponseBytes, onWhole: onWhole)
+                break
+            } catch EngineClientError.unreachable where resends < Self.maxResends {
+                // It reached no engine, so it is safe to send again: to the engine that replaces a
+                // dead one (the supervisor restarts it now, and `acquire` waits for that).
+                resends += 1
+                lease.release()
+                await supervisor.engineUnreachable(lease)
+                lease = try await acquire(model, holding: ticket)
+            } catch {
+                InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
+                    .finish(status: 503)
+                throw engineStopped(model.id, error)
+            }
         }
+        let slot = InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
         let contentType = reply.contentType ?? Self.defaultContentType
         if wantsEvents, reply.status == 200, contentType.hasPrefix("text/event-stream") {
             return HeldResult(
-                result: .events(EventStream(reply: reply, slot: slot, logger: logger, nativeFormat: operation == .infill)), finish: nil)
+                result: .events(EventStream(reply: reply, slot: slot, logger: logger, cutoff: streams, nativeFormat: operation == .infill)), finish: nil)
         }
         do {
             let bytes = try await reply.body.collect(upTo: Self.maxResponseBytes)
@@ -295,6 +318,21 @@ public struct InferenceService: Sendable {
         } catch {
             slot.finish(status: 503)
             throw engineStopped(model.id, error)
+        }
+    }
+
+    /// Times a request that reached no engine is sent again, each time to the model's engine as
+    /// the supervisor then has it.
+    static let maxResends = 3
+
+    /// `model`'s engine, loaded if need be, for a request that holds `ticket` (given back when
+    /// there is none to be had).
+    private func acquire(_ model: EngineTarget, holding ticket: AdmissionTicket) async throws -> EngineLease {
+        do { return try await supervisor.acquire(model) } catch {
+            // Those queued behind this request wait for the same load: they hear of its failure now.
+            if (error as? BodhiError)?.code == .engineLoadFailed { admission.failWaiting(model.id, with: error) }
+            ticket.release()
+            throw error
         }
     }
 
@@ -389,6 +427,9 @@ public struct InferenceService: Sendable {
             return CancellationError()
         }
         logger.warning("engine request failed", metadata: ["model": "\(model)", "error": "\(error)"])
+        if case EngineClientError.unreachable = error {
+            return BodhiError.engineUnavailable("The engine for model '\(model)' cannot be reached; retry shortly.", retryAfterSeconds: 1)
+        }
         return BodhiError.engineUnavailable(
             "The engine for model '\(model)' stopped while serving the request; it is being restarted. Retry shortly.",
             retryAfterSeconds: 1)

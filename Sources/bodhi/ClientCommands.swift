@@ -6,6 +6,7 @@ import BodhiModels
 import BodhiStore
 import Foundation
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 
 /// `bodhi ls`: the models in the Hugging Face cache, and whether the server has them loaded.
@@ -17,7 +18,12 @@ struct ListModels: AsyncParsableCommand {
     func run() async throws {
         let settings = try server.settings()
         let models = await ModelCatalog(hubDirectory: settings.hubDirectory).list()
-        let loaded = try? await BodhiClient(settings: settings).engines()
+        let loaded: [EngineStatus]?
+        var unknownBecause = ""
+        do { loaded = try await BodhiClient(settings: settings).engines() } catch {
+            loaded = nil
+            unknownBecause = "\(error)"
+        }
         let loadedNames = Set(loaded?.map(\.model) ?? [])
         var rows = [["NAME", "SIZE", "QUANT", "LOADED"]]
         for model in models {
@@ -26,7 +32,7 @@ struct ListModels: AsyncParsableCommand {
         }
         printTable(rows)
         if loaded == nil {
-            print("(LOADED is unknown: Bodhi is not running at \(settings.clientBaseURL))")
+            print("(LOADED is unknown: \(unknownBecause))")
         }
     }
 }
@@ -188,7 +194,7 @@ struct BodhiClient {
         request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: payload)))
         let response = try await execute(request, timeout: .hours(24))
         guard response.status == .ok else {
-            throw ValidationFailure(message: Self.errorMessage(try await response.body.collect(upTo: 1 << 20)))
+            throw failure(response.status, message: Self.errorMessage(try await response.body.collect(upTo: 1 << 20)))
         }
         var framer = SSEFramer()
         var reply = ""
@@ -212,8 +218,17 @@ struct BodhiClient {
     private func send(_ request: HTTPClientRequest, timeout: TimeAmount) async throws -> ByteBuffer {
         let response = try await execute(request, timeout: timeout)
         let body = try await response.body.collect(upTo: 16 << 20)
-        guard response.status == .ok else { throw ValidationFailure(message: Self.errorMessage(body)) }
+        guard response.status == .ok else { throw failure(response.status, message: Self.errorMessage(body)) }
         return body
+    }
+
+    /// What an error answer tells the user; for a refusal, that it was one and how to send a token.
+    func failure(_ status: HTTPResponseStatus, message: String) -> ValidationFailure {
+        guard status == .unauthorized || status == .forbidden else { return ValidationFailure(message: message) }
+        let hint = status == .unauthorized
+            ? "Send an API token in BODHI_TOKEN (BODHI_TOKEN=bodhi_... bodhi ...); make one with `bodhi tokens create --user NAME --name cli --scope power_user`, or in the UI under Tokens."
+            : "The token in BODHI_TOKEN may not do this; use one of a user with a higher role."
+        return ValidationFailure(message: "Bodhi at \(settings.clientBaseURL) refused the call (\(status.code)): \(message) \(hint)")
     }
 
     /// Sends `request` with the API token from `BODHI_TOKEN`, if any; a server that cannot be
@@ -250,14 +265,7 @@ func printTable(_ rows: [[String]]) {
 }
 
 func formatBytes(_ bytes: Int64) -> String {
-    let units = ["B", "KB", "MB", "GB", "TB"]
-    var value = Double(bytes)
-    var unit = 0
-    while value >= 1000, unit < units.count - 1 {
-        value /= 1000
-        unit += 1
-    }
-    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+    ByteSize.format(bytes)
 }
 
 func formatSeconds(_ seconds: Double) -> String {

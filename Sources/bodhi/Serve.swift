@@ -19,8 +19,9 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var server: ServerOptions
 
-    /// How long a stop waits for requests in flight before cancelling them.
-    static let maximumDrain: Duration = .seconds(5)
+    /// What a stop allows beyond `BODHI_SHUTDOWN_GRACE` before it cancels what still runs: time for
+    /// the streams it cut to send their last event.
+    static let drainMargin: Duration = .seconds(3)
 
     func run() async throws {
         let settings = try server.settings()
@@ -70,12 +71,13 @@ struct Serve: AsyncParsableCommand {
         }
         await pulls.resumeUnfinished()
         let identity = IdentityService(repository: store)
+        let streams = StreamCutoff()
         let gateway = Gateway(settings: settings)
         let services = BodhiServices(
             catalog: catalog, aliases: aliases, supervisor: supervisor,
             inference: InferenceService(
                 models: aliases, supervisor: supervisor, engines: engines, logger: logger, admission: gateway.admission,
-                observers: gateway.observers),
+                observers: gateway.observers, streams: streams),
             pulls: pulls, identity: identity, chats: ChatService(repository: store),
             settings: SettingsEditor(settings: settings, flags: server.flags) { changed in
                 await supervisor.reconfigure(changed)
@@ -103,7 +105,9 @@ struct Serve: AsyncParsableCommand {
                 fflush(nil)
             })
         // Services stop in reverse order: the listener first (letting requests in flight finish),
-        // then the engines. A stream can run for minutes, so the drain is bounded.
+        // then the engines. A stream can run for minutes, so the drain is bounded: streams still
+        // running after BODHI_SHUTDOWN_GRACE end with an error event, and whatever runs past the
+        // margin after that is cancelled.
         var listeners: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: application)]
         if let ollamaPort = settings.ollamaPort {
             // The same API (Ollama's, OpenAI's, Bodhi's) and the same access rules on Ollama's
@@ -116,10 +120,11 @@ struct Serve: AsyncParsableCommand {
                 })))
         }
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [.init(service: EngineSupervisorService(supervisor: supervisor))] + listeners,
+            services: [.init(service: EngineSupervisorService(supervisor: supervisor))] + listeners
+                + [.init(service: StreamDrainService(streams: streams, grace: settings.shutdownGrace, logger: logger))],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
-        groupConfiguration.maximumGracefulShutdownDuration = Self.maximumDrain
+        groupConfiguration.maximumGracefulShutdownDuration = settings.shutdownGrace + Self.drainMargin
         let group = ServiceGroup(configuration: groupConfiguration)
         var failure: (any Error)?
         do { try await group.run() } catch { failure = error }
@@ -142,6 +147,28 @@ struct EngineSupervisorService: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             await supervisor.run()
+        }
+    }
+}
+
+/// Last in the group, so the first to hear of a stop: lets streams run on for the grace period,
+/// then ends those still running with an error event that says why.
+struct StreamDrainService: Service {
+    let streams: StreamCutoff
+    let grace: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        let (streams, grace, logger) = (streams, grace, logger)
+        // Returns at once, so that the listeners stop taking requests now; the cut comes later.
+        Task {
+            try? await Task.sleep(for: grace)
+            let running = streams.count
+            if running > 0 { logger.info("ending streams still running at the end of the grace period", metadata: ["streams": "\(running)"]) }
+            streams.cutAll(BodhiError.engineUnavailable(
+                "Bodhi is stopping: this reply was cut short after the shutdown grace period (BODHI_SHUTDOWN_GRACE, \(KeepAlive.idle(grace))). Retry the request.",
+                retryAfterSeconds: 5))
         }
     }
 }

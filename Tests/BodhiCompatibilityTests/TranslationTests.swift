@@ -6,7 +6,7 @@ import Testing
 
 /// The translations between Ollama's and Anthropic's shapes and the engine's chat completions,
 /// on answers the small test model cannot produce (tool calls, thinking).
-@Suite struct TranslationTests {
+@Suite(.timeLimit(.minutes(2))) struct TranslationTests {
     func json(_ buffer: ByteBuffer) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any])
     }

@@ -2,7 +2,7 @@ import BodhiCore
 import Foundation
 import Testing
 
-@Suite struct SettingsTests {
+@Suite(.timeLimit(.minutes(2))) struct SettingsTests {
     let home = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-settings-\(UUID().uuidString)").path
 
     func environment(_ extra: [String: String] = [:]) -> [String: String] {
@@ -90,7 +90,7 @@ import Testing
     }
 }
 
-@Suite struct KeepAliveTests {
+@Suite(.timeLimit(.minutes(2))) struct KeepAliveTests {
     @Test(arguments: [
         ("5m", KeepAlive.idle(.seconds(300))), ("30s", .idle(.seconds(30))), ("1h30m", .idle(.seconds(5400))),
         ("250ms", .idle(.milliseconds(250))), ("0", .idle(.zero)), ("90", .idle(.seconds(90))),

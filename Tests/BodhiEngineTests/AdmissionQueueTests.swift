@@ -6,7 +6,7 @@ import NIOPosix
 import Synchronization
 import Testing
 
-@Suite struct AdmissionQueueTests {
+@Suite(.timeLimit(.minutes(2))) struct AdmissionQueueTests {
     static func caller(_ key: String, priority: Bool = false, closed: EventLoopFuture<Void>? = nil) -> InferenceCaller {
         InferenceCaller(fairnessKey: key, limitKey: key, priority: priority, connection: closed.map(ClientConnection.init(closed:)))
     }
@@ -170,6 +170,33 @@ import Testing
         next.release()
     }
 
+    @Test func aFailedLoadEndsTheWaitOfEveryoneQueuedForThatModelOnly() async throws {
+        let queue = AdmissionQueue(maxQueue: 10)
+        let holder = try await queue.admit("m", slots: 1, caller: Self.caller("a"))
+        let other = try await queue.admit("n", slots: 1, caller: Self.caller("a"))
+        let waiters = (0..<3).map { index in Task { try await queue.admit("m", slots: 1, caller: Self.caller("w\(index)")) } }
+        let otherWaiter = Task { try await queue.admit("n", slots: 1, caller: Self.caller("x")) }
+        try await Self.waitFor(queue, waiting: 3)
+        try await Self.waitFor(queue, model: "n", waiting: 1)
+        let failure = BodhiError.engineLoadFailed(model: "m", reason: "no room")
+        queue.failWaiting("m", with: failure)
+        for waiter in waiters {
+            // do/catch rather than `await #expect(throws:)`, which crashed with Swift 6.3.1.
+            do {
+                (try await waiter.value).release()
+                Issue.record("a waiter was admitted after the load failed")
+            } catch {
+                #expect(error as? BodhiError == failure)
+            }
+        }
+        #expect(queue.depths() == [.init(model: "m", inFlight: 1, waiting: 0), .init(model: "n", inFlight: 1, waiting: 1)])
+        #expect(queue.pressure == 0.1)
+        holder.release()
+        other.release()
+        (try await otherWaiter.value).release()
+        #expect(queue.depths().isEmpty && queue.pressure == 0)
+    }
+
     final class RejectionCounter: InferenceObserver {
         let count = Mutex(0)
         func inferenceFinished(_ record: InferenceRecord) {}
@@ -177,7 +204,7 @@ import Testing
     }
 }
 
-@Suite struct EngineUsageTests {
+@Suite(.timeLimit(.minutes(2))) struct EngineUsageTests {
     @Test func countsComeFromUsageOrElseFromTimings() {
         let chat = ByteBuffer(string: #"{"choices":[{"message":{"content":"the \"usage\" is {odd}"}}],"usage":{"completion_tokens":7,"prompt_tokens":30,"total_tokens":37},"timings":{"cache_n":0,"prompt_n":30,"predicted_n":7}}"#)
         #expect(EngineUsage.read(chat) == (30, 7))

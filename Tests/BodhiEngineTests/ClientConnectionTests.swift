@@ -4,7 +4,7 @@ import NIOPosix
 import Synchronization
 import Testing
 
-@Suite struct ClientConnectionTests {
+@Suite(.timeLimit(.minutes(2))) struct ClientConnectionTests {
     @Test func watchersHearOfTheHangUpOnceAndEndedOnesNot() async throws {
         let closed = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
         let connection = ClientConnection(closed: closed.futureResult)

@@ -3,7 +3,7 @@ import BodhiModels
 import Foundation
 import Testing
 
-@Suite struct EngineArgumentsTests {
+@Suite(.timeLimit(.minutes(2))) struct EngineArgumentsTests {
     let arguments = EngineArguments.build(
         modelPath: "/models/a.gguf", modelName: "org/a-GGUF:Q4_0", port: 4242, parallel: 3,
         extra: ["--ctx-size", "2048"])
@@ -50,17 +50,17 @@ import Testing
         let earlier = "old run: error that must not show\n"
         let text = earlier + "loading\nllama_model_load: error loading model: invalid magic\nmain: exiting due to model loading error\n"
         try text.write(toFile: path, atomically: true, encoding: .utf8)
-        let reason = try #require(EngineSupervisor.failureReason(logPath: path, from: earlier.utf8.count))
+        let reason = try #require(LlamaServerLauncher.failureReason(logPath: path, from: earlier.utf8.count))
         #expect(reason.contains("invalid magic"))
         #expect(!reason.contains("old run"))
     }
 
     @Test func logFileNamesAreSafe() {
-        #expect(EngineSupervisor.logFileName(for: "org/a-GGUF:Q4_0") == "org_a-GGUF_Q4_0.log")
+        #expect(LlamaServerLauncher.logFileName(for: "org/a-GGUF:Q4_0") == "org_a-GGUF_Q4_0.log")
     }
 }
 
-@Suite struct AliasFlagAllowListTests {
+@Suite(.timeLimit(.minutes(2))) struct AliasFlagAllowListTests {
     /// The flags aliases may set must exist in the engine Bodhi builds, or engines fail to load.
     @Test(.enabled(if: RealEngine.available, "needs BODHI_TEST_ENGINE (make test sets it)"))
     func everyAllowedFlagIsKnownToTheRealEngine() throws {

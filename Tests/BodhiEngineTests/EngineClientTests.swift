@@ -91,7 +91,7 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
     #expect(condition(), sourceLocation: sourceLocation)
 }
 
-@Suite struct EngineClientTests {
+@Suite(.timeLimit(.minutes(2))) struct EngineClientTests {
     let body = ByteBuffer(string: #"{"model":"m"}"#)
 
     /// A reply streams in by default; `wholeUpTo` asks for it whole, in one piece.

@@ -45,7 +45,7 @@ enum RealEngine {
     }
 }
 
-@Suite(.enabled(if: RealEngine.available, "needs BODHI_TEST_ENGINE (make test sets it)"), .serialized)
+@Suite(.enabled(if: RealEngine.available, "needs BODHI_TEST_ENGINE (make test sets it)"), .serialized, .timeLimit(.minutes(5)))
 struct EngineIntegrationTests {
     @Test func chatAndStreamThroughTheRealEngine() async throws {
         let supervisor = try RealEngine.supervisor()
@@ -145,6 +145,36 @@ struct EngineIntegrationTests {
         let again = try await supervisor.acquire(EngineTarget(model: model))
         #expect(again.endpoint.pid != firstPid)
         again.release()
+    }
+
+    @Test func aRequestSentJustAfterItsEngineDiedWaitsForTheRestart() async throws {
+        let supervisor = try RealEngine.supervisor()
+        let hub = try RealEngine.hub(withCopiesNamed: ["test/tiny-GGUF"])
+        let service = InferenceService(
+            models: AliasRegistry(repository: nil, catalog: ModelCatalog(hubDirectory: hub)), supervisor: supervisor,
+            engines: EngineClient(), logger: Logger(label: "test"))
+        defer { Task { await supervisor.shutdown() } }
+        let body = ByteBuffer(string: #"{"model":"test/tiny-GGUF:Q4_1","messages":[{"role":"user","content":"Hi"}],"max_tokens":2}"#)
+        var pids: Set<Int32> = []
+        // Killed, then asked at once, before the supervisor can have noticed the exit on its own:
+        // the request reached no engine, so it waits for the new one instead of failing.
+        for _ in 0..<3 {
+            guard case .complete(let status, _, _) = try await service.handle(.chatCompletions, body: body) else {
+                Issue.record("expected a complete reply")
+                return
+            }
+            #expect(status == 200)
+            let pid = try #require(await supervisor.status().first?.pid)
+            pids.insert(pid)
+            kill(pid, SIGKILL)
+        }
+        guard case .complete(let status, _, _) = try await service.handle(.chatCompletions, body: body) else {
+            Issue.record("expected a complete reply")
+            return
+        }
+        #expect(status == 200)
+        #expect(pids.count == 3)
+        #expect(await supervisor.status().first?.restarts == 3)
     }
 
     @Test func aBrokenModelFileReportsTheEnginesReason() async throws {

@@ -4,7 +4,7 @@ import Foundation
 import NIOCore
 import Testing
 
-@Suite struct RequestDefaultsTests {
+@Suite(.timeLimit(.minutes(2))) struct RequestDefaultsTests {
     func object(_ buffer: ByteBuffer) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any])
     }

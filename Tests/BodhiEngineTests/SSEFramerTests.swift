@@ -2,7 +2,7 @@ import BodhiEngine
 import NIOCore
 import Testing
 
-@Suite struct SSEFramerTests {
+@Suite(.timeLimit(.minutes(2))) struct SSEFramerTests {
     @Test func eventsSplitAcrossChunksComeOutWhole() {
         var framer = SSEFramer()
         #expect(framer.append(ByteBuffer(string: "data: {\"a\":")).isEmpty)

@@ -2,7 +2,7 @@ import BodhiCore
 import Testing
 @testable import BodhiHub
 
-@Suite struct PullReferenceTests {
+@Suite(.timeLimit(.minutes(2))) struct PullReferenceTests {
     @Test func acceptsTheFormsOllamaAndTheHubUse() throws {
         #expect(try PullReference(parsing: "owner/repo").selector == .preferred)
         #expect(try PullReference(parsing: "owner/repo:q4_k_m").selector == .quantization("Q4_K_M"))

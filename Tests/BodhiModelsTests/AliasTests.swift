@@ -3,7 +3,7 @@ import Foundation
 import Testing
 @testable import BodhiModels
 
-@Suite struct AliasTests {
+@Suite(.timeLimit(.minutes(2))) struct AliasTests {
     @Test func engineFlagsComeFromTheAllowListOnly() throws {
         let fine = EngineOverrides(contextSize: 2048, parallel: 2, extraArgs: ["--flash-attn", "on", "--threads=4", "--no-kv-offload"])
         try fine.validate()

@@ -72,7 +72,7 @@ struct GGUFWriter {
     }
 }
 
-@Suite struct GGUFReaderTests {
+@Suite(.timeLimit(.minutes(2))) struct GGUFReaderTests {
     @Test func readsEveryValueTypeAndTheModelFacts() throws {
         let header = try GGUFReader.read(data: GGUFWriter.sample())
         #expect(header.version == 3)

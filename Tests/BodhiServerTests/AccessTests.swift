@@ -9,7 +9,7 @@ import Testing
 
 /// Every registered route against every kind of caller: the access table is complete, and
 /// each rule answers 401 (who are you?), 403 (not you) or lets the request through.
-@Suite struct AccessTests {
+@Suite(.timeLimit(.minutes(2))) struct AccessTests {
     let hub: String
 
     init() throws {
@@ -177,11 +177,23 @@ import Testing
                 #expect(response.status == .ok)
                 #expect(String(buffer: response.body).contains(#""via":"session""#))
             }
+            try await anonymous.execute(uri: "/bodhi/v1/auth/session", method: .get, headers: session) { response in
+                #expect(response.status == .ok)
+                let body = String(buffer: response.body)
+                #expect(body.contains(#""signed_in":true"#) && body.contains(#""username":"root""#) && body.contains(csrf))
+            }
             try await anonymous.execute(uri: "/bodhi/v1/auth/logout", method: .post, headers: session) { response in
                 #expect(response.status == .noContent)
             }
             try await anonymous.execute(uri: "/bodhi/v1/users/me", method: .get, headers: session) { response in
                 #expect(response.status == .unauthorized)
+            }
+            // The ended session, or none at all, is "nobody", answered without an error status.
+            for headers in [session, [:]] {
+                try await anonymous.execute(uri: "/bodhi/v1/auth/session", method: .get, headers: headers) { response in
+                    #expect(response.status == .ok)
+                    #expect(String(buffer: response.body) == #"{"signed_in":false}"#)
+                }
             }
             try await anonymous.execute(
                 uri: "/bodhi/v1/auth/login", method: .post, headers: [HTTPField.Name("X-Forwarded-Proto")!: "https"],

@@ -8,7 +8,7 @@ import Testing
 @testable import BodhiServer
 
 /// `/bodhi/v1/chats` over HTTP: what a browser tab does with a conversation.
-@Suite struct ChatAPITests {
+@Suite(.timeLimit(.minutes(2))) struct ChatAPITests {
     @Test func aConversationIsCreatedExtendedListedRenamedAndDeleted() async throws {
         try await TestApp.with(hub: try TestApp.emptyHub("chats")) { app, client in
             func call(_ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil, as caller: TestApp.Client? = nil) async throws -> (Int, [String: Any]) {

@@ -11,7 +11,7 @@ import Testing
 
 /// Inference requests with a token Bodhi has checked before are answered by the fast path, the
 /// rest by the router: clients see the same answers either way, in the order they asked.
-@Suite struct FastPathTests {
+@Suite(.timeLimit(.minutes(2))) struct FastPathTests {
     let hub: String
 
     init() throws {
@@ -205,7 +205,7 @@ enum RawHTTP {
     }
 }
 
-@Suite struct APITokenHeaderTests {
+@Suite(.timeLimit(.minutes(2))) struct APITokenHeaderTests {
     @Test func tokensAreReadAsClientsSendThem() throws {
         #expect(try AccessMiddleware.apiToken(authorization: "Bearer bodhi_abc", apiKey: nil) == "bodhi_abc")
         #expect(try AccessMiddleware.apiToken(authorization: "bearer   bodhi_abc ", apiKey: nil) == "bodhi_abc")

@@ -5,7 +5,7 @@ import HummingbirdTesting
 import Testing
 @testable import BodhiServer
 
-@Suite struct GatewayTests {
+@Suite(.timeLimit(.minutes(2))) struct GatewayTests {
     let hub: String
 
     init() throws {
@@ -73,7 +73,7 @@ import Testing
     }
 }
 
-@Suite struct OpenAPITests {
+@Suite(.timeLimit(.minutes(2))) struct OpenAPITests {
     @Test func theDocumentListsEveryRouteWithItsAccessRule() async throws {
         let hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-openapi-\(UUID().uuidString)").path
         try await TestApp.with(hub: hub) { app, client in

@@ -11,7 +11,7 @@ import Logging
 import Testing
 
 /// In-process HTTP tests of the routes that need no engine.
-@Suite struct HTTPTests {
+@Suite(.timeLimit(.minutes(2))) struct HTTPTests {
     let hub: String
 
     init() throws {

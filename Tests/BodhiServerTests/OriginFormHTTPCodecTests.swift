@@ -6,7 +6,7 @@ import Testing
 
 /// Bodhi's request conversion gives the router what swift-nio-extras' codec would have given it,
 /// for every form of request target.
-@Suite struct OriginFormHTTPCodecTests {
+@Suite(.timeLimit(.minutes(2))) struct OriginFormHTTPCodecTests {
     @Test(arguments: [
         "/v1/chat/completions", "/v1/models/QuantFactory%2FSmolLM2:Q4_1?x=1&y=%20", "/", "//host/path", "/a b", "/%zz",
         "http://example.com/v1/models?x=1", "http://example.com", "*",

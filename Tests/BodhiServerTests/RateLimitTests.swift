@@ -16,7 +16,7 @@ final class ManualClock: Sendable {
     var read: @Sendable () -> Double { { [self] in now.withLock { $0 } } }
 }
 
-@Suite struct RateLimiterTests {
+@Suite(.timeLimit(.minutes(2))) struct RateLimiterTests {
     static func settings(
         user: String = "inference=3/m management=5/m tokens=100/m", address: String = "all=1000/m auth=2/m",
         tokens: [String: RateLimitPlan] = [:], unlimited: Set<String> = []
@@ -146,7 +146,7 @@ final class ManualClock: Sendable {
     }
 }
 
-@Suite struct RateLimitHTTPTests {
+@Suite(.timeLimit(.minutes(2))) struct RateLimitHTTPTests {
     let hub: String
 
     init() throws {
@@ -239,7 +239,7 @@ final class ManualClock: Sendable {
     }
 }
 
-@Suite struct CompressionTests {
+@Suite(.timeLimit(.minutes(2))) struct CompressionTests {
     let hub: String
 
     init() throws {

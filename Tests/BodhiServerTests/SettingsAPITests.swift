@@ -6,7 +6,7 @@ import HummingbirdTesting
 import Testing
 @testable import BodhiServer
 
-@Suite struct SettingsAPITests {
+@Suite(.timeLimit(.minutes(2))) struct SettingsAPITests {
     @Test func adminsSeeEverySettingAndChangeTheEditableOnes() async throws {
         let hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-settings-\(UUID().uuidString)").path
         try await TestApp.with(hub: hub) { app, client in

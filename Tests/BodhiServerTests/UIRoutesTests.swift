@@ -6,7 +6,7 @@ import Testing
 @testable import BodhiServer
 
 /// The browser UI's files: pages route to the app, assets keep their types, a strict CSP, caching.
-@Suite struct UIRoutesTests {
+@Suite(.timeLimit(.minutes(2))) struct UIRoutesTests {
     @Test func pagesGetTheAppAndAssetsTheirTypeUnderAStrictPolicy() async throws {
         try await TestApp.with(hub: try TestApp.emptyHub("ui"), setUp: false) { _, client in
             for path in ["/ui", "/ui/chat", "/ui/chat/chat_0123abcd", "/ui/settings"] {

@@ -7,7 +7,7 @@ import Testing
 @testable import BodhiStore
 
 /// Conversations kept per user, on each database.
-@Suite struct ChatTests {
+@Suite(.timeLimit(.minutes(2))) struct ChatTests {
     /// A clock that moves one second per reading, so that every change has its own time.
     final class SteppingClock: Sendable {
         let seconds = Mutex<Double>(1_800_000_000)

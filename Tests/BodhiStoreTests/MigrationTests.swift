@@ -4,7 +4,7 @@ import Foundation
 import Testing
 @testable import BodhiStore
 
-@Suite struct MigrationTests {
+@Suite(.timeLimit(.minutes(2))) struct MigrationTests {
     @Test(arguments: TestDatabase.available)
     func migrationsApplyOnceRevertAndReapply(database: TestDatabase) async throws {
         let (store, dispose) = try await database.makeStore()
@@ -92,7 +92,7 @@ import Testing
     }
 }
 
-@Suite struct AliasStoreTests {
+@Suite(.timeLimit(.minutes(2))) struct AliasStoreTests {
     @Test(arguments: TestDatabase.available)
     func aliasesRoundTripAndUpdateInPlace(database: TestDatabase) async throws {
         let (store, dispose) = try await database.makeStore()
@@ -113,7 +113,7 @@ import Testing
     }
 }
 
-@Suite struct StoreCopyTests {
+@Suite(.timeLimit(.minutes(2))) struct StoreCopyTests {
     @Test func everyTableWithDataIsCopied() async throws {
         let (store, dispose) = try await TestDatabase.sqlite.makeStore()
         defer { Task { await dispose() } }

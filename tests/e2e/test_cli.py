@@ -7,8 +7,9 @@ import subprocess
 from bodhi_process import DEFAULT_MODEL, BodhiServer, run_bodhi
 
 
-def bodhi_cli(server: BodhiServer, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return server.cli(*args, stdin=stdin)
+def bodhi_cli(server: BodhiServer, *args: str, stdin: str | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return server.cli(*args, stdin=stdin, env=env)
 
 
 def test_run_answers_a_prompt_then_ls_and_ps_show_the_loaded_model(bodhi: BodhiServer):
@@ -52,3 +53,15 @@ def test_ps_without_a_server_says_how_to_start_one(tmp_path):
     result = run_bodhi("ps", "--port", "1", home=tmp_path, timeout=30)
     assert result.returncode != 0
     assert "bodhi serve" in result.stderr
+
+
+def test_ls_without_a_token_says_the_call_was_refused_and_how_to_send_one(bodhi: BodhiServer):
+    listing = bodhi_cli(bodhi, "ls", env={"BODHI_TOKEN": ""})
+    assert listing.returncode == 0, listing.stderr
+    assert DEFAULT_MODEL in listing.stdout  # the cache is listed all the same
+    assert "not running" not in listing.stdout
+    assert "refused the call (401)" in listing.stdout and "BODHI_TOKEN" in listing.stdout
+
+    processes = bodhi_cli(bodhi, "ps", env={"BODHI_TOKEN": ""})
+    assert processes.returncode != 0
+    assert "refused the call (401)" in processes.stderr and "bodhi tokens create" in processes.stderr

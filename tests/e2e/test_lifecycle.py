@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -64,22 +65,30 @@ def test_no_engine_outlives_bodhi(tmp_path: Path, sig: signal.Signals):
         server.stop()
 
 
-def test_stopping_during_a_stream_ends_it_and_takes_the_engine_down(tmp_path: Path):
-    server = BodhiServer(tmp_path)
+def test_stopping_during_streams_ends_them_with_an_error_in_their_format_and_takes_the_engine_down(tmp_path: Path):
+    # --ignore-eos: every reply runs to its token limit, so both streams still run when the grace ends.
+    server = BodhiServer(tmp_path, env={"BODHI_SHUTDOWN_GRACE": "1s", "BODHI_LLAMA_ARGS": "--ignore-eos"})
     server.start()
     try:
         engine = load_default_model(server)
-        with client_for(server) as client:
+        with client_for(server) as client, httpx.Client(base_url=server.base_url, headers=server.auth, timeout=60) as http:
             stream = client.chat.completions.create(
                 model=DEFAULT_MODEL, messages=HELLO, max_tokens=4000, stream=True, extra_body={"ignore_eos": True}
             )
             next(iter(stream))
+            ollama = http.stream("POST", "/api/chat", json={"model": DEFAULT_MODEL, "messages": HELLO, "options": {"num_predict": 4000}})
+            ollama_lines = ollama.__enter__().iter_lines()
+            assert "message" in json.loads(next(ollama_lines))
             server.proc.send_signal(signal.SIGTERM)
-            # The drain is bounded: Bodhi does not wait for a 4000-token reply to finish.
+            # The drain is bounded: Bodhi does not wait for a 4000-token reply to finish, and says why it ends.
             server.proc.wait(30)
-            with pytest.raises(openai.APIError):
+            with pytest.raises(openai.APIError) as raised:
                 for _ in stream:
                     pass
+            assert "BODHI_SHUTDOWN_GRACE" in str(raised.value)
+            last = json.loads([line for line in ollama_lines if line.strip()][-1])
+            assert "BODHI_SHUTDOWN_GRACE" in last["error"]
+            ollama.__exit__(None, None, None)
         poll_until(lambda: not engine.alive(), 10.0, "the engine to exit")
     finally:
         server.stop()
@@ -161,6 +170,37 @@ def test_a_model_the_engine_cannot_load_gets_the_engines_reason(tmp_path: Path):
         message = raised.value.response.json()["error"]["message"]
         assert "test/broken-GGUF:Q4_0" in message
         assert "error" in message.lower() or "failed" in message.lower()
+        assert server.engines() == []
+
+
+def test_an_engine_that_never_gets_ready_fails_all_its_callers_once_and_leaves_no_process(tmp_path: Path):
+    # An "engine" that never answers, ignores SIGTERM, and starts a process of its own that does too.
+    starts, forked = tmp_path / "starts", tmp_path / "forked"
+    fake = tmp_path / "llama-server"
+    fake.write_text(f"""#!/bin/sh
+trap '' TERM
+echo $$ >> {starts}
+sleep 600 &
+echo $! >> {forked}
+exec sleep 600
+""")
+    fake.chmod(0o755)
+    env = {"BODHI_LLAMA_SERVER": str(fake), "BODHI_LOAD_TIMEOUT": "3s", "BODHI_PARALLEL": "2"}
+    with BodhiServer(tmp_path, env=env) as server:
+        def ask(_: int) -> httpx.Response:
+            return httpx.post(f"{server.api_url}/chat/completions", headers=server.auth, timeout=120,
+                              json={"model": DEFAULT_MODEL, "messages": HELLO, "max_tokens": 2})
+
+        # Two take the model's slots and wait for its load; four more queue behind them.
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(ask, range(6)))
+        for answer in answers:
+            assert answer.status_code == 500
+            assert "BODHI_LOAD_TIMEOUT (3s)" in answer.json()["error"]["message"]
+        # One load for all six: the queued ones heard of its failure instead of trying it again.
+        assert len(starts.read_text().split()) == 1
+        leftovers = [ProcessRef.of(int(pid)) for pid in forked.read_text().split()]
+        poll_until(lambda: not any(ref and ref.alive() for ref in leftovers), 10.0, "the engine's own child to be stopped")
         assert server.engines() == []
 
 
