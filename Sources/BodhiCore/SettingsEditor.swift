@@ -25,6 +25,9 @@ public actor SettingsEditor {
     public static let editable: [SettingKey: String] = [
         .keepAlive: "at once",
         .maxLoadedModels: "at once",
+        .memoryBudget: "at once",
+        .loadTimeout: "for loads started after the change",
+        .shutdownGrace: "after a restart",
         .parallel: "for models loaded after the change",
         .llamaArgs: "for models loaded after the change",
         .maxPulls: "after a restart",

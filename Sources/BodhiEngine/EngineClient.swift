@@ -76,6 +76,12 @@ public enum EngineClientError: Error, Equatable, CustomStringConvertible {
     /// No connection could be made (the engine is not listening): the request reached no engine.
     case unreachable(String)
 
+    /// No connection could be made: the request reached no engine.
+    public var isUnreachable: Bool {
+        if case .unreachable = self { return true }
+        return false
+    }
+
     public var description: String {
         switch self {
         case .connectionClosed(let started):

@@ -11,6 +11,8 @@ public struct EngineConfiguration: Sendable {
     public var parallel: Int
     public var keepAlive: KeepAlive
     public var maxLoadedModels: Int
+    /// How much memory the loaded models may take together, by their estimates.
+    public var memoryBudget: MemoryBudget
     public var logsDirectory: String
     /// How long a model may take to become ready before its load counts as failed.
     public var loadTimeout: Duration
@@ -26,6 +28,7 @@ public struct EngineConfiguration: Sendable {
         parallel = settings.parallel
         keepAlive = settings.keepAlive
         maxLoadedModels = settings.maxLoadedModels
+        memoryBudget = settings.memoryBudget
         logsDirectory = settings.logsDirectory
         loadTimeout = settings.loadTimeout
     }
@@ -62,6 +65,8 @@ public struct EngineStatus: Sendable, Codable, Equatable {
     public let slots: Int
     public let inFlight: Int
     public let memoryBytes: Int64?
+    /// What Bodhi expects it to take (weights, KV cache, prompt cache), which the memory budget counts.
+    public let estimateBytes: Int64?
     public let idleSeconds: Double
     public let restarts: Int
     public let args: [String]
@@ -72,7 +77,7 @@ public struct EngineStatus: Sendable, Codable, Equatable {
         case model, state, pid, port, slots, args, restarts
         case loadSeconds = "load_seconds"
         case inFlight = "in_flight"
-        case memoryBytes = "memory_bytes"
+        case memoryBytes = "memory_bytes", estimateBytes = "estimate_bytes"
         case idleSeconds = "idle_seconds"
     }
 }
@@ -121,16 +126,24 @@ public actor EngineSupervisor {
 
     private struct Engine {
         let model: EngineTarget
+        /// Its extra engine arguments (the prompt cache's size among them), kept for restarts.
+        let arguments: [String]
+        let memory: EngineMemory?
         var phase: Phase
         var generation: Int
         var consecutiveCrashes = 0
         var restarts = 0
         /// A request's own keep-alive (Ollama's `keep_alive`), overriding the setting.
         var keepAlive: KeepAlive?
+
+        /// What the memory budget counts for it: its estimate, or its file's size when the
+        /// header could not be read.
+        var neededBytes: Int64 { memory?.totalBytes ?? model.entry.sizeBytes }
     }
 
     private var configuration: EngineConfiguration
     private let launcher: any EngineLauncher
+    private let estimator: any EngineMemoryEstimator
     private let probes: EngineProbes
     private let logger: Logger
     private var engines: [String: Engine] = [:]
@@ -145,10 +158,14 @@ public actor EngineSupervisor {
     /// `configuration.parallel`, readable without waiting for the actor (admission asks per request).
     private let defaultSlots: Atomic<Int>
 
-    public init(configuration: EngineConfiguration, launcher: any EngineLauncher, probes: EngineProbes, logger: Logger) {
+    public init(
+        configuration: EngineConfiguration, launcher: any EngineLauncher, estimator: any EngineMemoryEstimator, probes: EngineProbes,
+        logger: Logger
+    ) {
         self.configuration = configuration
         defaultSlots = Atomic(configuration.parallel)
         self.launcher = launcher
+        self.estimator = estimator
         self.probes = probes
         self.logger = logger
     }
@@ -158,7 +175,7 @@ public actor EngineSupervisor {
         self.init(
             configuration: configuration,
             launcher: LlamaServerLauncher(executable: configuration.executable, logsDirectory: configuration.logsDirectory, http: http),
-            probes: EngineProbes(http: http), logger: logger)
+            estimator: GGUFMemoryEstimator(), probes: EngineProbes(http: http), logger: logger)
     }
 
     // MARK: Leasing
@@ -173,8 +190,10 @@ public actor EngineSupervisor {
     public func acquire(_ model: EngineTarget) async throws -> EngineLease {
         while true {
             if shuttingDown { throw BodhiError.engineUnavailable("Bodhi is shutting down.", retryAfterSeconds: 5) }
-            if engines[model.id] == nil { try startLoading(model) }
-            guard let engine = engines[model.id] else { continue }
+            guard let engine = engines[model.id] else {
+                try await makeRoomAndLoad(model)
+                continue
+            }
             switch engine.phase {
             case .ready:
                 // Not leased only while Bodhi stops, checked above as it began.
@@ -224,26 +243,80 @@ public actor EngineSupervisor {
 
     // MARK: Loading
 
-    private func startLoading(_ model: EngineTarget, after delay: Duration = .zero) throws {
-        // A crashed engine being restarted still holds its own entry; it does not compete for room.
+    /// Loads `model` once there is room for it: its memory estimate within `BODHI_MEMORY_BUDGET`
+    /// with the engines that stay, and a place within `BODHI_MAX_LOADED_MODELS`. Idle engines make
+    /// room, least recently used first; busy and loading ones never do, so while they hold the room
+    /// this waits (up to `BODHI_LOAD_TIMEOUT`) for them to go idle. A model that could not fit even
+    /// alone is refused at once. Returns without loading when another caller started it meanwhile.
+    private func makeRoomAndLoad(_ model: EngineTarget) async throws {
+        let baseArguments = configuration.extraArguments + model.overrides.arguments
+        let memory = await estimator.estimate(model, slots: slots(for: model), arguments: baseArguments)
+        guard engines[model.id] == nil, !shuttingDown else { return }
+        let needed = memory?.totalBytes ?? model.entry.sizeBytes
+        if let budget = configuration.memoryBudget.limit, needed > budget {
+            throw BodhiError(
+                .engineUnavailable, status: 503,
+                "The model '\(model.id)' needs about \(memory?.explained ?? ByteSize.format(needed)) to load, more than "
+                    + "BODHI_MEMORY_BUDGET (\(configuration.memoryBudget)) allows even with no other model loaded. Raise the budget, "
+                    + "or give the model a smaller context (-c) or fewer slots (BODHI_PARALLEL).")
+        }
+        let deadline = ContinuousClock.now + configuration.loadTimeout
+        var waited = false
+        while !makeRoom(for: model, needing: needed) {
+            guard ContinuousClock.now < deadline else { throw noRoom(for: model, needing: needed) }
+            if !waited {
+                logger.info("waiting for loaded models to go idle to make room", metadata: ["model": "\(model.id)", "needs": "\(ByteSize.format(needed))"])
+                waited = true
+            }
+            try await Task.sleep(for: .milliseconds(50))
+            guard engines[model.id] == nil, !shuttingDown else { return }
+        }
+        try startLoading(model, arguments: baseArguments + (memory?.promptCacheArguments ?? []), memory: memory)
+    }
+
+    /// Unloads idle engines, least recently used first, until `model` fits beside the others;
+    /// false, with nothing unloaded, when even unloading every idle one would not make room.
+    private func makeRoom(for model: EngineTarget, needing needed: Int64) -> Bool {
+        while true {
+            // A crashed engine being restarted holds its own place; it does not compete for room.
+            let others = engines.values.filter { $0.model.id != model.id }
+            let budget = configuration.memoryBudget.limit ?? .max
+            let used = others.reduce(Int64(0)) { $0 + $1.neededBytes }
+            if others.count < configuration.maxLoadedModels, used <= budget - needed { return true }
+            let idle = readyByLastUse(others).filter { leases.entry($0.model.id)?.inFlight == 0 }
+            let freeable = idle.reduce(Int64(0)) { $0 + $1.neededBytes }
+            guard others.count - idle.count < configuration.maxLoadedModels, used - freeable <= budget - needed,
+                  let victim = idle.first(where: { leases.takeIfIdle($0.model.id) })
+            else { return false }
+            logger.info("unloading least recently used model to make room", metadata: ["model": "\(victim.model.id)"])
+            unload(victim.model.id)
+        }
+    }
+
+    /// Why `model` found no room in time: what holds it.
+    private func noRoom(for model: EngineTarget, needing needed: Int64) -> BodhiError {
         let others = engines.values.filter { $0.model.id != model.id }
         if others.count >= configuration.maxLoadedModels {
-            guard let leastRecent = readyByLastUse(others).first(where: { leases.takeIfIdle($0.model.id) }) else {
-                throw BodhiError.engineUnavailable(
-                    "All \(configuration.maxLoadedModels) loaded models are busy (BODHI_MAX_LOADED_MODELS); retry shortly.",
-                    retryAfterSeconds: 2)
-            }
-            logger.info("unloading least recently used model to make room", metadata: ["model": "\(leastRecent.model.id)"])
-            unload(leastRecent.model.id)
+            return BodhiError.engineUnavailable(
+                "All \(configuration.maxLoadedModels) loaded models are busy (BODHI_MAX_LOADED_MODELS); retry shortly.", retryAfterSeconds: 2)
         }
+        let used = others.reduce(Int64(0)) { $0 + $1.neededBytes }
+        return BodhiError.engineUnavailable(
+            "The model '\(model.id)' needs about \(ByteSize.format(needed)); the busy models hold \(ByteSize.format(used)) of "
+                + "BODHI_MEMORY_BUDGET (\(configuration.memoryBudget)). Retry shortly.",
+            retryAfterSeconds: 2)
+    }
+
+    private func startLoading(_ model: EngineTarget, arguments: [String], memory: EngineMemory?, after delay: Duration = .zero) throws {
         let generation = nextGeneration
         nextGeneration += 1
-        let plan = try launcher.plan(model, slots: slots(for: model), extraArguments: configuration.extraArguments + model.overrides.arguments)
+        let plan = try launcher.plan(model, slots: slots(for: model), extraArguments: arguments)
         let task = Task { try await self.load(model, generation: generation, plan: plan, after: delay) }
         // A restart keeps the crash history that drives its backoff.
         let previous = engines[model.id]
         engines[model.id] = Engine(
-            model: model, phase: .loading(task, arguments: EngineArguments.redacted(plan.arguments)), generation: generation,
+            model: model, arguments: arguments, memory: memory,
+            phase: .loading(task, arguments: EngineArguments.redacted(plan.arguments)), generation: generation,
             consecutiveCrashes: previous?.consecutiveCrashes ?? 0, restarts: previous?.restarts ?? 0)
         leases.begin(model.id, generation: generation)
         refreshUnloadsWhenIdle()
@@ -311,15 +384,20 @@ public actor EngineSupervisor {
         engineExited(modelID: modelID, generation: generation, status: status)
     }
 
-    /// A request could not connect to `lease`'s engine. If the engine has died, its crash is
-    /// handled now (a restart begins), so that `acquire` waits for the new engine instead of
-    /// handing out the dead one again until the exit is noticed on its own.
-    public func engineUnreachable(_ lease: EngineLease) async {
-        guard let engine = engines[lease.modelID], engine.generation == lease.generation,
-              case .ready(let running) = engine.phase else { return }
+    /// A request to `lease`'s engine failed before any answer (it could not connect, or the
+    /// connection closed). If the engine has died, its crash is handled now (a restart begins), so
+    /// that `acquire` waits for the new engine instead of handing out the dead one again until the
+    /// exit is noticed on its own. Whether the engine has died.
+    public func engineFailed(_ lease: EngineLease) async -> Bool {
+        guard let engine = engines[lease.modelID], engine.generation == lease.generation else {
+            // Replaced already: the exit was noticed, and the engine is being restarted.
+            return true
+        }
+        guard case .ready(let running) = engine.phase else { return false }
         // The exit is reaped on another thread, moments after the engine died.
-        guard let status = await running.engine.exitStatus(within: .seconds(2)) else { return }
+        guard let status = await running.engine.exitStatus(within: .seconds(2)) else { return false }
         engineExited(modelID: lease.modelID, generation: lease.generation, status: status)
+        return true
     }
 
     /// A ready engine's process ended (once per engine: a later call for the same one does nothing).
@@ -340,7 +418,9 @@ public actor EngineSupervisor {
             return
         }
         do {
-            try startLoading(engine.model, after: Self.backoff(afterCrashes: engine.consecutiveCrashes, first: configuration.restartBackoff))
+            try startLoading(
+                engine.model, arguments: engine.arguments, memory: engine.memory,
+                after: Self.backoff(afterCrashes: engine.consecutiveCrashes, first: configuration.restartBackoff))
         } catch {
             forget(engine: modelID)
             logger.error("cannot restart engine", metadata: ["model": "\(modelID)", "error": "\(error)"])
@@ -363,10 +443,14 @@ public actor EngineSupervisor {
         defaultSlots.store(settings.parallel, ordering: .relaxed)
         configuration.extraArguments = settings.llamaArgs
         configuration.loadTimeout = settings.loadTimeout
+        configuration.memoryBudget = settings.memoryBudget
         refreshUnloadsWhenIdle()
         unloadIdleEngines()
-        // Fewer places than loaded models: the least recently used idle ones go.
-        for engine in readyByLastUse(engines.values) where engines.count > configuration.maxLoadedModels {
+        // Fewer places than loaded models, or less memory than they take: the least recently used
+        // idle ones go.
+        let budget = configuration.memoryBudget.limit ?? .max
+        for engine in readyByLastUse(engines.values)
+        where engines.count > configuration.maxLoadedModels || engines.values.reduce(Int64(0), { $0 + $1.neededBytes }) > budget {
             unloadIfIdle(engine.model.id)
         }
     }
@@ -468,6 +552,11 @@ public actor EngineSupervisor {
 
     // MARK: Status
 
+    /// `status()` with the memory budget it is held to, read together.
+    public func statusWithBudget() -> (engines: [EngineStatus], budget: MemoryBudget) {
+        (status(), configuration.memoryBudget)
+    }
+
     public func status() -> [EngineStatus] {
         let now = ContinuousClock.now
         return engines.values.sorted { $0.model.id < $1.model.id }.map { engine in
@@ -478,12 +567,13 @@ public actor EngineSupervisor {
             case .loading(_, let arguments):
                 return EngineStatus(
                     model: engine.model.id, state: "loading", pid: nil, port: nil, slots: slots(for: engine.model),
-                    inFlight: inFlight, memoryBytes: nil, idleSeconds: idle, restarts: engine.restarts, args: arguments)
+                    inFlight: inFlight, memoryBytes: nil, estimateBytes: engine.memory?.totalBytes, idleSeconds: idle,
+                    restarts: engine.restarts, args: arguments)
             case .ready(let running):
                 return EngineStatus(
                     model: engine.model.id, state: "ready", pid: running.engine.endpoint.pid, port: running.engine.endpoint.port,
                     slots: slots(for: engine.model), inFlight: inFlight,
-                    memoryBytes: running.engine.residentMemoryBytes, idleSeconds: idle,
+                    memoryBytes: running.engine.residentMemoryBytes, estimateBytes: engine.memory?.totalBytes, idleSeconds: idle,
                     restarts: engine.restarts, args: running.engine.arguments,
                     loadSeconds: Self.seconds(running.loadDuration))
             }

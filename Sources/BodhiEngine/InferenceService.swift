@@ -283,6 +283,7 @@ public struct InferenceService: Sendable {
         }
         var lease = try await acquire(model, holding: ticket)
         var resends = 0
+        var diedWithIt = false
         let reply: EngineReply
         while true {
             do {
@@ -290,17 +291,28 @@ public struct InferenceService: Sendable {
                     operation.rawValue, to: lease.endpoint, body: body, client: caller.connection,
                     wholeUpTo: wantsEvents ? nil : Self.maxResponseBytes, onWhole: onWhole)
                 break
-            } catch EngineClientError.unreachable where resends < Self.maxResends {
-                // It reached no engine, so it is safe to send again: to the engine that replaces a
-                // dead one (the supervisor restarts it now, and `acquire` waits for that).
-                resends += 1
-                lease.release()
-                await supervisor.engineUnreachable(lease)
-                lease = try await acquire(model, holding: ticket)
             } catch {
-                InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
-                    .finish(status: 503)
-                throw engineStopped(model.id, error)
+                var resend = false
+                if resends < Self.maxResends, let failure = error as? EngineClientError, Self.noAnswer(failure) {
+                    lease.release()
+                    // The supervisor restarts a dead engine now, and `acquire` waits for the new one.
+                    let died = await supervisor.engineFailed(lease)
+                    // A request that reached no engine is safe to send again. One an engine had when
+                    // it died is sent again once only: it may be what kills it.
+                    if failure.isUnreachable {
+                        resend = true
+                    } else if died, !diedWithIt {
+                        diedWithIt = true
+                        resend = true
+                    }
+                }
+                guard resend else {
+                    InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
+                        .finish(status: 503)
+                    throw engineStopped(model.id, error)
+                }
+                resends += 1
+                lease = try await acquire(model, holding: ticket)
             }
         }
         let slot = InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
@@ -321,9 +333,14 @@ public struct InferenceService: Sendable {
         }
     }
 
-    /// Times a request that reached no engine is sent again, each time to the model's engine as
-    /// the supervisor then has it.
+    /// Times a request that got no answer because its engine was gone is sent again, each time to
+    /// the model's engine as the supervisor then has it.
     static let maxResends = 3
+
+    /// Whether `failure` ended an exchange before any answer: no connection, or one closed first.
+    private static func noAnswer(_ failure: EngineClientError) -> Bool {
+        failure.isUnreachable || failure == .connectionClosed(replyStarted: false)
+    }
 
     /// `model`'s engine, loaded if need be, for a request that holds `ticket` (given back when
     /// there is none to be had).
@@ -427,7 +444,7 @@ public struct InferenceService: Sendable {
             return CancellationError()
         }
         logger.warning("engine request failed", metadata: ["model": "\(model)", "error": "\(error)"])
-        if case EngineClientError.unreachable = error {
+        if (error as? EngineClientError)?.isUnreachable == true {
             return BodhiError.engineUnavailable("The engine for model '\(model)' cannot be reached; retry shortly.", retryAfterSeconds: 1)
         }
         return BodhiError.engineUnavailable(

@@ -11,6 +11,15 @@ struct SystemRoutes {
 
     struct Engines: Encodable {
         let engines: [EngineStatus]
+        /// `BODHI_MEMORY_BUDGET` in bytes; nil when off.
+        let memoryBudgetBytes: Int64?
+        /// What the loaded engines are expected to take together, which the budget counts.
+        let memoryEstimatedBytes: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case engines
+            case memoryBudgetBytes = "memory_budget_bytes", memoryEstimatedBytes = "memory_estimated_bytes"
+        }
     }
 
     func register(on router: Router<BodhiRequestContext>) {
@@ -30,6 +39,11 @@ struct SystemRoutes {
             let report = await services.readiness.check()
             return try Response.json(["status": report.status], status: report.ready ? .ok : .serviceUnavailable)
         }
-        router.get("/bodhi/v1/engines") { _, _ in try Response.json(Engines(engines: await services.supervisor.status())) }
+        router.get("/bodhi/v1/engines") { _, _ in
+            let (engines, budget) = await services.supervisor.statusWithBudget()
+            return try Response.json(Engines(
+                engines: engines, memoryBudgetBytes: budget.limit,
+                memoryEstimatedBytes: engines.reduce(0) { $0 + ($1.estimateBytes ?? 0) }))
+        }
     }
 }

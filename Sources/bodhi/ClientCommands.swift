@@ -48,10 +48,9 @@ struct ProcessStatus: AsyncParsableCommand {
         let engines = try await client.engines()
         var rows = [["NAME", "STATE", "PID", "SLOTS", "BUSY", "MEMORY", "ESTIMATE", "IDLE"]]
         for engine in engines {
-            let estimate = try? await client.memoryEstimate(of: engine.model)
             rows.append([
                 engine.model, engine.state, engine.pid.map(String.init) ?? "-", String(engine.slots), String(engine.inFlight),
-                engine.memoryBytes.map(formatBytes) ?? "-", estimate.map(formatBytes) ?? "-",
+                engine.memoryBytes.map(formatBytes) ?? "-", engine.estimateBytes.map(formatBytes) ?? "-",
                 engine.inFlight > 0 ? "busy" : formatSeconds(engine.idleSeconds),
             ])
         }
@@ -172,16 +171,6 @@ struct BodhiClient {
     /// A model id as one path segment.
     static func pathSegment(_ model: String) -> String {
         model.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/:"))) ?? model
-    }
-
-    /// The memory the server expects `model` to take when loaded (weights and KV cache).
-    func memoryEstimate(of model: String) async throws -> Int64? {
-        struct Description: Decodable {
-            struct Estimate: Decodable { let total_bytes: Int64 }
-            let memory_estimate: Estimate?
-        }
-        let body = try await send(HTTPClientRequest(url: settings.clientBaseURL + "/bodhi/v1/models/" + Self.pathSegment(model)), timeout: .seconds(10))
-        return try JSONDecoder().decode(Description.self, from: body).memory_estimate?.total_bytes
     }
 
     /// Streams a chat reply to stdout as it arrives and returns its text.

@@ -46,6 +46,33 @@ import Testing
         #expect(fromFlag.sources[.port] == .flag("--port"))
     }
 
+    @Test func engineLimitsHaveDefaultsAndRefuseNonsense() throws {
+        let defaults = try Settings.resolve(environment: environment())
+        #expect(defaults.loadTimeout == .seconds(300))
+        #expect(defaults.shutdownGrace == .seconds(5))
+        #expect(defaults.memoryBudget.limit != nil)
+        let set = try Settings.resolve(environment: environment([
+            "BODHI_LOAD_TIMEOUT": "90s", "BODHI_SHUTDOWN_GRACE": "0", "BODHI_MEMORY_BUDGET": "12GiB"]))
+        #expect(set.loadTimeout == .seconds(90) && set.shutdownGrace == .zero && set.memoryBudget == .bytes(12 << 30))
+        for (key, value) in [("BODHI_LOAD_TIMEOUT", "0"), ("BODHI_LOAD_TIMEOUT", "-1"), ("BODHI_SHUTDOWN_GRACE", "soon"),
+                             ("BODHI_MEMORY_BUDGET", "lots"), ("BODHI_MEMORY_BUDGET", "120%")] {
+            let error = #expect(throws: BodhiError.self) { try Settings.resolve(environment: environment([key: value])) }
+            #expect(error?.message.contains(key) == true)
+        }
+    }
+
+    @Test func memoryBudgetsAreSizesSharesOrOff() {
+        #expect(MemoryBudget(parsing: "off", totalMemory: 1000) == .off)
+        #expect(MemoryBudget(parsing: "80%", totalMemory: 1000) == .bytes(800))
+        #expect(MemoryBudget(parsing: "16GB", totalMemory: nil) == .bytes(16_000_000_000))
+        #expect(MemoryBudget(parsing: "12 GiB", totalMemory: nil) == .bytes(12 << 30))
+        #expect(MemoryBudget(parsing: "512mb", totalMemory: nil) == .bytes(512_000_000))
+        for nonsense in ["", "lots", "0", "0%", "150%", "-5GB", "5XB", "80%%"] {
+            #expect(MemoryBudget(parsing: nonsense, totalMemory: 1000) == nil, "\(nonsense)")
+        }
+        #expect(ByteSize.format(1_600_000_000) == "1.6 GB" && ByteSize.format(999) == "999 B")
+    }
+
     @Test func invalidValuesNameTheSettingAndItsSource() throws {
         let error = #expect(throws: BodhiError.self) {
             try Settings.resolve(environment: environment(["BODHI_PORT": "70000"]))

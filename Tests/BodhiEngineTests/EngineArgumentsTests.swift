@@ -45,6 +45,27 @@ import Testing
         #expect(EngineSupervisor.backoff(afterCrashes: 20) == .seconds(30))
     }
 
+    @Test func thePromptCacheIsSizedByTheKVCacheUnlessTheUserSetsIt() {
+        #expect(EngineMemory.promptCacheBytes(kvCacheBytes: 755 << 20) == 755 << 20)
+        #expect(EngineMemory.promptCacheBytes(kvCacheBytes: 1 << 20) == 64 << 20)
+        #expect(EngineMemory.promptCacheBytes(kvCacheBytes: 40 << 30) == 2 << 30)
+        #expect(EngineMemory.promptCacheBytes(setBy: ["-c", "4096", "--cache-ram", "300"]) == 300 << 20)
+        #expect(EngineMemory.promptCacheBytes(setBy: ["-cram", "0"]) == 0)
+        #expect(EngineMemory.promptCacheBytes(setBy: ["--cache-ram=-1"]) == 8192 << 20)
+        #expect(EngineMemory.promptCacheBytes(setBy: ["--ctx-size", "4096"]) == nil)
+    }
+
+    @Test func theEstimateOfTheRealModelCountsWeightsKVAndPromptCache() async throws {
+        let model = EngineTarget(model: try RealEngine.defaultModel)
+        let memory = try #require(await GGUFMemoryEstimator().estimate(model, slots: 4, arguments: []))
+        #expect(memory.weightsBytes == model.entry.sizeBytes)
+        #expect(memory.kvCacheBytes > 0 && memory.promptCacheBytes == EngineMemory.promptCacheBytes(kvCacheBytes: memory.kvCacheBytes))
+        #expect(memory.promptCacheArguments == ["--cache-ram", String(memory.promptCacheBytes >> 20)])
+        // The user's own size is kept, and nothing added.
+        let own = try #require(await GGUFMemoryEstimator().estimate(model, slots: 4, arguments: ["--cache-ram", "10"]))
+        #expect(own.promptCacheBytes == 10 << 20 && own.promptCacheArguments.isEmpty)
+    }
+
     @Test func failureReasonQuotesTheEnginesErrorsFromThisStartOnly() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("engine-\(UUID().uuidString).log").path
         let earlier = "old run: error that must not show\n"

@@ -111,6 +111,21 @@ final class FakeLauncher: EngineLauncher {
     }
 }
 
+/// Estimates each model at what a test says (1 KB unless told), with a prompt cache argument.
+final class FakeEstimator: EngineMemoryEstimator {
+    private let sizes = Mutex<[String: Int64]>([:])
+
+    func set(_ bytes: Int64, for model: String) {
+        sizes.withLock { $0[model] = bytes }
+    }
+
+    func estimate(_ model: EngineTarget, slots: Int, arguments: [String]) async -> EngineMemory? {
+        let bytes = sizes.withLock { $0[model.id] } ?? 1_000
+        return EngineMemory(weightsBytes: bytes / 2, kvCacheBytes: bytes / 4, promptCacheBytes: bytes - bytes / 2 - bytes / 4,
+                            promptCacheArguments: ["--cache-ram", "1"])
+    }
+}
+
 /// The supervisor's decisions — loads, crash restarts, LRU, keep-alive, load failures — with a
 /// fake launcher: no engine runs, so these are fast and exact.
 @Suite(.timeLimit(.minutes(1)))
@@ -122,17 +137,21 @@ struct EngineSupervisorTests {
     }
 
     static func supervisor(
-        _ launcher: FakeLauncher, maxLoaded: Int = 3, keepAlive: KeepAlive = .idle(.seconds(300)), loadTimeout: Duration = .seconds(60)
+        _ launcher: FakeLauncher, estimator: FakeEstimator = FakeEstimator(), maxLoaded: Int = 3, budget: MemoryBudget = .off,
+        keepAlive: KeepAlive = .idle(.seconds(300)), loadTimeout: Duration = .seconds(60)
     ) throws -> EngineSupervisor {
         var settings = try Settings.resolve(environment: ["HOME": NSHomeDirectory()])
         settings.maxLoadedModels = maxLoaded
+        settings.memoryBudget = budget
         settings.keepAlive = keepAlive
         settings.loadTimeout = loadTimeout
         settings.parallel = 2
         var configuration = EngineConfiguration(settings: settings)
         // The backoff's own figures are `backoff(afterCrashes:)`'s test; here restarts come quickly.
         configuration.restartBackoff = .milliseconds(1)
-        return EngineSupervisor(configuration: configuration, launcher: launcher, probes: EngineProbes(http: .shared), logger: Logger(label: "test"))
+        return EngineSupervisor(
+            configuration: configuration, launcher: launcher, estimator: estimator, probes: EngineProbes(http: .shared),
+            logger: Logger(label: "test"))
     }
 
     /// Waits (10 s at most) until `condition` holds of the supervisor's status.
@@ -204,7 +223,7 @@ struct EngineSupervisorTests {
         // Dead, but not reaped: until told, the supervisor would hand it out again.
         launcher.engines(of: model.id)[0].die()
         #expect(supervisor.leaseNow(model)?.endpoint.port == lease.endpoint.port)
-        await supervisor.engineUnreachable(lease)
+        #expect(await supervisor.engineFailed(lease))
         #expect(supervisor.leaseNow(model) == nil)
         let next = try await supervisor.acquire(model)
         #expect(next.endpoint.port != lease.endpoint.port)
@@ -220,7 +239,7 @@ struct EngineSupervisorTests {
         let supervisor = try Self.supervisor(launcher)
         let model = Self.model("a")
         let lease = try await supervisor.acquire(model)
-        await supervisor.engineUnreachable(lease)
+        #expect(await supervisor.engineFailed(lease) == false)
         #expect(await supervisor.status().first?.restarts == 0)
         #expect(supervisor.leaseNow(model)?.endpoint.port == lease.endpoint.port)
     }
@@ -238,17 +257,96 @@ struct EngineSupervisorTests {
         // Now b is busy and c idle: a comes back in c's place, never b's.
         try await supervisor.acquire(a).release()
         #expect(await supervisor.status().map(\.model) == [a.id, b.id])
-        // Both busy: no room, and the caller is told to retry.
+        // Both busy: c waits for one of them to go idle, and takes its place.
         let busyA = try await supervisor.acquire(a)
+        let waiting = Task { try await supervisor.acquire(c) }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(await supervisor.status().map(\.model) == [a.id, b.id])
+        #expect(!launcher.engines(of: a.id)[1].terminated && !launcher.engines(of: b.id)[0].terminated)
+        busyA.release()
+        (try await waiting.value).release()
+        #expect(await supervisor.status().map(\.model) == [b.id, c.id])
+        busyB.release()
+    }
+
+    @Test func withABudgetForOneModelTheSecondWaitsForTheFirstToGoIdle() async throws {
+        let (launcher, estimator) = (FakeLauncher(), FakeEstimator())
+        let supervisor = try Self.supervisor(launcher, estimator: estimator, budget: .bytes(1_000))
+        let (a, b) = (Self.model("a"), Self.model("b"))
+        estimator.set(600, for: a.id)
+        estimator.set(600, for: b.id)
+        let streaming = try await supervisor.acquire(a)
+        let waiting = Task { try await supervisor.acquire(b) }
+        try await Task.sleep(for: .milliseconds(200))
+        // a is mid-stream: it stays, and b waits rather than fail.
+        #expect(await supervisor.status().map(\.model) == [a.id])
+        #expect(!launcher.engines(of: a.id)[0].terminated)
+        streaming.release()
+        let lease = try await waiting.value
+        #expect(await supervisor.status().map(\.model) == [b.id])
+        #expect(await supervisor.status().first?.estimateBytes == 600)
+        #expect(try await Self.stopped(launcher.engines(of: a.id)[0]))
+        lease.release()
+    }
+
+    @Test func modelsThatFitTogetherStayLoadedTogether() async throws {
+        let (launcher, estimator) = (FakeLauncher(), FakeEstimator())
+        let supervisor = try Self.supervisor(launcher, estimator: estimator, budget: .bytes(1_000))
+        let (a, b, c) = (Self.model("a"), Self.model("b"), Self.model("c"))
+        estimator.set(400, for: a.id)
+        estimator.set(500, for: b.id)
+        estimator.set(300, for: c.id)
+        try await supervisor.acquire(a).release()
+        try await supervisor.acquire(b).release()
+        #expect(await supervisor.status().map(\.model) == [a.id, b.id])
+        // 300 more: the least recently used (a) goes, b stays.
+        try await supervisor.acquire(c).release()
+        #expect(await supervisor.status().map(\.model) == [b.id, c.id])
+    }
+
+    @Test func aModelThatCannotFitEvenAloneIsRefusedWithItsEstimateAndTheBudget() async throws {
+        let (launcher, estimator) = (FakeLauncher(), FakeEstimator())
+        let supervisor = try Self.supervisor(launcher, estimator: estimator, budget: .bytes(1_000_000))
+        let big = Self.model("big")
+        estimator.set(3_000_000, for: big.id)
         do {
-            _ = try await supervisor.acquire(c)
-            Issue.record("a busy model was evicted")
+            _ = try await supervisor.acquire(big)
+            Issue.record("a model larger than the budget loaded")
+        } catch let error as BodhiError {
+            #expect(error.status == 503)
+            #expect(error.message.contains("3.0 MB") && error.message.contains("BODHI_MEMORY_BUDGET (1.0 MB)"))
+        }
+        #expect(launcher.launches(of: big.id) == 0)
+    }
+
+    @Test func aModelWaitingForRoomPastTheLoadTimeoutIsToldToRetry() async throws {
+        let (launcher, estimator) = (FakeLauncher(), FakeEstimator())
+        let supervisor = try Self.supervisor(launcher, estimator: estimator, budget: .bytes(1_000), loadTimeout: .milliseconds(200))
+        let (a, b) = (Self.model("a"), Self.model("b"))
+        estimator.set(600, for: a.id)
+        estimator.set(600, for: b.id)
+        let busy = try await supervisor.acquire(a)
+        do {
+            _ = try await supervisor.acquire(b)
+            Issue.record("a model loaded beside a busy one past the budget")
         } catch let error as BodhiError {
             #expect(error.status == 503 && error.retryAfterSeconds != nil)
+            #expect(error.message.contains("BODHI_MEMORY_BUDGET"))
         }
-        #expect(!launcher.engines(of: b.id)[0].terminated)
-        busyA.release()
-        busyB.release()
+        busy.release()
+    }
+
+    @Test func theEngineGetsThePromptCacheItsEstimateCounts() async throws {
+        let launcher = FakeLauncher()
+        let supervisor = try Self.supervisor(launcher)
+        let model = Self.model("a")
+        try await supervisor.acquire(model).release()
+        let arguments = launcher.engines(of: model.id)[0].arguments
+        #expect(arguments.suffix(2) == ["--cache-ram", "1"])
+        // A restart keeps it.
+        launcher.engines(of: model.id)[0].crash()
+        try await Self.until(supervisor, "the restart") { $0.first?.restarts == 1 && $0.first?.state == "ready" }
+        #expect(launcher.engines(of: model.id)[1].arguments.suffix(2) == ["--cache-ram", "1"])
     }
 
     @Test func idleEnginesUnloadAfterKeepAliveAndBusyOnesStay() async throws {

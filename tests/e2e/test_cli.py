@@ -31,7 +31,7 @@ def test_run_answers_a_prompt_then_ls_and_ps_show_the_loaded_model(bodhi: BodhiS
     cells = row.split()
     assert cells[1] == "ready"
     assert cells[3] == "4"  # slots
-    assert cells[6] == "MB" and cells[8] == "MB"  # measured memory and the estimate, both in MB
+    assert cells[6] in ("MB", "GB") and cells[8] in ("MB", "GB")  # measured memory and the estimate
 
 
 def test_run_chats_line_by_line_until_bye(bodhi: BodhiServer):

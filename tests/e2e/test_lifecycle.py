@@ -130,6 +130,51 @@ def test_new_models_appear_and_least_recently_used_makes_room(tmp_path: Path):
         assert [e["model"] for e in server.engines()] == ["test/second-GGUF:Q4_1"]
 
 
+def test_a_memory_budget_for_one_model_makes_the_next_wait_and_never_evicts_a_busy_one(tmp_path: Path):
+    hf_home = tmp_path / "hf"
+    add_model(hf_home, "test/first-GGUF", "first.Q4_1.gguf", source=default_model_file())
+    add_model(hf_home, "test/second-GGUF", "second.Q4_1.gguf", source=default_model_file())
+    # --ignore-eos: the stream below runs to its token limit.
+    with BodhiServer(tmp_path, env={"HF_HOME": str(hf_home), "BODHI_PARALLEL": "2", "BODHI_LLAMA_ARGS": "--ignore-eos"}) as server, \
+            httpx.Client(base_url=server.base_url, headers=server.auth, timeout=120) as http, \
+            httpx.Client(base_url=server.base_url, timeout=60) as admin:
+        login = admin.post("/bodhi/v1/auth/login", json={"username": server.ADMIN, "password": server.ADMIN_PASSWORD})
+        admin.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+        ask = {"messages": HELLO, "max_tokens": 2}
+        with http.stream("POST", "/v1/chat/completions", json={"model": "test/first-GGUF:Q4_1", "messages": HELLO,
+                                                                 "max_tokens": 400, "stream": True}) as stream:
+            events = stream.iter_lines()
+            assert next(line for line in events if line.startswith("data:"))
+            first = server.engines()[0]
+            # What the budget counts: at least the weights, and a prompt cache Bodhi chose.
+            estimate = first["estimate_bytes"]
+            assert estimate > default_model_file().stat().st_size
+            assert "--cache-ram" in first["args"]
+            # Room for one such model, not two, set while Bodhi runs.
+            changed = admin.put("/bodhi/v1/settings/BODHI_MEMORY_BUDGET", json={"value": str(int(estimate * 1.5))})
+            assert changed.status_code == 200, changed.text
+            assert http.get("/bodhi/v1/engines").json()["memory_budget_bytes"] == int(estimate * 1.5)
+
+            with ThreadPoolExecutor(1) as pool:
+                second = pool.submit(lambda: http.post("/v1/chat/completions", json={"model": "test/second-GGUF:Q4_1", **ask}))
+                # The second waits while the first streams: it is neither refused nor let in.
+                poll_until(lambda: "to make room" in server.log_path.read_text(), 30, "the second model to wait for room")
+                assert [e["model"] for e in server.engines()] == ["test/first-GGUF:Q4_1"] and not second.done()
+                # The stream is never cut to make room: it runs to its end.
+                data = [line for line in events if line.startswith("data:")]
+                assert data[-1] == "data: [DONE]"
+                assert json.loads(data[-2].removeprefix("data:"))["choices"][0]["finish_reason"] == "length"
+                assert second.result(timeout=120).status_code == 200
+        assert [e["model"] for e in server.engines()] == ["test/second-GGUF:Q4_1"]
+
+        # A model that would not fit even alone is refused at once, with its estimate and the budget.
+        assert admin.put("/bodhi/v1/settings/BODHI_MEMORY_BUDGET", json={"value": str(estimate // 2)}).status_code == 200
+        refused = http.post("/v1/chat/completions", json={"model": "test/first-GGUF:Q4_1", **ask})
+        assert refused.status_code == 503
+        message = refused.json()["error"]["message"]
+        assert "BODHI_MEMORY_BUDGET" in message and "needs about" in message and "KV cache" in message
+
+
 def test_rm_unloads_and_deletes_a_model(tmp_path: Path):
     hf_home = tmp_path / "hf"
     add_model(hf_home, "test/doomed-GGUF", "doomed.Q4_1.gguf", source=default_model_file())

@@ -390,6 +390,9 @@ def test_admin_pages_render(server: BodhiServer, browser):
     go(browser, server, "/ui/status")
     text_in(browser, "main p .tag.ok", "ready")
     text_in(browser, "main table", DEFAULT_MODEL)
+    # What the engines are expected to take, against the memory budget.
+    text_in(browser, "main", "memory budget")
+    assert "Estimate" in browser.find_element(By.CSS_SELECTOR, "main table").text
     # A live setting change from the settings page.
     go(browser, server, "/ui/settings")
     box = visible(browser, "input[aria-label='BODHI_MAX_LOADED_MODELS']")

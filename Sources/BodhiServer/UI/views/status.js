@@ -49,11 +49,16 @@ export async function render(main) {
       replace(health, h("p", { class: "form-error" }, report.reason.message));
     }
     if (running.status === "fulfilled") {
-      const list = running.value.engines;
-      replace(engines, list.length === 0 ? h("p", { class: "muted" }, "No model is loaded; the first request to a model loads it.") : table("Loaded engines", ["Model", "State", "Slots", "In flight", "Memory", "Idle", "Restarts"],
-        list.map((engine) => h("tr", {},
-          h("td", {}, h("code", {}, engine.model)), h("td", {}, engine.state), h("td", {}, engine.slots), h("td", {}, engine.in_flight),
-          h("td", {}, formatBytes(engine.memory_bytes)), h("td", {}, `${Math.round(engine.idle_seconds)} s`), h("td", {}, engine.restarts)))));
+      const { engines: list, memory_budget_bytes: budget, memory_estimated_bytes: estimated } = running.value;
+      const use = h("p", { class: "muted" }, budget === null
+        ? `Loaded engines are expected to take ${formatBytes(estimated)}; no memory budget is set.`
+        : `Loaded engines are expected to take ${formatBytes(estimated)} of the ${formatBytes(budget)} memory budget.`);
+      replace(engines, list.length === 0 ? h("p", { class: "muted" }, "No model is loaded; the first request to a model loads it.") : h("div", {}, use,
+        table("Loaded engines", ["Model", "State", "Slots", "In flight", "Memory", "Estimate", "Idle", "Restarts"],
+          list.map((engine) => h("tr", {},
+            h("td", {}, h("code", {}, engine.model)), h("td", {}, engine.state), h("td", {}, engine.slots), h("td", {}, engine.in_flight),
+            h("td", {}, formatBytes(engine.memory_bytes)), h("td", {}, formatBytes(engine.estimate_bytes)),
+            h("td", {}, `${Math.round(engine.idle_seconds)} s`), h("td", {}, engine.restarts))))));
     } else {
       replace(engines, h("p", { class: "form-error" }, running.reason.message));
     }
