@@ -42,9 +42,10 @@ let package = Package(
             dependencies: [.product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        // Its disk reads go to NIO's thread pool, off the event loops.
         .target(
             name: "BodhiModels",
-            dependencies: ["BodhiCore"],
+            dependencies: ["BodhiCore", .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strict
         ),
         // Users, sessions, API tokens, access requests; bcrypt from hummingbird-auth.

@@ -6,7 +6,10 @@
   2. fairness, one slot: a light user's request latency while a heavy user keeps 8 streams queued,
      against the same request with nobody else -> ratio, and how many heavy requests it waited for;
   3. compression: /openapi.json and a 128-token SSE stream with and without gzip -> bytes ratio and
-     added latency (p50).
+     added latency (p50);
+  4. unknown model names: /ping and a small chat while 200 requests a second name models that do
+     not exist (each a cache lookup that finds nothing), against the same with nobody asking ->
+     p50/p99 of each and their ratios.
 
 Run from the repository root with the test virtualenv and wrk installed (`make bench` does both):
 
@@ -46,11 +49,16 @@ def main() -> int:
         env = {"BODHI_RATE_LIMIT_POWER_USER": GENEROUS, "BODHI_RATE_LIMIT_USER": GENEROUS,
                "BODHI_RATE_LIMIT_IP": "all=100000000/m auth=60/m", "BODHI_PARALLEL": "1", "BODHI_LOG_LEVEL": "warning"}
         with BodhiServer(Path(tmp), binary=Path(args.bodhi) if args.bodhi else None, env=env) as server:
-            report["wrk"] = wrk_phase(server, args, args.connections)
-            report["wrk_100"] = wrk_phase(server, args, 100)
-            report["compression"] = compression_phase(server, args)
-            report["fairness"] = fairness_phase(server, args)
-    print(markdown(report))
+            if args.only in (None, "wrk"):
+                report["wrk"] = wrk_phase(server, args, args.connections)
+                report["wrk_100"] = wrk_phase(server, args, 100)
+            if args.only in (None, "compression"):
+                report["compression"] = compression_phase(server, args)
+            if args.only in (None, "fairness"):
+                report["fairness"] = fairness_phase(server, args)
+            if args.only in (None, "unknown_names"):
+                report["unknown_names"] = unknown_names_phase(server, args)
+    print(markdown(report) if args.only is None else json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
@@ -62,6 +70,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--bodhi", help="the bodhi binary (default: BODHI_BIN or .build/debug/bodhi)")
     parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--only", choices=["wrk", "compression", "fairness", "unknown_names"], help="run this phase alone")
     return parser.parse_args()
 
 
@@ -190,10 +199,82 @@ def fairness_phase(server: BodhiServer, args: argparse.Namespace) -> dict:
     }
 
 
+# 4. unknown model names --------------------------------------------------------------------------
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def probe_latencies(server: BodhiServer, seconds: float) -> dict:
+    """/ping every 20 ms and a 16-token chat back to back, for `seconds`: their latencies in ms."""
+    pings: list[float] = []
+    chats: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    def chat_loop() -> None:
+        with httpx.Client(headers=server.auth, timeout=120) as http:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                http.post(f"{server.api_url}/chat/completions",
+                          json={"model": DEFAULT_MODEL, "messages": HELLO, "max_tokens": 16, "ignore_eos": True}).raise_for_status()
+                chats.append((time.perf_counter() - started) * 1000)
+
+    chatter = threading.Thread(target=chat_loop)
+    chatter.start()
+    with httpx.Client(timeout=30) as http:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            http.get(f"{server.base_url}/ping").raise_for_status()
+            pings.append((time.perf_counter() - started) * 1000)
+            time.sleep(max(0.0, 0.02 - (time.perf_counter() - started)))
+    chatter.join(300)
+    return {"ping_p50_ms": statistics.median(pings), "ping_p99_ms": percentile(pings, 0.99), "pings": len(pings),
+            "chat_p50_ms": statistics.median(chats), "chat_p99_ms": percentile(chats, 0.99), "chats": len(chats)}
+
+
+def unknown_names_phase(server: BodhiServer, args: argparse.Namespace) -> dict:
+    seconds = 5 if args.quick else 15
+    rate = 200
+    quiet = probe_latencies(server, seconds)
+    sent: list[int] = []
+    stop = threading.Event()
+
+    def asker(worker: int, workers: int) -> None:
+        # Each of `workers` threads keeps its share of the rate; bounded by the phase's length.
+        interval = workers / rate
+        with httpx.Client(headers=server.auth, timeout=30) as http:
+            next_at = time.perf_counter()
+            count = 0
+            while not stop.is_set() and count < rate * seconds // workers + 1:
+                response = http.post(f"{server.api_url}/chat/completions",
+                                     json={"model": f"nobody/missing-{worker}-{count}:Q4_0", "messages": HELLO})
+                sent.append(response.status_code)
+                count += 1
+                next_at += interval
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+
+    askers = [threading.Thread(target=asker, args=(index, 4)) for index in range(4)]
+    started = time.perf_counter()
+    for thread in askers:
+        thread.start()
+    loaded = probe_latencies(server, seconds)
+    stop.set()
+    for thread in askers:
+        thread.join(60)
+    elapsed = time.perf_counter() - started
+    return {
+        "seconds": seconds, "unknown_requests": len(sent), "unknown_per_s": len(sent) / elapsed,
+        "unknown_statuses": sorted(set(sent)), "quiet": quiet, "loaded": loaded,
+        "ping_p99_ratio": loaded["ping_p99_ms"] / quiet["ping_p99_ms"],
+        "chat_p50_ratio": loaded["chat_p50_ms"] / quiet["chat_p50_ms"],
+    }
+
+
 # report --------------------------------------------------------------------------------------------
 
 def markdown(report: dict) -> str:
-    c, f = report["compression"], report["fairness"]
+    c, f, u = report["compression"], report["fairness"], report["unknown_names"]
     lines = [
         "### wrk (2 threads, --timeout 10s so that slow answers count), seconds per run: " + str(report["wrk"]["seconds"]),
         "| connections | route | req/s | p50 ms | p95 ms | p99 ms | errors |",
@@ -217,7 +298,15 @@ def markdown(report: dict) -> str:
         f"p50 {c['openapi_identity']['p50_ms']:.2f} -> {c['openapi_gzip']['p50_ms']:.2f} ms",
         f"128-token SSE stream: {c['stream_identity']['bytes']:.0f} -> {c['stream_gzip']['bytes']:.0f} bytes (ratio {c['stream_ratio']:.3f}); "
         f"Bodhi CPU per event {c['stream_identity']['cpu_ms_per_event']:.3f} -> {c['stream_gzip']['cpu_ms_per_event']:.3f} ms",
+        "",
+        f"### unknown model names ({u['unknown_per_s']:.0f} requests/s for {u['seconds']} s, answered {u['unknown_statuses']})",
+        "| | /ping p50 ms | /ping p99 ms | chat p50 ms | chat p99 ms |",
+        "|---|---:|---:|---:|---:|",
     ]
+    for name in ("quiet", "loaded"):
+        r = u[name]
+        lines.append(f"| {name} | {r['ping_p50_ms']:.2f} | {r['ping_p99_ms']:.2f} | {r['chat_p50_ms']:.1f} | {r['chat_p99_ms']:.1f} |")
+    lines.append(f"ratios loaded/quiet: /ping p99 {u['ping_p99_ratio']:.2f}, chat p50 {u['chat_p50_ratio']:.2f}")
     return "\n".join(lines)
 
 

@@ -1,10 +1,16 @@
 import BodhiCore
 import Foundation
+import NIOPosix
 import Synchronization
 
 /// The models Bodhi can serve, kept fresh from the Hugging Face cache: listing rescans when the
 /// cache's folders changed, and a name that is not known (yet) triggers a rescan before it is
 /// reported missing, so files that appear while Bodhi runs are served without a restart.
+///
+/// The disk is read on NIO's thread pool, never on the actor (whose executor is an event loop).
+/// A rescan happens only when the cache's folders changed since the last one (their times, a few
+/// `stat` calls), and callers that need one while another runs wait for that one: a client asking
+/// for unknown names in a loop costs those `stat` calls, not a scan each.
 public actor ModelCatalog {
     public nonisolated let cache: HuggingFaceCache
     private var byID: [String: ModelEntry] = [:]
@@ -18,6 +24,8 @@ public actor ModelCatalog {
     private var scannedFingerprint: [String: Int64]?
     /// Headers read so far, by path; an entry is reused while the file's size and date hold.
     private var headers: [String: CachedHeader] = [:]
+    /// The scan under way, which every caller that needs one waits for.
+    private var scanning: Task<Void, Never>?
 
     private struct CachedHeader {
         let size: Int64
@@ -30,23 +38,19 @@ public actor ModelCatalog {
     }
 
     /// All models, sorted by name.
-    public func list() -> [ModelEntry] {
-        let fingerprint = cache.fingerprint()
-        if fingerprint != scannedFingerprint {
-            rescan()
-            scannedFingerprint = fingerprint
-        }
+    public func list() async -> [ModelEntry] {
+        await rescanIfChanged()
         return byID.values.sorted { $0.id < $1.id }
     }
 
     /// The model a client names. Besides the exact `owner/repo:QUANT`, the quantization is
     /// matched without regard to case, and `owner/repo` alone names a repository's only model.
-    public func resolve(_ name: String) throws -> ModelEntry {
-        if let entry = lookup(name), stillThere(entry) {
+    public func resolve(_ name: String) async throws -> ModelEntry {
+        if let entry = lookup(name), await stillThere(entry) {
             if let seen = seenAt[entry.id] { recentlyResolved.withLock { $0[name] = (entry, seen) } }
             return entry
         }
-        rescan()
+        await rescanIfChanged()
         if let entry = lookup(name) { return entry }
         throw BodhiError.modelNotFound(name)
     }
@@ -60,35 +64,34 @@ public actor ModelCatalog {
         }
     }
 
-    private func stillThere(_ entry: ModelEntry) -> Bool {
+    private func stillThere(_ entry: ModelEntry) async -> Bool {
         let now = ContinuousClock.now
         if let seen = seenAt[entry.id], now - seen < Self.recheckAfter { return true }
-        guard FileManager.default.fileExists(atPath: entry.path) else { return false }
+        guard await offLoop({ FileManager.default.fileExists(atPath: entry.path) }) else { return false }
         seenAt[entry.id] = now
         return true
     }
 
     /// Deletes a model's files from the cache (see `HuggingFaceCache.delete`).
     @discardableResult
-    public func delete(_ name: String) throws -> ModelEntry {
-        let entry = try resolve(name)
-        do {
-            try cache.delete(entry)
-        } catch {
+    public func delete(_ name: String) async throws -> ModelEntry {
+        let entry = try await resolve(name)
+        let deleted = await offLoop { [cache] in Result { try cache.delete(entry) } }
+        if case .failure(let error) = deleted {
             throw BodhiError.internalError("Could not delete the files of '\(entry.id)': \(error)")
         }
-        rescan()
+        await rescan()
         return entry
     }
 
     /// A model with its header facts and the memory it would take under `plan`.
     public func describe(_ name: String, plan: EnginePlan) async throws -> ModelDescription {
-        await describe(try resolve(name), plan: plan)
+        await describe(try await resolve(name), plan: plan)
     }
 
     /// Every model, described.
     public func describeAll(plan: EnginePlan) async -> [ModelDescription] {
-        let entries = list()
+        let entries = await list()
         let paths = Set(entries.map(\.path))
         headers = headers.filter { paths.contains($0.key) }
         var descriptions: [ModelDescription] = []
@@ -101,7 +104,7 @@ public actor ModelCatalog {
         if let cached = headers[entry.path], cached.size == entry.sizeBytes, cached.modified == entry.modified {
             result = cached.result
         } else {
-            result = await Self.readHeader(at: entry.path)
+            result = await readHeader(at: entry.path)
             headers[entry.path] = CachedHeader(size: entry.sizeBytes, modified: entry.modified, result: result)
         }
         switch result {
@@ -113,16 +116,17 @@ public actor ModelCatalog {
         }
     }
 
-    /// Reads on a Dispatch worker: a large vocabulary takes a while to walk, and the actor's
-    /// executor is the server's event loop.
-    private static func readHeader(at path: String) async -> Result<GGUFModelInfo, GGUFError> {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                let result = Result { try GGUFModelInfo(GGUFReader.read(path: path)) }
-                    .mapError { $0 as? GGUFError ?? GGUFError(message: "\($0)") }
-                continuation.resume(returning: result)
-            }
+    /// Reads on the thread pool: a large vocabulary takes a while to walk.
+    private func readHeader(at path: String) async -> Result<GGUFModelInfo, GGUFError> {
+        await offLoop {
+            Result { try GGUFModelInfo(GGUFReader.read(path: path)) }.mapError { $0 as? GGUFError ?? GGUFError(message: "\($0)") }
         }
+    }
+
+    /// `work` (disk reads) on NIO's thread pool, never on the actor's event loop; on the caller's
+    /// thread only when the pool has stopped (Bodhi is going away).
+    private nonisolated func offLoop<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        (try? await NIOThreadPool.singleton.runIfActive(work)) ?? work()
     }
 
     private func lookup(_ name: String) -> ModelEntry? {
@@ -134,14 +138,36 @@ public actor ModelCatalog {
     }
 
     /// Reads the cache again, e.g. after a pull added files.
-    public func refresh() {
-        rescan()
+    public func refresh() async {
+        await rescan(fresh: true)
     }
 
-    private func rescan() {
-        recentlyResolved.withLock { $0.removeAll() }
-        byID = Dictionary(cache.scan().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        let now = ContinuousClock.now
-        seenAt = byID.mapValues { _ in now }
+    /// Rescans when the cache's folders changed since the last scan (or waits for the scan under
+    /// way); otherwise what the last scan found stands.
+    private func rescanIfChanged() async {
+        if let running = scanning { return await running.value }
+        let fingerprint = await offLoop { [cache] in cache.fingerprint() }
+        if fingerprint != scannedFingerprint { await rescan() }
+    }
+
+    /// Reads the cache (on the thread pool), or waits for the scan under way. `fresh`: one that
+    /// starts after this call, so that it sees what changed just before (a pull's new files).
+    private func rescan(fresh: Bool = false) async {
+        if let running = scanning {
+            await running.value
+            if !fresh { return }
+        }
+        let scan = Task {
+            // The folders' times are taken first: what changes during the scan shows next time.
+            let (fingerprint, entries) = await offLoop { [cache] in (cache.fingerprint(), cache.scan()) }
+            recentlyResolved.withLock { $0.removeAll() }
+            byID = Dictionary(entries.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            let now = ContinuousClock.now
+            seenAt = byID.mapValues { _ in now }
+            scannedFingerprint = fingerprint
+        }
+        scanning = scan
+        await scan.value
+        if scanning == scan { scanning = nil }
     }
 }
