@@ -236,7 +236,9 @@ def probe_latencies(server: BodhiServer, seconds: float) -> dict:
 def unknown_names_phase(server: BodhiServer, args: argparse.Namespace) -> dict:
     seconds = 5 if args.quick else 15
     rate = 200
+    before = cpu_seconds(server.proc.pid)
     quiet = probe_latencies(server, seconds)
+    quiet_cpu = cpu_seconds(server.proc.pid) - before
     sent: list[int] = []
     stop = threading.Event()
 
@@ -256,16 +258,21 @@ def unknown_names_phase(server: BodhiServer, args: argparse.Namespace) -> dict:
 
     askers = [threading.Thread(target=asker, args=(index, 4)) for index in range(4)]
     started = time.perf_counter()
+    before = cpu_seconds(server.proc.pid)
     for thread in askers:
         thread.start()
     loaded = probe_latencies(server, seconds)
     stop.set()
     for thread in askers:
         thread.join(60)
+    loaded_cpu = cpu_seconds(server.proc.pid) - before
     elapsed = time.perf_counter() - started
     return {
         "seconds": seconds, "unknown_requests": len(sent), "unknown_per_s": len(sent) / elapsed,
         "unknown_statuses": sorted(set(sent)), "quiet": quiet, "loaded": loaded,
+        # Bodhi's own CPU: what the unknown names cost it, beyond the probes both phases send.
+        "bodhi_cpu_quiet_s": quiet_cpu, "bodhi_cpu_loaded_s": loaded_cpu,
+        "bodhi_cpu_us_per_unknown_request": (loaded_cpu - quiet_cpu) / max(1, len(sent)) * 1e6,
         "ping_p99_ratio": loaded["ping_p99_ms"] / quiet["ping_p99_ms"],
         "chat_p50_ratio": loaded["chat_p50_ms"] / quiet["chat_p50_ms"],
     }
@@ -306,7 +313,8 @@ def markdown(report: dict) -> str:
     for name in ("quiet", "loaded"):
         r = u[name]
         lines.append(f"| {name} | {r['ping_p50_ms']:.2f} | {r['ping_p99_ms']:.2f} | {r['chat_p50_ms']:.1f} | {r['chat_p99_ms']:.1f} |")
-    lines.append(f"ratios loaded/quiet: /ping p99 {u['ping_p99_ratio']:.2f}, chat p50 {u['chat_p50_ratio']:.2f}")
+    lines.append(f"ratios loaded/quiet: /ping p99 {u['ping_p99_ratio']:.2f}, chat p50 {u['chat_p50_ratio']:.2f}; "
+                 f"Bodhi CPU per unknown-name request {u['bodhi_cpu_us_per_unknown_request']:.0f} µs")
     return "\n".join(lines)
 
 

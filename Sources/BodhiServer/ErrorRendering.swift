@@ -41,15 +41,12 @@ struct ErrorRenderingMiddleware: RouterMiddleware {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let retryAfter = error.retryAfterSeconds { headers[.retryAfter] = String(retryAfter) }
         let body: Data
-        if path == "/v1/messages" || path.hasPrefix("/v1/messages/") {
-            body = (try? JSONSerialization.data(withJSONObject: anthropicError(error))) ?? Data()
-        } else if path.hasPrefix("/v1/") || path == "/v1" {
-            body = (try? JSONEncoder().encode(OpenAIErrorBody(error))) ?? Data()
-        } else if path.hasPrefix("/api/") {
-            // Ollama's shape: a bare message.
-            body = (try? JSONEncoder().encode(["error": error.message])) ?? Data()
-        } else {
-            body = (try? JSONEncoder().encode(BodhiErrorBody(error))) ?? Data()
+        switch APIFamily.of(path: path) {
+        case .anthropic: body = (try? JSONSerialization.data(withJSONObject: anthropicError(error))) ?? Data()
+        case .openAI: body = (try? JSONEncoder().encode(OpenAIErrorBody(error))) ?? Data()
+        // Ollama's shape: a bare message.
+        case .ollama: body = (try? JSONEncoder().encode(["error": error.message])) ?? Data()
+        case .bodhi: body = (try? JSONEncoder().encode(BodhiErrorBody(error))) ?? Data()
         }
         return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }

@@ -62,10 +62,7 @@ enum OpenAPIDocument {
     }
 
     static func family(of path: String) -> String {
-        if path.hasPrefix("/v1/messages") { return "Anthropic" }
-        if path.hasPrefix("/v1") { return "OpenAI" }
-        if path.hasPrefix("/api") || path == "/" { return "Ollama" }
-        return "Bodhi"
+        APIFamily.of(path: path).rawValue
     }
 
     static func operationID(_ method: String, _ path: String) -> String {

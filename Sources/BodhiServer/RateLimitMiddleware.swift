@@ -18,13 +18,9 @@ struct RateLimitMiddleware: RouterMiddleware {
     static let stateHeader = HTTPField.Name("RateLimit")!
 
     /// Probes and the liveness check are never limited: a load balancer must always get through.
-    static let exempt: Set<String> = ["/ping", "/health", "/health/live", "/health/ready"]
-
-    static let inferenceRoutes: Set<String> = [
-        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages",
-        "/api/chat", "/api/generate", "/api/embed", "/api/embeddings",
-    ]
-    static let authRoutes: Set<String> = ["/bodhi/v1/setup", "/bodhi/v1/auth/login", "/bodhi/v1/auth/register"]
+    static let exempt = RouteTable.unlimitedPaths
+    static let inferenceRoutes = RouteTable.paths(limitedAs: .inference)
+    static let authRoutes = RouteTable.paths(limitedAs: .auth)
 
     static func routeClass(of path: String) -> RouteClass {
         if inferenceRoutes.contains(path) { return .inference }

@@ -1,4 +1,5 @@
 import BodhiCore
+import BodhiEngine
 import BodhiIdentity
 import Foundation
 import HTTPTypes
@@ -202,5 +203,37 @@ import Testing
                 #expect(response.headers[.setCookie]?.contains("Secure") == true)
             }
         }
+    }
+}
+
+/// The one route table, read by access control, the rate limiter, error rendering and the API document.
+@Suite(.timeLimit(.minutes(2))) struct RouteTableTests {
+    @Test func everyRouteTheRouterHasIsInTheTableAndNothingElse() async throws {
+        let hub = try TestApp.hubWithTinyModel("routes")
+        try await TestApp.with(hub: hub) { app, _ in
+            let registered = Set(BodhiHTTPServer.router(services: app.services).routes.map { "\($0.method.rawValue) \($0.path)" })
+            #expect(registered == Set(RouteTable.routes.keys))
+        }
+    }
+
+    @Test func inferenceIsLimitedAsInferenceSignInAsAuthAndProbesNotAtAll() {
+        for operation in InferenceOperation.allCases where operation.rawValue.hasPrefix("/v1/") {
+            #expect(RateLimitMiddleware.routeClass(of: operation.rawValue) == .inference)
+        }
+        for path in ["/api/chat", "/api/generate", "/api/embed", "/v1/messages"] {
+            #expect(RateLimitMiddleware.routeClass(of: path) == .inference)
+        }
+        #expect(RateLimitMiddleware.routeClass(of: "/bodhi/v1/auth/login") == .auth)
+        #expect(RateLimitMiddleware.routeClass(of: "/bodhi/v1/aliases") == .management)
+        #expect(RateLimitMiddleware.exempt == ["/ping", "/health", "/health/live", "/health/ready"])
+    }
+
+    @Test func eachPathBelongsToTheAPIWhoseErrorsItSpeaks() {
+        #expect(APIFamily.of(path: "/v1/messages") == .anthropic)
+        #expect(APIFamily.of(path: "/v1/chat/completions") == .openAI)
+        #expect(APIFamily.of(path: "/v1/no/such/route") == .openAI)
+        #expect(APIFamily.of(path: "/api/chat") == .ollama)
+        #expect(APIFamily.of(path: "/bodhi/v1/aliases") == .bodhi)
+        #expect(APIFamily.of(path: "/v1messages") == .bodhi)
     }
 }
