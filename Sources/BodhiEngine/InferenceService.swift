@@ -268,15 +268,10 @@ public struct InferenceService: Sendable {
     ) async throws -> HeldResult {
         let started = ContinuousClock.now
         let head = try Self.parseHead(body)
-        guard let name = head.model, !name.isEmpty else {
-            throw BodhiError.invalidRequest("You must provide a model parameter.", param: "model")
-        }
-        let served = try await resolve(name, allowedBy: allowedModels)
-        let model = EngineTarget(served)
-        let body = try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body
+        let prepared = try Self.prepare(operation, body: body, head: head, served: try await resolve(try Self.modelName(head), allowedBy: allowedModels))
+        let (model, body, wantsEvents) = (prepared.model, prepared.body, prepared.wantsEvents)
         let caller = InferenceCaller.current
         let ticket = try await admission.admit(model.id, slots: supervisor.slots(for: model), caller: caller)
-        let wantsEvents = operation.streams && head.stream == true
         var onWhole: WholeReplyReceiver?
         if !wantsEvents, let deliverWhole {
             onWhole = { status, contentType, body in deliverWhole(status, contentType ?? Self.defaultContentType, body) }
@@ -331,6 +326,30 @@ public struct InferenceService: Sendable {
             slot.finish(status: 503)
             throw engineStopped(model.id, error)
         }
+    }
+
+    /// A request made ready for its engine, the same way whichever way it is served: the engine that
+    /// serves its model, and the body it gets (with the alias's defaults where it left fields unset).
+    struct PreparedRequest {
+        let model: EngineTarget
+        let body: ByteBuffer
+        let wantsEvents: Bool
+    }
+
+    /// The name a request's head gives its model; a 400 when it gives none.
+    static func modelName(_ head: RequestHead) throws -> String {
+        guard let name = head.model, !name.isEmpty else {
+            throw BodhiError.invalidRequest("You must provide a model parameter.", param: "model")
+        }
+        return name
+    }
+
+    /// The steps between resolving a request's model (which `handleHoldingSlot` and `serveNow` each
+    /// do their own way: looked up, or answered from what is known now) and admitting it.
+    static func prepare(_ operation: InferenceOperation, body: ByteBuffer, head: RequestHead, served: ServedModel) throws -> PreparedRequest {
+        PreparedRequest(
+            model: EngineTarget(served), body: try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body,
+            wantsEvents: operation.streams && head.stream == true)
     }
 
     /// Times a request that got no answer because its engine was gone is sent again, each time to
@@ -404,11 +423,11 @@ public struct InferenceService: Sendable {
         deliver: @escaping WholeAnswerReceiver, unserved: @escaping @Sendable (Unserved) -> Void
     ) -> Bool {
         let started = ContinuousClock.now
-        guard let connection = caller.connection, let head = try? Self.parseHead(body), !(operation.streams && head.stream == true),
-              let name = head.model, let served = models.resolveNow(name), Self.allows(allowedModels, name, served),
-              let body = try? served.alias.map({ try $0.defaults.applied(to: body, for: operation) }) ?? body
+        guard let connection = caller.connection, let head = try? Self.parseHead(body), let name = try? Self.modelName(head),
+              let served = models.resolveNow(name), Self.allows(allowedModels, name, served),
+              let prepared = try? Self.prepare(operation, body: body, head: head, served: served), !prepared.wantsEvents
         else { return false }
-        let model = EngineTarget(served)
+        let (model, body) = (prepared.model, prepared.body)
         guard let ticket = admission.admitNow(model.id, slots: supervisor.slots(for: model)) else { return false }
         guard let lease = supervisor.leaseNow(model) else {
             ticket.release()
