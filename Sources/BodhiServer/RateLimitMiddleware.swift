@@ -18,7 +18,7 @@ struct RateLimitMiddleware: RouterMiddleware {
     static let stateHeader = HTTPField.Name("RateLimit")!
 
     /// Probes and the liveness check are never limited: a load balancer must always get through.
-    static let exempt = RouteTable.unlimitedPaths
+    static let exempt = RouteTable.paths(limitedAs: nil)
     static let inferenceRoutes = RouteTable.paths(limitedAs: .inference)
     static let authRoutes = RouteTable.paths(limitedAs: .auth)
 

@@ -111,13 +111,11 @@ enum RouteTable {
     
     ]
 
-    /// The paths whose requests the limiter counts as `routeClass`, whatever their method.
-    static func paths(limitedAs routeClass: RouteClass) -> Set<String> {
+    /// The paths whose requests the limiter counts as `routeClass` (nil: never limited), whatever
+    /// their method.
+    static func paths(limitedAs routeClass: RouteClass?) -> Set<String> {
         Set(routes.filter { $0.value.limit == routeClass }.keys.map { String($0.split(separator: " ", maxSplits: 1)[1]) })
     }
-
-    /// The paths never limited.
-    static let unlimitedPaths = Set(routes.filter { $0.value.limit == nil }.keys.map { String($0.split(separator: " ", maxSplits: 1)[1]) })
 }
 
 /// The API a path belongs to: its error format and its section of the API document.
