@@ -162,7 +162,7 @@ public struct Settings: Sendable {
         }
         func duration(_ key: SettingKey, default fallback: String, range: ClosedRange<Duration>) throws -> Duration {
             let text = value(key, default: fallback)
-            guard case .some(.idle(let duration)) = KeepAlive(parsing: text), !text.hasPrefix("-"), range.contains(duration) else {
+            guard case .some(.idle(let duration)) = KeepAlive(parsing: text), range.contains(duration) else {
                 throw invalid(key, text, "expected a duration such as 30s, 5m or 1h, from \(KeepAlive.idle(range.lowerBound)) to \(KeepAlive.idle(range.upperBound))")
             }
             return duration

@@ -91,10 +91,6 @@ public final class ChildProcess: Sendable {
         exitStatus.value.withLock { $0 }
     }
 
-    public func signal(_ signal: Int32) {
-        kill(pid, signal)
-    }
-
     /// Signals the child's whole process group (`bodhi_spawn` makes the child its leader), so that
     /// whatever the child started goes too.
     public func signalGroup(_ signal: Int32) {

@@ -39,14 +39,8 @@ public struct EngineMemory: Sendable, Equatable {
     /// The size a `--cache-ram N` / `-cram N` among `arguments` sets (MiB; -1, no limit, counted as
     /// llama-server's default), or nil when none does.
     static func promptCacheBytes(setBy arguments: [String]) -> Int64? {
-        for (index, argument) in arguments.enumerated() {
-            var value: String?
-            if argument == "--cache-ram" || argument == "-cram", index + 1 < arguments.count { value = arguments[index + 1] }
-            if argument.hasPrefix("--cache-ram=") { value = String(argument.dropFirst("--cache-ram=".count)) }
-            guard let value, let mib = Int64(value) else { continue }
-            return mib < 0 ? 8192 << 20 : mib << 20
-        }
-        return nil
+        guard let mib = EnginePlan.value(of: ["--cache-ram", "-cram"], in: arguments).flatMap({ Int64($0) }) else { return nil }
+        return mib < 0 ? 8192 << 20 : mib << 20
     }
 }
 

@@ -278,13 +278,12 @@ public actor EngineSupervisor {
     /// false, with nothing unloaded, when even unloading every idle one would not make room.
     private func makeRoom(for model: EngineTarget, needing needed: Int64) -> Bool {
         while true {
-            // A crashed engine being restarted holds its own place; it does not compete for room.
-            let others = engines.values.filter { $0.model.id != model.id }
+            let others = engines(besides: model)
             let budget = configuration.memoryBudget.limit ?? .max
-            let used = others.reduce(Int64(0)) { $0 + $1.neededBytes }
+            let used = Self.neededBytes(of: others)
             if others.count < configuration.maxLoadedModels, used <= budget - needed { return true }
             let idle = readyByLastUse(others).filter { leases.entry($0.model.id)?.inFlight == 0 }
-            let freeable = idle.reduce(Int64(0)) { $0 + $1.neededBytes }
+            let freeable = Self.neededBytes(of: idle)
             guard others.count - idle.count < configuration.maxLoadedModels, used - freeable <= budget - needed,
                   let victim = idle.first(where: { leases.takeIfIdle($0.model.id) })
             else { return false }
@@ -295,16 +294,27 @@ public actor EngineSupervisor {
 
     /// Why `model` found no room in time: what holds it.
     private func noRoom(for model: EngineTarget, needing needed: Int64) -> BodhiError {
-        let others = engines.values.filter { $0.model.id != model.id }
+        let others = engines(besides: model)
         if others.count >= configuration.maxLoadedModels {
             return BodhiError.engineUnavailable(
                 "All \(configuration.maxLoadedModels) loaded models are busy (BODHI_MAX_LOADED_MODELS); retry shortly.", retryAfterSeconds: 2)
         }
-        let used = others.reduce(Int64(0)) { $0 + $1.neededBytes }
+        let used = Self.neededBytes(of: others)
         return BodhiError.engineUnavailable(
             "The model '\(model.id)' needs about \(ByteSize.format(needed)); the busy models hold \(ByteSize.format(used)) of "
                 + "BODHI_MEMORY_BUDGET (\(configuration.memoryBudget)). Retry shortly.",
             retryAfterSeconds: 2)
+    }
+
+    /// The engines other than `model`'s. (A crashed engine being restarted holds its own place; it
+    /// does not compete for room.)
+    private func engines(besides model: EngineTarget) -> [Engine] {
+        engines.values.filter { $0.model.id != model.id }
+    }
+
+    /// What the memory budget counts for `engines` together.
+    private static func neededBytes(of engines: some Sequence<Engine>) -> Int64 {
+        engines.reduce(0) { $0 + $1.neededBytes }
     }
 
     private func startLoading(_ model: EngineTarget, arguments: [String], memory: EngineMemory?, after delay: Duration = .zero) throws {
@@ -450,7 +460,7 @@ public actor EngineSupervisor {
         // idle ones go.
         let budget = configuration.memoryBudget.limit ?? .max
         for engine in readyByLastUse(engines.values)
-        where engines.count > configuration.maxLoadedModels || engines.values.reduce(Int64(0), { $0 + $1.neededBytes }) > budget {
+        where engines.count > configuration.maxLoadedModels || Self.neededBytes(of: engines.values) > budget {
             unloadIfIdle(engine.model.id)
         }
     }

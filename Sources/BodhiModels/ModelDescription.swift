@@ -14,15 +14,22 @@ public struct EnginePlan: Sendable, Equatable {
 
     /// `--ctx-size N` or `-c N` among extra engine arguments.
     public init(slots: Int, engineArguments: [String]) {
-        var context: Int?
-        for (index, argument) in engineArguments.enumerated() {
-            if argument == "--ctx-size" || argument == "-c", index + 1 < engineArguments.count {
-                context = Int(engineArguments[index + 1])
-            } else if argument.hasPrefix("--ctx-size=") {
-                context = Int(argument.dropFirst("--ctx-size=".count))
+        let context = EnginePlan.value(of: ["--ctx-size", "-c"], in: engineArguments).flatMap { Int($0) }
+        self.init(slots: slots, contextSize: context.flatMap { $0 > 0 ? $0 : nil })
+    }
+
+    /// The value an engine flag (any of its `names`) gets among `arguments`, as `NAME VALUE` or
+    /// `NAME=VALUE`; the last one counts, as in llama-server's own parsing.
+    public static func value(of names: [String], in arguments: [String]) -> String? {
+        var value: String?
+        for (index, argument) in arguments.enumerated() {
+            if names.contains(argument), index + 1 < arguments.count {
+                value = arguments[index + 1]
+            } else if let name = names.first(where: { argument.hasPrefix($0 + "=") }) {
+                value = String(argument.dropFirst(name.count + 1))
             }
         }
-        self.init(slots: slots, contextSize: context.flatMap { $0 > 0 ? $0 : nil })
+        return value
     }
 }
 
