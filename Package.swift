@@ -104,6 +104,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Remote servers and cloud APIs behind BodhiEngine's `InferenceBackend` seam.
+        .target(
+            name: "BodhiBackends",
+            dependencies: [
+                "BodhiCore", "BodhiModels", "BodhiEngine",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         // Other vendors' APIs (Ollama, Anthropic) translated to the engines' OpenAI-compatible one.
         .target(
             name: "BodhiCompatibility",
@@ -117,7 +130,7 @@ let package = Package(
         .target(
             name: "BodhiServer",
             dependencies: [
-                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiChats", "BodhiCompatibility",
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiChats", "BodhiCompatibility", "BodhiBackends",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -134,7 +147,7 @@ let package = Package(
         .executableTarget(
             name: "bodhi",
             dependencies: [
-                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiChats", "BodhiServer", "BodhiStore",
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiChats", "BodhiServer", "BodhiStore", "BodhiBackends",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -162,7 +175,7 @@ let package = Package(
         .testTarget(
             name: "BodhiServerTests",
             dependencies: [
-                "BodhiServer", "BodhiHub", "BodhiStore", "BodhiIdentity", "BodhiChats",
+                "BodhiServer", "BodhiHub", "BodhiStore", "BodhiIdentity", "BodhiChats", "BodhiBackends",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

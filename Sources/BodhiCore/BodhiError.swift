@@ -10,6 +10,8 @@ public struct BodhiError: Error, Sendable, Equatable, CustomStringConvertible {
         case engineUnavailable = "engine_unavailable"
         case engineLoadFailed = "engine_load_failed"
         case engineFailed = "engine_failed"
+        /// A remote server or cloud API could not be reached, or failed (502, 504).
+        case backendFailed = "backend_failed"
         case invalidSetting = "invalid_setting"
         case conflict = "conflict"
         case unauthorized = "unauthorized"

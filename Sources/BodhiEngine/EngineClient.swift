@@ -13,6 +13,12 @@ public struct EngineReply: Sendable {
     public let status: Int
     public let contentType: String?
     public let body: EngineReplyBody
+
+    public init(status: Int, contentType: String?, body: EngineReplyBody) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+    }
 }
 
 /// The body of an engine's answer, in the chunks the engine sent. Giving it up before its end
@@ -28,6 +34,16 @@ public final class EngineReplyBody: AsyncSequence, Sendable {
         self.chunks = chunks
         self.whole = whole
         self.abandon = abandon
+    }
+
+    /// A body read from elsewhere (a backend's answer): `cancel` stops that exchange.
+    public convenience init(chunks: AsyncThrowingStream<ByteBuffer, any Error>, cancel: @escaping @Sendable () -> Void) {
+        self.init(chunks: chunks, whole: nil, abandon: cancel)
+    }
+
+    /// A body already read whole.
+    public convenience init(whole: ByteBuffer) {
+        self.init(chunks: AsyncThrowingStream { $0.finish() }, whole: whole, abandon: {})
     }
 
     deinit { abandon() }

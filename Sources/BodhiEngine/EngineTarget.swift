@@ -15,10 +15,16 @@ public struct EngineTarget: Sendable, Equatable {
         overrides = EngineOverrides()
     }
 
-    public init(_ served: ServedModel) {
+    /// The engine of a local model; nil for a backend's, which has none here.
+    public init?(_ served: ServedModel) {
+        guard let entry = served.entry else { return nil }
+        self.init(served, entry: entry)
+    }
+
+    init(_ served: ServedModel, entry: ModelEntry) {
         let overrides = served.alias?.engine ?? EngineOverrides()
-        id = overrides.isEmpty ? served.entry.id : served.name
-        entry = served.entry
+        id = overrides.isEmpty ? entry.id : served.name
+        self.entry = entry
         self.overrides = overrides
     }
 

@@ -3,6 +3,8 @@ import NIOCore
 /// What one inference request cost, reported when it ends (for metrics and token limits).
 public struct InferenceRecord: Sendable {
     public let model: String
+    /// What served it: `local` (this machine's engines), or a backend's name.
+    public let backend: String
     public let operation: InferenceOperation
     public let caller: InferenceCaller
     /// The engine's status; 200 for a stream that ran to its end.
@@ -18,10 +20,11 @@ public struct InferenceRecord: Sendable {
     public var totalTokens: Int { (promptTokens ?? 0) + (completionTokens ?? 0) }
 
     public init(
-        model: String, operation: InferenceOperation, caller: InferenceCaller, status: Int, queueWait: Duration,
+        model: String, backend: String = "local", operation: InferenceOperation, caller: InferenceCaller, status: Int, queueWait: Duration,
         promptTokens: Int?, completionTokens: Int?, timeToFirstToken: Duration?, interTokenLatencies: [Duration]
     ) {
         self.model = model
+        self.backend = backend
         self.operation = operation
         self.caller = caller
         self.status = status

@@ -94,12 +94,12 @@ public struct EventStream: Sendable {
             logger.debug("client hung up mid-stream; engine generation stopped")
             return timing
         } catch {
-            logger.warning("engine failed mid-stream", metadata: ["model": "\(slot.lease.modelID)", "error": "\(error)"])
+            logger.warning("engine failed mid-stream", metadata: ["model": "\(slot.model)", "error": "\(error)"])
         }
         if finished || lastWasError { return timing }
         let failure = BodhiError(
             .engineFailed, status: 500,
-            "The engine for model '\(slot.lease.modelID)' stopped before finishing the reply; it is being restarted. Retry the request.")
+            "The engine for model '\(slot.model)' stopped before finishing the reply; it is being restarted. Retry the request.")
         try? await emit(EventStream.errorEvent(failure))
         return timing
     }
@@ -126,11 +126,13 @@ struct StreamTiming {
     }
 }
 
-/// An admitted request's hold on its engine: the admission slot and the engine lease, given
-/// back together, with the request's record reported to the observers.
+/// An admitted request's hold on what serves it (a local engine's admission slot and lease, given
+/// back together), with the request's record reported to the observers.
 struct InferenceSlot: Sendable {
-    let lease: EngineLease
-    let ticket: AdmissionTicket
+    let model: String
+    let backend: String
+    let queueWait: Duration
+    let release: @Sendable () -> Void
     let operation: InferenceOperation
     let caller: InferenceCaller
     let started: ContinuousClock.Instant
@@ -144,16 +146,15 @@ struct InferenceSlot: Sendable {
         // what it generated, one token each, so that limits on tokens still see them.
         if usage.completion == nil, let timing, timing.first != nil { usage.completion = timing.gaps.count + 1 }
         let record = InferenceRecord(
-            model: lease.modelID, operation: operation, caller: caller, status: status, queueWait: ticket.waited,
+            model: model, backend: backend, operation: operation, caller: caller, status: status, queueWait: queueWait,
             promptTokens: usage.prompt, completionTokens: usage.completion,
             timeToFirstToken: timing?.first.map { $0 - started }, interTokenLatencies: timing?.gaps ?? [])
         for observer in observers { observer.inferenceFinished(record) }
     }
 
-    /// The slot and lease back, with no record: for a request that is served anew.
+    /// What the request held back, with no record: for a request that is served anew.
     func giveBack() {
-        lease.release()
-        ticket.release()
+        release()
     }
 }
 
@@ -195,6 +196,10 @@ public struct InferenceService: Sendable {
     private let logger: Logger
     private let admission: AdmissionQueue
     private let observers: [any InferenceObserver]
+    /// This machine's engines.
+    private let local: LocalBackend
+    /// The servers and cloud APIs that serve `prefix/model` names.
+    private let remotes: (any RemoteBackends)?
     /// The streams being served, which a stop ends once its grace period is over.
     public let streams: StreamCutoff
 
@@ -202,13 +207,15 @@ public struct InferenceService: Sendable {
     static let defaultContentType = "application/json"
 
     /// Responses larger than this are refused rather than buffered (non-streaming only).
-    static let maxResponseBytes = 256 * 1024 * 1024
+    public static let maxResponseBytes = 256 * 1024 * 1024
 
     public init(
         models: AliasRegistry, supervisor: EngineSupervisor, engines: EngineClient, logger: Logger,
         admission: AdmissionQueue = AdmissionQueue(maxQueue: 512), observers: [any InferenceObserver] = [],
-        streams: StreamCutoff = StreamCutoff()
+        streams: StreamCutoff = StreamCutoff(), remotes: (any RemoteBackends)? = nil
     ) {
+        self.remotes = remotes
+        local = LocalBackend(supervisor: supervisor, engines: engines, admission: admission)
         self.streams = streams
         self.models = models
         self.supervisor = supervisor
@@ -269,50 +276,30 @@ public struct InferenceService: Sendable {
         let started = ContinuousClock.now
         let head = try Self.parseHead(body)
         let prepared = try Self.prepare(operation, body: body, head: head, served: try await resolve(try Self.modelName(head), allowedBy: allowedModels))
-        let (model, body, wantsEvents) = (prepared.model, prepared.body, prepared.wantsEvents)
         let caller = InferenceCaller.current
-        let ticket = try await admission.admit(model.id, slots: supervisor.slots(for: model), caller: caller)
         var onWhole: WholeReplyReceiver?
-        if !wantsEvents, let deliverWhole {
+        if !prepared.wantsEvents, let deliverWhole {
             onWhole = { status, contentType, body in deliverWhole(status, contentType ?? Self.defaultContentType, body) }
         }
-        var lease = try await acquire(model, holding: ticket)
-        var resends = 0
-        var diedWithIt = false
-        let reply: EngineReply
-        while true {
-            do {
-                reply = try await engines.post(
-                    operation.rawValue, to: lease.endpoint, body: body, client: caller.connection,
-                    wholeUpTo: wantsEvents ? nil : Self.maxResponseBytes, onWhole: onWhole)
-                break
-            } catch {
-                var resend = false
-                if resends < Self.maxResends, let failure = error as? EngineClientError, Self.noAnswer(failure) {
-                    lease.release()
-                    // The supervisor restarts a dead engine now, and `acquire` waits for the new one.
-                    let died = await supervisor.engineFailed(lease)
-                    // A request that reached no engine is safe to send again. One an engine had when
-                    // it died is sent again once only: it may be what kills it.
-                    if failure.isUnreachable {
-                        resend = true
-                    } else if died, !diedWithIt {
-                        diedWithIt = true
-                        resend = true
-                    }
-                }
-                guard resend else {
-                    InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
-                        .finish(status: 503)
-                    throw engineStopped(model.id, error)
-                }
-                resends += 1
-                lease = try await acquire(model, holding: ticket)
-            }
+        let backend = try backend(serving: prepared.served)
+        let exchange: BackendExchange
+        do {
+            exchange = try await backend.send(BackendRequest(
+                operation: operation, body: prepared.body, served: prepared.served, wantsEvents: prepared.wantsEvents, caller: caller,
+                onWhole: onWhole))
+        } catch let failure as BackendFailure {
+            InferenceSlot(
+                model: failure.model, backend: backend.name, queueWait: failure.waited, release: {}, operation: operation, caller: caller,
+                started: started, observers: observers
+            ).finish(status: (failure.underlying as? BodhiError)?.status ?? 503)
+            throw engineStopped(failure.model, failure.underlying)
         }
-        let slot = InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
+        let slot = InferenceSlot(
+            model: exchange.model, backend: backend.name, queueWait: exchange.queueWait, release: exchange.release, operation: operation,
+            caller: caller, started: started, observers: observers)
+        let reply = exchange.reply
         let contentType = reply.contentType ?? Self.defaultContentType
-        if wantsEvents, reply.status == 200, contentType.hasPrefix("text/event-stream") {
+        if prepared.wantsEvents, reply.status == 200, contentType.hasPrefix("text/event-stream") {
             return HeldResult(
                 result: .events(EventStream(reply: reply, slot: slot, logger: logger, cutoff: streams, nativeFormat: operation == .infill)), finish: nil)
         }
@@ -324,14 +311,23 @@ public struct InferenceService: Sendable {
             }
         } catch {
             slot.finish(status: 503)
-            throw engineStopped(model.id, error)
+            throw engineStopped(exchange.model, error)
         }
+    }
+
+    /// What serves `served`: this machine's engines, or the backend whose model it is.
+    private func backend(serving served: ServedModel) throws -> any InferenceBackend {
+        guard let remote = served.remote else { return local }
+        guard let backend = remotes?.backend(named: remote.backend) else {
+            throw BodhiError.modelNotFound(served.name)
+        }
+        return backend
     }
 
     /// A request made ready for its engine, the same way whichever way it is served: the engine that
     /// serves its model, and the body it gets (with the alias's defaults where it left fields unset).
     struct PreparedRequest {
-        let model: EngineTarget
+        let served: ServedModel
         let body: ByteBuffer
         let wantsEvents: Bool
     }
@@ -348,28 +344,8 @@ public struct InferenceService: Sendable {
     /// do their own way: looked up, or answered from what is known now) and admitting it.
     static func prepare(_ operation: InferenceOperation, body: ByteBuffer, head: RequestHead, served: ServedModel) throws -> PreparedRequest {
         PreparedRequest(
-            model: EngineTarget(served), body: try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body,
+            served: served, body: try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body,
             wantsEvents: operation.streams && head.stream == true)
-    }
-
-    /// Times a request that got no answer because its engine was gone is sent again, each time to
-    /// the model's engine as the supervisor then has it.
-    static let maxResends = 3
-
-    /// Whether `failure` ended an exchange before any answer: no connection, or one closed first.
-    private static func noAnswer(_ failure: EngineClientError) -> Bool {
-        failure.isUnreachable || failure == .connectionClosed(replyStarted: false)
-    }
-
-    /// `model`'s engine, loaded if need be, for a request that holds `ticket` (given back when
-    /// there is none to be had).
-    private func acquire(_ model: EngineTarget, holding ticket: AdmissionTicket) async throws -> EngineLease {
-        do { return try await supervisor.acquire(model) } catch {
-            // Those queued behind this request wait for the same load: they hear of its failure now.
-            if (error as? BodhiError)?.code == .engineLoadFailed { admission.failWaiting(model.id, with: error) }
-            ticket.release()
-            throw error
-        }
     }
 
     /// The model `name` serves, if the caller's allow-list (nil: everything) has it. The list
@@ -397,7 +373,7 @@ public struct InferenceService: Sendable {
     /// or by the alias it came through.
     private static func allows(_ allowed: [String]?, _ name: String, _ served: ServedModel) -> Bool {
         guard let allowed else { return true }
-        let names = Set([name, served.name, served.entry.id].map { $0.lowercased() })
+        let names = Set([name, served.name, served.modelName].map { $0.lowercased() })
         return allowed.contains { names.contains($0.lowercased()) }
     }
 
@@ -425,15 +401,18 @@ public struct InferenceService: Sendable {
         let started = ContinuousClock.now
         guard let connection = caller.connection, let head = try? Self.parseHead(body), let name = try? Self.modelName(head),
               let served = models.resolveNow(name), Self.allows(allowedModels, name, served),
-              let prepared = try? Self.prepare(operation, body: body, head: head, served: served), !prepared.wantsEvents
+              let prepared = try? Self.prepare(operation, body: body, head: head, served: served), !prepared.wantsEvents,
+              let model = EngineTarget(served)
         else { return false }
-        let (model, body) = (prepared.model, prepared.body)
+        let body = prepared.body
         guard let ticket = admission.admitNow(model.id, slots: supervisor.slots(for: model)) else { return false }
         guard let lease = supervisor.leaseNow(model) else {
             ticket.release()
             return false
         }
-        let slot = InferenceSlot(lease: lease, ticket: ticket, operation: operation, caller: caller, started: started, observers: observers)
+        let slot = InferenceSlot(
+            model: model.id, backend: local.name, queueWait: ticket.waited, release: { lease.release(); ticket.release() },
+            operation: operation, caller: caller, started: started, observers: observers)
         // The reply is read outside the caller's scope: its log lines carry the request id again.
         let requestID = RequestScope.requestID
         let sent = engines.postNow(
@@ -463,6 +442,8 @@ public struct InferenceService: Sendable {
             return CancellationError()
         }
         logger.warning("engine request failed", metadata: ["model": "\(model)", "error": "\(error)"])
+        // A backend's own refusal or failure, said in its words.
+        if let error = error as? BodhiError { return error }
         if (error as? EngineClientError)?.isUnreachable == true {
             return BodhiError.engineUnavailable("The engine for model '\(model)' cannot be reached; retry shortly.", retryAfterSeconds: 1)
         }

@@ -16,7 +16,7 @@ public struct ModelService: Sendable {
     /// Unloads the model (and its aliases' engines), then deletes its files. While aliases
     /// serve it the delete is refused, unless `force`, which deletes those aliases too.
     public func delete(_ name: String, force: Bool = false) async throws -> ModelEntry {
-        let entry = try await aliases.resolve(name).entry
+        let entry = try Self.file(of: await aliases.resolve(name))
         try await aliases.release(entry.id, force: force)
         await supervisor.unload(usingFile: entry.path)
         return try await catalog.delete(entry.id)
@@ -31,8 +31,9 @@ public struct ModelService: Sendable {
             if let parallel = engine.parallel { plan.slots = parallel }
             if let context = engine.contextSize { plan.contextSize = context > 0 ? context : nil }
         }
-        var description = try await catalog.describe(served.entry.id, plan: plan)
-        description.aliases = await aliases.aliases(of: served.entry.id).map(\.name)
+        let entry = try Self.file(of: served)
+        var description = try await catalog.describe(entry.id, plan: plan)
+        description.aliases = await aliases.aliases(of: entry.id).map(\.name)
         return description
     }
 
@@ -43,6 +44,16 @@ public struct ModelService: Sendable {
             var description = description
             description.aliases = all.filter { $0.model == description.entry.id }.map(\.name)
             return description
+        }
+    }
+
+    /// The local file `served` is; a backend's model has none here, which is a 400 naming its backend.
+    public static func file(of served: ServedModel) throws -> ModelEntry {
+        switch served.source {
+        case .file(let entry): return entry
+        case .remote(let model):
+            throw BodhiError.invalidRequest(
+                "'\(served.name)' is the model '\(model.id)' of the backend '\(model.backend)'; it has no files on this machine.", param: "model")
         }
     }
 

@@ -72,7 +72,7 @@ public enum TokenFormat {
 /// Encrypts secrets that Bodhi stores for third parties (AES-GCM). The key comes from
 /// `BODHI_ENCRYPTION_KEY` (base64 of 32 bytes) or from `$BODHI_HOME/secret.key`, generated on
 /// first use with mode 0600.
-public struct SecretBox: Sendable {
+public struct SecretBox: SecretSealing {
     private let key: SymmetricKey
 
     public init(key: SymmetricKey) {

@@ -2,17 +2,52 @@ import BodhiCore
 import Foundation
 import Synchronization
 
-/// A name a request used, resolved: the file to serve and the alias it came through, if any.
+/// A name a request used, resolved: what serves it (a local file, or a backend's model) and the
+/// alias it came through, if any.
 public struct ServedModel: Sendable, Equatable {
-    /// The alias name, or the model id.
+    public enum Source: Sendable, Equatable {
+        case file(ModelEntry)
+        case remote(RemoteModel)
+    }
+
+    /// The alias name, or the model's name.
     public let name: String
-    public let entry: ModelEntry
+    public let source: Source
     public let alias: Alias?
 
-    public init(name: String, entry: ModelEntry, alias: Alias?) {
+    public init(name: String, source: Source, alias: Alias?) {
         self.name = name
-        self.entry = entry
+        self.source = source
         self.alias = alias
+    }
+
+    public init(name: String, entry: ModelEntry, alias: Alias?) {
+        self.init(name: name, source: .file(entry), alias: alias)
+    }
+
+    /// The local file it serves; nil for a backend's model.
+    public var entry: ModelEntry? {
+        if case .file(let entry) = source { return entry }
+        return nil
+    }
+
+    /// The backend's model it serves; nil for a local file.
+    public var remote: RemoteModel? {
+        if case .remote(let model) = source { return model }
+        return nil
+    }
+
+    /// The model's own name: the file's id, or `prefix/id` of a backend's model.
+    public var modelName: String { source.name }
+}
+
+extension ServedModel.Source {
+    /// The model's own name: the file's id, or `prefix/id` of a backend's model.
+    public var name: String {
+        switch self {
+        case .file(let entry): entry.id
+        case .remote(let model): model.name
+        }
     }
 }
 
@@ -20,15 +55,18 @@ public struct ServedModel: Sendable, Equatable {
 public actor AliasRegistry {
     private let repository: (any AliasRepository)?
     private let catalog: ModelCatalog
+    /// The backends' models, which names that are no local file may be.
+    private let remote: (any RemoteModelDirectory)?
     private var byName: [String: Alias] = [:] {
         didSet { current.withLock { [byName] in $0 = byName } }
     }
     /// `byName` as of its last change, for `resolveNow`.
     private let current = Mutex<[String: Alias]>([:])
 
-    public init(repository: (any AliasRepository)?, catalog: ModelCatalog) {
+    public init(repository: (any AliasRepository)?, catalog: ModelCatalog, remote: (any RemoteModelDirectory)? = nil) {
         self.repository = repository
         self.catalog = catalog
+        self.remote = remote
     }
 
     /// Reads the aliases from the database (once, at start).
@@ -48,6 +86,11 @@ public actor AliasRegistry {
         return alias
     }
 
+    /// The backends' models, by name.
+    public nonisolated func remoteModels() -> [RemoteModel] {
+        remote?.remoteModels() ?? []
+    }
+
     /// The aliases that serve `modelID`.
     public func aliases(of modelID: String) -> [Alias] {
         list().filter { $0.model == modelID }
@@ -65,27 +108,39 @@ public actor AliasRegistry {
         for alias in dependents { try await delete(alias.name) }
     }
 
-    /// What `name` serves: an alias first (alias names never contain `/`), else a model.
+    /// What `name` serves: an alias first (alias names never contain `/`), else a backend's model
+    /// (`prefix/model`), else a local model.
     public func resolve(_ name: String) async throws -> ServedModel {
         if let alias = byName[name] {
             do {
-                return ServedModel(name: alias.name, entry: try await catalog.resolve(alias.model), alias: alias)
+                return ServedModel(name: alias.name, source: try await source(of: alias.model), alias: alias)
             } catch {
                 throw BodhiError(.modelNotFound, status: 404,
-                    "The alias '\(name)' serves the model '\(alias.model)', which is no longer in the model cache. Pull it again or point the alias at another model.", param: "model")
+                    "The alias '\(name)' serves the model '\(alias.model)', which is no longer in the model cache or served by a backend. Pull it again or point the alias at another model.", param: "model")
             }
         }
-        let entry = try await catalog.resolve(name)
-        return ServedModel(name: entry.id, entry: entry, alias: nil)
+        let source = try await source(of: name)
+        return ServedModel(name: source.name, source: source, alias: nil)
+    }
+
+    /// What serves the model `name` (no alias): a backend's model, else a local file.
+    private func source(of name: String) async throws -> ServedModel.Source {
+        if let model = await remote?.remoteModel(named: name) { return .remote(model) }
+        return .file(try await catalog.resolve(name))
     }
 
     /// What `resolve` answers for `name` when that needs no look at the disk (see
     /// `ModelCatalog.resolveNow`); nil when it does, or when `resolve` would refuse the name.
     public nonisolated func resolveNow(_ name: String) -> ServedModel? {
         if let alias = current.withLock({ $0[name] }) {
-            return catalog.resolveNow(alias.model).map { ServedModel(name: alias.name, entry: $0, alias: alias) }
+            return sourceNow(of: alias.model).map { ServedModel(name: alias.name, source: $0, alias: alias) }
         }
-        return catalog.resolveNow(name).map { ServedModel(name: $0.id, entry: $0, alias: nil) }
+        return sourceNow(of: name).map { ServedModel(name: $0.name, source: $0, alias: nil) }
+    }
+
+    private nonisolated func sourceNow(of name: String) -> ServedModel.Source? {
+        if let model = remote?.remoteModelNow(named: name) { return .remote(model) }
+        return catalog.resolveNow(name).map { .file($0) }
     }
 
     public func create(_ alias: Alias) async throws -> Alias {
@@ -126,10 +181,10 @@ public actor AliasRegistry {
         try alias.validate()
         var alias = alias
         do {
-            alias.model = try await catalog.resolve(alias.model).id
+            alias.model = try await source(of: alias.model).name
         } catch let error as BodhiError where error.code == .modelNotFound {
             throw BodhiError.invalidRequest(
-                "The alias '\(alias.name)' would serve '\(alias.model)', which is not a local model; pull it first or list models with `bodhi ls`.",
+                "The alias '\(alias.name)' would serve '\(alias.model)', which is neither a local model nor a backend's; pull it first or list models with `bodhi ls`.",
                 param: "model")
         }
         return alias

@@ -31,6 +31,7 @@ public enum BodhiHTTPServer {
         AnthropicRoutes(services: services).register(on: router)
         PullRoutes(services: services).register(on: router)
         AliasRoutes(services: services).register(on: router)
+        BackendRoutes(services: services).register(on: router)
         ModelRoutes(services: services).register(on: router)
         DocsRoutes(assetsDirectory: services.docsAssetsDirectory).register(on: router)
         UIRoutes(assets: UIRoutes.bundled).register(on: router)

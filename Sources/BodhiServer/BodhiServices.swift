@@ -1,3 +1,4 @@
+import BodhiBackends
 import BodhiChats
 import BodhiCore
 import BodhiEngine
@@ -10,6 +11,8 @@ import BodhiModels
 public struct BodhiServices: Sendable {
     public let catalog: ModelCatalog
     public let aliases: AliasRegistry
+    /// Remote servers and cloud APIs.
+    public let backends: BackendRegistry
     public let supervisor: EngineSupervisor
     public let inference: InferenceService
     public let models: ModelService
@@ -32,7 +35,7 @@ public struct BodhiServices: Sendable {
     public let maxRequestBodyBytes: Int
 
     public init(
-        catalog: ModelCatalog, aliases: AliasRegistry, supervisor: EngineSupervisor, inference: InferenceService,
+        catalog: ModelCatalog, aliases: AliasRegistry, backends: BackendRegistry, supervisor: EngineSupervisor, inference: InferenceService,
         pulls: PullManager, identity: IdentityService, chats: ChatService, settings: SettingsEditor, readiness: Readiness, enginePlan: EnginePlan,
         gateway: Gateway, maxRequestBodyBytes: Int = 32 * 1024 * 1024, docsAssetsDirectory: String? = nil
     ) {
@@ -44,6 +47,7 @@ public struct BodhiServices: Sendable {
         self.settings = settings
         self.catalog = catalog
         self.aliases = aliases
+        self.backends = backends
         self.supervisor = supervisor
         self.inference = inference
         models = ModelService(catalog: catalog, aliases: aliases, supervisor: supervisor)

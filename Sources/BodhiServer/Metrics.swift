@@ -102,19 +102,20 @@ public final class BodhiMetrics: Sendable {
 extension BodhiMetrics: InferenceObserver {
     public func inferenceFinished(_ record: InferenceRecord) {
         let model = ("model", record.model)
+        let backend = ("backend", record.backend)
         let operation = ("operation", record.operation.name)
         makeCounter(
-            name: "bodhi_inference_requests_total", labels: [model, operation, ("status", String(record.status))],
-            help: "Inference requests the engines answered.").increment()
+            name: "bodhi_inference_requests_total", labels: [model, backend, operation, ("status", String(record.status))],
+            help: "Inference requests answered, by what served them (`local`, or a backend's name).").increment()
         makeDurationHistogram(
             name: "bodhi_queue_wait_seconds", labels: [model], buckets: Self.durationBuckets,
             help: "Time inference requests waited for a slot.").recordNanoseconds(record.queueWait.nanoseconds)
         if let prompt = record.promptTokens {
-            makeCounter(name: "bodhi_prompt_tokens_total", labels: [model], help: "Prompt tokens processed.")
+            makeCounter(name: "bodhi_prompt_tokens_total", labels: [model, backend], help: "Prompt tokens processed.")
                 .increment(by: Int64(prompt))
         }
         if let completion = record.completionTokens {
-            makeCounter(name: "bodhi_completion_tokens_total", labels: [model], help: "Tokens generated.")
+            makeCounter(name: "bodhi_completion_tokens_total", labels: [model, backend], help: "Tokens generated.")
                 .increment(by: Int64(completion))
         }
         if let firstToken = record.timeToFirstToken {

@@ -41,8 +41,21 @@ struct OpenAIRoutes {
             ownedBy = "bodhi"
         }
 
+        init(_ remote: RemoteModel) {
+            id = remote.name
+            created = Int(remote.created.timeIntervalSince1970)
+            ownedBy = remote.ownedBy
+        }
+
         init(_ served: ServedModel) {
-            if let alias = served.alias { self.init(alias) } else { self.init(served.entry) }
+            if let alias = served.alias {
+                self.init(alias)
+            } else {
+                switch served.source {
+                case .file(let entry): self.init(entry)
+                case .remote(let model): self.init(model)
+                }
+            }
         }
     }
 
@@ -55,8 +68,9 @@ struct OpenAIRoutes {
     func listModels(allowed: [String]?) async throws -> Response {
         let models = await services.catalog.list().map(ModelObject.init)
         let aliases = await services.aliases.list().map(ModelObject.init)
+        let remote = services.aliases.remoteModels().map(ModelObject.init)
         let allowedNames = allowed.map { Set($0.map { $0.lowercased() }) }
-        let visible = (models + aliases).filter { allowedNames?.contains($0.id.lowercased()) ?? true }
+        let visible = (models + remote + aliases).filter { allowedNames?.contains($0.id.lowercased()) ?? true }
         return try .json(ModelList(data: visible))
     }
 

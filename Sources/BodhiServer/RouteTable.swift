@@ -96,6 +96,12 @@ enum RouteTable {
         "PUT /bodhi/v1/aliases/{name}": .init(.powerUser),
         "POST /bodhi/v1/aliases/{name}/copy": .init(.powerUser),
         "DELETE /bodhi/v1/aliases/{name}": .init(.powerUser),
+        // Remote servers and cloud APIs: their keys are the admin's to give.
+        "GET /bodhi/v1/backends": .init(.powerUser),
+        "GET /bodhi/v1/backends/{name}": .init(.powerUser),
+        "POST /bodhi/v1/backends/{name}/test": .init(.powerUser),
+        "POST /bodhi/v1/backends": .init(.admin),
+        "DELETE /bodhi/v1/backends/{name}": .init(.admin),
         // People.
         "GET /bodhi/v1/users": .init(.manager),
         "PUT /bodhi/v1/users/{id}/role": .init(.manager),

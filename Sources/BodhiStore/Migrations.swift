@@ -127,6 +127,20 @@ extension Migration {
                 try await database.drop(table: table).run()
             }
         }),
+        Migration(version: 5, name: "backends", up: { database in
+            try await database.create(table: "backends")
+                .column("name", type: .text, .primaryKey(autoIncrement: false))
+                .column("url", type: .text, .notNull)
+                .column("format", type: .text, .notNull)
+                .column("prefix", type: .text, .notNull, .unique)
+                // Sealed with the secret key (AES-GCM); never the key itself.
+                .column("sealed_key", type: .text)
+                .column("created_at", type: .bigint, .notNull)
+                .column("updated_at", type: .bigint, .notNull)
+                .run()
+        }, down: { database in
+            try await database.drop(table: "backends").run()
+        }),
     ]
 }
 

@@ -26,6 +26,7 @@ extension Store {
     /// caught by a test, so that no data is left behind by a migration to PostgreSQL.
     static let copies: [TableCopy] = [
         TableCopy("aliases", as: AliasRow.self),
+        TableCopy("backends", as: BackendRow.self),
         TableCopy("pulls", as: PullRow.self),
         TableCopy("users", as: UserRow.self),
         TableCopy("sessions", as: SessionRow.self),

@@ -87,7 +87,7 @@ struct RemoveModel: AsyncParsableCommand {
             let catalog = ModelCatalog(hubDirectory: settings.hubDirectory)
             let aliases = AliasRegistry(repository: store, catalog: catalog)
             try await aliases.load()
-            let entry = try await aliases.resolve(model).entry
+            let entry = try ModelService.file(of: await aliases.resolve(model))
             try await aliases.release(entry.id, force: force)
             try await catalog.delete(entry.id)
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BodhiBackends
 import AsyncHTTPClient
 import BodhiChats
 import BodhiCore
@@ -48,7 +49,8 @@ struct Serve: AsyncParsableCommand {
 
         // The key for secrets at rest: checked (or generated, 0600) at start, so a bad
         // BODHI_ENCRYPTION_KEY stops Bodhi here rather than at the first secret it stores.
-        do { _ = try SecretBox.load(environment: ProcessInfo.processInfo.environment, home: settings.home) } catch let error as BodhiError {
+        let secrets: SecretBox
+        do { secrets = try SecretBox.load(environment: ProcessInfo.processInfo.environment, home: settings.home) } catch let error as BodhiError {
             try? await http.shutdown()
             throw ValidationFailure(message: error.message)
         }
@@ -60,9 +62,15 @@ struct Serve: AsyncParsableCommand {
         let hubHTTP = HubClient.makeHTTPClient()
 
         let catalog = ModelCatalog(hubDirectory: settings.hubDirectory)
-        let aliases = AliasRegistry(repository: store, catalog: catalog)
-        do { try await aliases.load() } catch {
-            throw ValidationFailure(message: "Could not read the aliases from \(settings.database): \(error)")
+        let backendHTTP = BackendRegistry.makeHTTPClient()
+        let backends = BackendRegistry(repository: store, sealer: secrets, http: backendHTTP, logger: logger)
+        let aliases = AliasRegistry(repository: store, catalog: catalog, remote: backends)
+        do {
+            try await backends.load()
+            backends.startSyncing()
+            try await aliases.load()
+        } catch {
+            throw ValidationFailure(message: "Could not read the aliases and backends from \(settings.database): \(error)")
         }
         let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: http, logger: logger)
         let engines = EngineClient()
@@ -74,10 +82,10 @@ struct Serve: AsyncParsableCommand {
         let streams = StreamCutoff()
         let gateway = Gateway(settings: settings)
         let services = BodhiServices(
-            catalog: catalog, aliases: aliases, supervisor: supervisor,
+            catalog: catalog, aliases: aliases, backends: backends, supervisor: supervisor,
             inference: InferenceService(
                 models: aliases, supervisor: supervisor, engines: engines, logger: logger, admission: gateway.admission,
-                observers: gateway.observers, streams: streams),
+                observers: gateway.observers, streams: streams, remotes: backends),
             pulls: pulls, identity: identity, chats: ChatService(repository: store),
             settings: SettingsEditor(settings: settings, flags: server.flags) { changed in
                 await supervisor.reconfigure(changed)
@@ -129,10 +137,12 @@ struct Serve: AsyncParsableCommand {
         var failure: (any Error)?
         do { try await group.run() } catch { failure = error }
         await pulls.shutdown()
+        backends.stop()
         await supervisor.shutdown()
         engines.shutdown()
         await store.close()
         try? await hubHTTP.shutdown()
+        try? await backendHTTP.shutdown()
         try? await http.shutdown()
         if let failure {
             throw ValidationFailure(message: "Bodhi could not serve on \(settings.host):\(settings.port): \(failure)")

@@ -212,9 +212,9 @@ final class ManualClock: Sendable {
             let admin = try await app.services.identity.createToken(forUser: "root", name: "scrape", scope: .user, models: nil, expiresIn: nil).token
             let text = try await client.with(authorization: "Bearer \(admin)").execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
             for expected in [
-                #"bodhi_prompt_tokens_total{model="org/tiny-GGUF:Q4_K_M"} 11"#,
-                #"bodhi_completion_tokens_total{model="org/tiny-GGUF:Q4_K_M"} 5"#,
-                #"bodhi_inference_requests_total{model="org/tiny-GGUF:Q4_K_M",operation="chat",status="200"} 1"#,
+                #"bodhi_prompt_tokens_total{model="org/tiny-GGUF:Q4_K_M",backend="local"} 11"#,
+                #"bodhi_completion_tokens_total{model="org/tiny-GGUF:Q4_K_M",backend="local"} 5"#,
+                #"bodhi_inference_requests_total{model="org/tiny-GGUF:Q4_K_M",backend="local",operation="chat",status="200"} 1"#,
                 #"bodhi_time_to_first_token_seconds_count{model="org/tiny-GGUF:Q4_K_M"} 1"#,
                 #"bodhi_inter_token_latency_seconds_count{model="org/tiny-GGUF:Q4_K_M"} 4"#,
                 #"bodhi_stream_tokens_per_second_count{model="org/tiny-GGUF:Q4_K_M"} 1"#,

@@ -1,3 +1,4 @@
+import BodhiBackends
 import BodhiChats
 import BodhiCore
 import BodhiEngine
@@ -40,13 +41,16 @@ struct TestApp: Sendable {
         let catalog = ModelCatalog(hubDirectory: hub)
         let logger = Logger(label: "test")
         let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: .shared, logger: logger)
-        let aliases = AliasRegistry(repository: store, catalog: catalog)
+        let backends = BackendRegistry(
+            repository: store, sealer: try SecretBox.load(environment: environment, home: directory), http: .shared, logger: logger)
+        try await backends.load()
+        let aliases = AliasRegistry(repository: store, catalog: catalog, remote: backends)
         let gateway = Gateway(settings: settings)
         let services = BodhiServices(
-            catalog: catalog, aliases: aliases, supervisor: supervisor,
+            catalog: catalog, aliases: aliases, backends: backends, supervisor: supervisor,
             inference: InferenceService(
                 models: aliases, supervisor: supervisor, engines: EngineClient(), logger: logger, admission: gateway.admission,
-                observers: gateway.observers),
+                observers: gateway.observers, remotes: backends),
             pulls: PullManager(
                 hub: HubClient(endpoint: "http://127.0.0.1:9", token: nil, http: .shared),
                 cache: HuggingFaceCache(hubDirectory: hub), repository: nil, maxConcurrent: 1, logger: logger),

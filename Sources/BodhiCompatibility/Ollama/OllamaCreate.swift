@@ -38,14 +38,14 @@ extension OllamaService {
             base = ServedModel(name: entry.id, entry: entry, alias: nil)
         } else if let from = request["from"] as? String, !from.isEmpty {
             base = try await resolve(from, allowed: nil)
-            statuses.append(["status": "using existing layer sha256:\(Self.digest(of: base.entry))"])
+            statuses.append(["status": "using existing layer sha256:\(Self.digest(of: try ModelService.file(of: base)))"])
         } else {
             throw BodhiError.invalidRequest("neither 'from' nor 'files' was specified")
         }
 
-        var alias = base.alias ?? Alias(name: aliasName, model: base.entry.id)
+        var alias = base.alias ?? Alias(name: aliasName, model: base.modelName)
         alias.name = aliasName
-        alias.model = base.entry.id
+        alias.model = base.modelName
         if let system = request["system"] as? String { alias.defaults.system = system.isEmpty ? nil : system }
         if let parameters = request["parameters"] {
             guard let parameters = parameters as? JSONObject else { throw BodhiError.invalidRequest("parameters must be an object") }

@@ -38,7 +38,7 @@ extension OllamaService {
         let keepAlive = try Self.keepAlive(request)
         let body = JSONBody.buffer(["model": served.name, "input": input])
         let result = try await inference.handle(.embeddings, body: body, allowedModels: nil)
-        if let keepAlive { await supervisor.setKeepAlive(keepAlive, for: EngineTarget(served).id) }
+        if let keepAlive, let engine = EngineTarget(served) { await supervisor.setKeepAlive(keepAlive, for: engine.id) }
         guard case .complete(let status, _, let bytes) = result else { throw BodhiError.internalError("The engine streamed embeddings.") }
         let object = (try? JSONBody.object(from: bytes)) ?? [:]
         guard status == 200 else { throw Self.engineError(status: status, object) }
@@ -54,9 +54,15 @@ extension OllamaService {
         let descriptions = await models.describeAll(plan: plan)
         let byID = Dictionary(descriptions.map { ($0.entry.id, $0) }, uniquingKeysWith: { a, _ in a })
         var entries: [JSONObject] = descriptions.map { Self.tag(name: $0.entry.id, description: $0, modified: $0.entry.modified) }
+        let remote = Dictionary(aliases.remoteModels().map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        entries += remote.values.sorted { $0.name < $1.name }.map { Self.tag(name: $0.name, remote: $0, modified: $0.created) }
         for alias in await aliases.list() {
-            guard let description = byID[alias.model] else { continue }
-            entries.append(Self.tag(name: OllamaNames.display(alias.name, isAlias: true), description: description, modified: alias.updatedAt))
+            let name = OllamaNames.display(alias.name, isAlias: true)
+            if let description = byID[alias.model] {
+                entries.append(Self.tag(name: name, description: description, modified: alias.updatedAt))
+            } else if let model = remote[alias.model] {
+                entries.append(Self.tag(name: name, remote: model, modified: alias.updatedAt))
+            }
         }
         if let allowed {
             let names = Set(allowed.flatMap { [$0.lowercased(), OllamaNames.display($0, isAlias: true).lowercased()] })
@@ -68,6 +74,14 @@ extension OllamaService {
     static func tag(name: String, description: ModelDescription, modified: Date) -> JSONObject {
         ["name": name, "model": name, "modified_at": OllamaJSON.timestamp(modified), "size": description.entry.sizeBytes,
          "digest": digest(of: description.entry), "details": details(description)]
+    }
+
+    /// A backend's model: no file here, so no size or digest.
+    static func tag(name: String, remote: RemoteModel, modified: Date) -> JSONObject {
+        ["name": name, "model": name, "modified_at": OllamaJSON.timestamp(modified), "size": 0, "digest": "",
+         "details": ["parent_model": "", "format": "", "family": "", "families": [String](), "parameter_size": "",
+                     "quantization_level": ""] as JSONObject,
+         "remote_host": remote.backend]
     }
 
     /// The blob's SHA-256: the Hugging Face cache names blobs by it.
@@ -150,7 +164,7 @@ extension OllamaService {
         var entries: [JSONObject] = []
         for engine in await supervisor.status() {
             let served = try? await aliases.resolve(engine.model)
-            let description = served.flatMap { descriptions[$0.entry.id] }
+            let description = served.flatMap { $0.entry.flatMap { descriptions[$0.id] } }
             let expiry = await supervisor.expiry(of: engine.model)
             let expiresAt = expiry.map { Date().addingTimeInterval(Double(($0 - ContinuousClock.now).components.seconds)) }
                 ?? Date(timeIntervalSinceNow: 10 * 365 * 86400)
@@ -179,11 +193,11 @@ extension OllamaService {
             try await aliases.delete(alias.name)
             await models.aliasChanged(alias.name)
             // A model made from uploaded blobs (`local/...`) goes with its last alias, as in Ollama.
-            if served.entry.repo.hasPrefix("local/"), await aliases.aliases(of: served.entry.id).isEmpty {
-                _ = try await models.delete(served.entry.id)
+            if let entry = served.entry, entry.repo.hasPrefix("local/"), await aliases.aliases(of: entry.id).isEmpty {
+                _ = try await models.delete(entry.id)
             }
         } else {
-            _ = try await models.delete(served.entry.id)
+            _ = try await models.delete(try ModelService.file(of: served).id)
         }
     }
 
@@ -197,7 +211,7 @@ extension OllamaService {
         }
         let served = try await resolve(source, allowed: nil)
         let name = destination.hasSuffix(":latest") ? String(destination.dropLast(":latest".count)) : destination
-        var alias = served.alias ?? Alias(name: name, model: served.entry.id)
+        var alias = served.alias ?? Alias(name: name, model: served.modelName)
         alias.name = name
         if (try? await aliases.alias(named: name)) != nil {
             _ = try await aliases.update(alias)

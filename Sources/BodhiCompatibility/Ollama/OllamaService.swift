@@ -174,9 +174,9 @@ public struct OllamaService: Sendable {
         openAI["model"] = served.name
         let keepAlive = try Self.keepAlive(request)
         let started = ContinuousClock.now
-        let engineID = EngineTarget(served).id
+        let engine = EngineTarget(served)
         let result = try await inference.handle(operation, body: JSONBody.buffer(openAI), allowedModels: nil)
-        if let keepAlive { await supervisor.setKeepAlive(keepAlive, for: engineID) }
+        if let keepAlive, let engine { await supervisor.setKeepAlive(keepAlive, for: engine.id) }
         switch result {
         case .complete(let status, _, let body):
             let object = (try? JSONBody.object(from: body)) ?? [:]
@@ -205,16 +205,19 @@ public struct OllamaService: Sendable {
 
     /// An empty prompt loads the model (or, with `keep_alive: 0`, unloads it), as in Ollama.
     private func loadOrUnload(_ served: ServedModel, name: String, request: JSONObject, field: String) async throws -> TranslatedReply {
-        let target = EngineTarget(served)
         var reply: JSONObject = ["model": name, "created_at": OllamaJSON.timestamp(), "done": true]
         reply[field] = field == "message" ? ["role": "assistant", "content": ""] as JSONObject : ""
+        // A backend's model has no engine here: there is nothing to load or unload.
+        let target = EngineTarget(served)
         if case .idle(.zero) = try Self.keepAlive(request) {
-            await supervisor.unload(target.id)
+            if let target { await supervisor.unload(target.id) }
             reply["done_reason"] = "unload"
         } else {
-            let lease = try await supervisor.acquire(target)
-            lease.release()
-            if let keepAlive = try Self.keepAlive(request) { await supervisor.setKeepAlive(keepAlive, for: target.id) }
+            if let target {
+                let lease = try await supervisor.acquire(target)
+                lease.release()
+                if let keepAlive = try Self.keepAlive(request) { await supervisor.setKeepAlive(keepAlive, for: target.id) }
+            }
             reply["done_reason"] = "load"
         }
         let stream = request["stream"] as? Bool ?? true

@@ -1,0 +1,144 @@
+import BodhiCore
+import BodhiEngine
+import Foundation
+import NIOCore
+
+typealias JSONObject = [String: Any]
+
+/// JSON in and out of byte buffers, for the translations.
+enum JSON {
+    static func object(_ buffer: ByteBuffer) -> JSONObject? {
+        try? JSONSerialization.jsonObject(with: Data(buffer: buffer)) as? JSONObject
+    }
+
+    static func buffer(_ object: Any) -> ByteBuffer {
+        ByteBuffer(data: (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8))
+    }
+
+    /// One Server-Sent Event carrying `object`.
+    static func event(_ object: Any) -> ByteBuffer {
+        var event = ByteBuffer(string: "data: ")
+        var body = buffer(object)
+        event.writeBuffer(&body)
+        event.writeString("\n\n")
+        return event
+    }
+
+    static let done = ByteBuffer(string: "data: [DONE]\n\n")
+
+    /// A request's body as an object; a 400 when it is not one.
+    static func request(_ buffer: ByteBuffer) throws -> JSONObject {
+        guard let object = object(buffer) else { throw BodhiError.invalidRequest("The request body must be a JSON object.") }
+        return object
+    }
+}
+
+/// Turns a backend's stream, event by event, into OpenAI's (state kept across events).
+protocol EventTranslator: Sendable {
+    /// The OpenAI events for one event of the backend's stream.
+    mutating func translate(_ event: ByteBuffer) -> [ByteBuffer]
+    /// The events that close the stream, once the backend's has ended.
+    mutating func finish() -> [ByteBuffer]
+}
+
+extension EngineReply {
+    /// This reply's stream of SSE events through `translator`, as a stream of OpenAI's. Giving
+    /// the result up gives the backend's exchange up.
+    func translatingEvents(with translator: some EventTranslator) -> EngineReply {
+        let source = body
+        let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+        let pump = Task {
+            var translator = translator
+            var framer = SSEFramer()
+            do {
+                for try await chunk in source {
+                    for event in framer.append(chunk) {
+                        for translated in translator.translate(event) { continuation.yield(translated) }
+                    }
+                }
+                for translated in translator.finish() { continuation.yield(translated) }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in pump.cancel() }
+        return EngineReply(status: status, contentType: "text/event-stream", body: EngineReplyBody(chunks: chunks, cancel: {
+            pump.cancel()
+            source.cancel()
+        }))
+    }
+
+    /// This reply with its whole body replaced by `transform`'s.
+    func translatingWhole(upTo limit: Int, status: Int? = nil, _ transform: (ByteBuffer) throws -> ByteBuffer) async throws -> EngineReply {
+        let bytes = try await body.collect(upTo: limit)
+        return EngineReply(status: status ?? self.status, contentType: "application/json", body: EngineReplyBody(whole: try transform(bytes)))
+    }
+}
+
+/// OpenAI's error JSON for a backend's error answer, keeping its message and status.
+enum OpenAIError {
+    static func body(status: Int, message: String) -> JSONObject {
+        let type: String
+        switch status {
+        case 400, 404, 413, 422: type = "invalid_request_error"
+        case 401: type = "authentication_error"
+        case 403: type = "permission_error"
+        case 429: type = "rate_limit_error"
+        default: type = "server_error"
+        }
+        return ["error": ["message": message, "type": type, "param": NSNull(), "code": NSNull()] as JSONObject]
+    }
+
+    /// A backend's error answer in OpenAI's shape, with the backend named.
+    static func translated(_ body: ByteBuffer, status: Int, backend: String) -> ByteBuffer {
+        let message = BackendTransport.errorMessage(in: body) ?? String(buffer: body).prefix(500).description
+        return JSON.buffer(Self.body(status: status, message: "The backend '\(backend)' answered \(status): \(message)"))
+    }
+}
+
+/// Where an OpenAI chat completion's pieces come from, for building its chunks and its whole form.
+struct ChatChunks {
+    let id: String
+    let model: String
+    let created = Int(Date().timeIntervalSince1970)
+
+    init(model: String) {
+        self.model = model
+        id = "chatcmpl-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
+    }
+
+    func chunk(delta: JSONObject, finishReason: String? = nil) -> ByteBuffer {
+        JSON.event([
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [["index": 0, "delta": delta, "finish_reason": finishReason ?? NSNull()] as JSONObject],
+        ] as JSONObject)
+    }
+
+    /// The last chunk, with the counts (as OpenAI sends it for `stream_options.include_usage`).
+    func usageChunk(prompt: Int, completion: Int) -> ByteBuffer {
+        JSON.event([
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [Any](),
+            "usage": Self.usage(prompt: prompt, completion: completion),
+        ] as JSONObject)
+    }
+
+    func completion(content: String?, toolCalls: [JSONObject], finishReason: String, prompt: Int, completion: Int) -> ByteBuffer {
+        var message: JSONObject = ["role": "assistant", "content": content ?? NSNull()]
+        if !toolCalls.isEmpty { message["tool_calls"] = toolCalls }
+        return JSON.buffer([
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [["index": 0, "message": message, "finish_reason": finishReason] as JSONObject],
+            "usage": Self.usage(prompt: prompt, completion: completion),
+        ] as JSONObject)
+    }
+
+    static func usage(prompt: Int, completion: Int) -> JSONObject {
+        ["prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion]
+    }
+
+    /// An error event in OpenAI's shape, which ends a stream.
+    static func errorEvent(status: Int, message: String) -> ByteBuffer {
+        JSON.event(OpenAIError.body(status: status, message: message))
+    }
+}
