@@ -260,8 +260,8 @@ public final class BackendRegistry: RemoteModelDirectory, RemoteBackends {
         let transport = BackendTransport(http: http, backend: config.name)
         switch config.format {
         case .openai: return OpenAICompatibleBackend(config: config, apiKey: apiKey, transport: transport)
-        case .anthropic, .gemini:
-            throw BodhiError.invalidRequest("The \(config.format.rawValue) format is not served yet.", param: "format")
+        case .anthropic: return AnthropicBackend(config: config, apiKey: apiKey, transport: transport)
+        case .gemini: return GeminiBackend(config: config, apiKey: apiKey, transport: transport)
         }
     }
 
