@@ -160,6 +160,7 @@ let package = Package(
         // What several test targets share (a seeded generator for fuzz tests); never in a product.
         .target(name: "BodhiTestSupport", path: "Tests/BodhiTestSupport", swiftSettings: strict),
         .testTarget(name: "BodhiModelsTests", dependencies: ["BodhiModels", "BodhiTestSupport"], swiftSettings: strict),
+        .testTarget(name: "BodhiBackendsTests", dependencies: ["BodhiBackends"], swiftSettings: strict),
         .testTarget(name: "BodhiCompatibilityTests", dependencies: ["BodhiCompatibility"], swiftSettings: strict),
         .testTarget(name: "BodhiStoreTests", dependencies: ["BodhiStore", "BodhiIdentity", "BodhiChats"], swiftSettings: strict),
         .testTarget(

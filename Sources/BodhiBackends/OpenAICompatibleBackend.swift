@@ -89,12 +89,19 @@ struct OpenAICompatibleBackend: RemoteBackend {
         let patterns: [(String, String)]
 
         init(from id: String, to name: String) {
-            let escape = { (text: String) in
-                String(decoding: (try? JSONSerialization.data(withJSONObject: [text], options: [.withoutEscapingSlashes])) ?? Data(), as: UTF8.self)
+            let escape = { (text: String, slashes: Bool) in
+                let options: JSONSerialization.WritingOptions = slashes ? [] : [.withoutEscapingSlashes]
+                return String(decoding: (try? JSONSerialization.data(withJSONObject: [text], options: options)) ?? Data(), as: UTF8.self)
                     .dropFirst().dropLast()
             }
-            let (from, to) = (escape(id), escape(name))
-            patterns = [("\"model\":\(from)", "\"model\":\(to)"), ("\"model\": \(from)", "\"model\": \(to)")]
+            // Servers write the id with `/` escaped or not (Swift's encoders do, llama-server does not),
+            // after `:` or `: `; the new name goes in the same way.
+            var patterns: [(String, String)] = []
+            for slashes in [false, true] where !slashes || id.contains("/") || name.contains("/") {
+                let (from, to) = (escape(id, slashes), escape(name, slashes))
+                patterns += [("\"model\":\(from)", "\"model\":\(to)"), ("\"model\": \(from)", "\"model\": \(to)")]
+            }
+            self.patterns = patterns
         }
 
         func translate(_ event: ByteBuffer) -> [ByteBuffer] {

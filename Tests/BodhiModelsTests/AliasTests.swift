@@ -41,7 +41,7 @@ import Testing
         let created = try await registry.create(Alias(name: "tiny", model: "org/tiny-gguf:q4_k_m", defaults: .init(temperature: 0)))
         #expect(created.model == "org/tiny-GGUF:Q4_K_M")
         let served = try await registry.resolve("tiny")
-        #expect(served.entry.id == "org/tiny-GGUF:Q4_K_M" && served.alias?.defaults.temperature == 0)
+        #expect(served.entry?.id == "org/tiny-GGUF:Q4_K_M" && served.alias?.defaults.temperature == 0)
         #expect(try await registry.resolve("org/tiny-GGUF:Q4_K_M").alias == nil)
 
         do {
@@ -61,5 +61,42 @@ import Testing
             _ = try await registry.alias(named: "tiny")
             Issue.record("a deleted alias is still there")
         } catch let error as BodhiError { #expect(error.status == 404) }
+    }
+
+    /// Two backends' models, as a `BackendRegistry` would know them.
+    struct Directory: RemoteModelDirectory {
+        let models: [RemoteModel] = [
+            RemoteModel(backend: "lab", id: "smol", name: "lab/smol", ownedBy: "llamacpp", created: Date()),
+            RemoteModel(backend: "peer", id: "org/tiny-GGUF:Q4_K_M", name: "peer/org/tiny-GGUF:Q4_K_M", ownedBy: "org", created: Date()),
+        ]
+        func remoteModelNow(named name: String) -> RemoteModel? { models.first { $0.name == name } }
+        func remoteModel(named name: String) async -> RemoteModel? { remoteModelNow(named: name) }
+        func remoteModels() -> [RemoteModel] { models }
+    }
+
+    @Test func backendsModelsResolveByTheirPrefixAndAliasesServeThem() async throws {
+        let registry = AliasRegistry(repository: nil, catalog: try Self.catalog(), remote: Directory())
+        // A backend's model, even one whose own id looks like a local model's.
+        let remote = try await registry.resolve("peer/org/tiny-GGUF:Q4_K_M")
+        #expect(remote.remote?.backend == "peer" && remote.remote?.id == "org/tiny-GGUF:Q4_K_M" && remote.entry == nil)
+        #expect(try await registry.resolve("org/tiny-GGUF:Q4_K_M").entry != nil)
+        #expect(registry.resolveNow("lab/smol")?.remote?.id == "smol")
+
+        // An alias gives a remote model its defaults; it keeps the name as given.
+        let alias = try await registry.create(Alias(name: "brief", model: "lab/smol", defaults: .init(maxTokens: 3)))
+        #expect(alias.model == "lab/smol")
+        let served = try await registry.resolve("brief")
+        #expect(served.remote?.name == "lab/smol" && served.alias?.defaults.maxTokens == 3 && served.modelName == "lab/smol")
+        #expect(registry.resolveNow("brief")?.remote?.backend == "lab")
+
+        // A name a backend does not serve is refused, as any unknown model.
+        do {
+            _ = try await registry.resolve("lab/missing")
+            Issue.record("an unknown remote model resolved")
+        } catch let error as BodhiError { #expect(error.status == 404) }
+        do {
+            _ = try await registry.create(Alias(name: "nowhere", model: "lab/missing"))
+            Issue.record("an alias to an unknown remote model was made")
+        } catch let error as BodhiError { #expect(error.status == 400) }
     }
 }

@@ -21,7 +21,8 @@ import Testing
         try await store.migrate()
         #expect(try await store.appliedMigrations() == all)
         #expect(try await store.tableNames() == [
-            "access_requests", "aliases", "api_tokens", "chat_messages", "chats", "pulls", "schema_migrations", "sessions", "users",
+            "access_requests", "aliases", "api_tokens", "backends", "chat_messages", "chats", "pulls", "schema_migrations", "sessions",
+            "users",
         ])
     }
 
@@ -111,6 +112,25 @@ import Testing
         try await store.deleteAlias(named: "smol")
         #expect(try await store.allAliases().map(\.name) == ["another"])
     }
+
+    @Test(arguments: TestDatabase.available)
+    func backendsRoundTripWithTheirKeySealedAndPrefixesUnique(database: TestDatabase) async throws {
+        let (store, dispose) = try await database.makeStore()
+        defer { Task { await dispose() } }
+        try await store.migrate()
+        let lab = BackendConfig(name: "lab", url: "http://10.0.0.2:8080/v1", format: .openai, sealedKey: "c2VhbGVk")
+        try await store.saveBackend(lab)
+        try await store.saveBackend(BackendConfig(name: "claude", url: "https://api.anthropic.com", format: .anthropic, prefix: "c"))
+        let loaded = try await store.allBackends()
+        #expect(loaded.map(\.name) == ["claude", "lab"])
+        #expect(loaded[1].sameSettings(as: lab) && loaded[0].prefix == "c" && loaded[0].sealedKey == nil)
+        do {
+            try await store.saveBackend(BackendConfig(name: "other", url: "http://x", format: .openai, prefix: "lab"))
+            Issue.record("two backends got one prefix")
+        } catch {}
+        try await store.deleteBackend(named: "lab")
+        #expect(try await store.allBackends().map(\.name) == ["claude"])
+    }
 }
 
 @Suite(.timeLimit(.minutes(2))) struct StoreCopyTests {
@@ -135,9 +155,13 @@ import Testing
             id: "p1", reference: "o/r", repo: "o/r", revision: "main", commit: "c", model: "o/r:Q4_0",
             files: [PullFile(path: "f.gguf", size: 3, sha256: "x")], state: .completed))
 
+        let backend = BackendConfig(name: "lab", url: "http://10.0.0.2:8080", format: .gemini, prefix: "g", sealedKey: "c2VhbGVk")
+        try await source.saveBackend(backend)
+
         let counts = try await source.copy(into: target)
-        #expect(counts.map(\.table) == ["aliases", "pulls", "users", "sessions", "api_tokens", "access_requests", "chats", "chat_messages"])
-        #expect(counts.map(\.rows) == [450, 1, 0, 0, 0, 0, 0, 0])
+        #expect(counts.map(\.table) == ["aliases", "backends", "pulls", "users", "sessions", "api_tokens", "access_requests", "chats", "chat_messages"])
+        #expect(counts.map(\.rows) == [450, 1, 1, 0, 0, 0, 0, 0, 0])
+        #expect(try await target.allBackends().first?.sameSettings(as: backend) == true)
         let copied = try await target.allAliases()
         #expect(copied.count == 450)
         #expect(copied.first { $0.name == "a7" }?.defaults.system == "S7")

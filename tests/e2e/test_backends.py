@@ -148,9 +148,9 @@ def test_another_bodhi_with_a_key_the_key_never_shows(gateway: BodhiServer, peer
     with openai.OpenAI(base_url=gateway.api_url, api_key=gateway.token, timeout=TIMEOUT_S, max_retries=0) as client:
         reply = client.chat.completions.create(model=remote, messages=HELLO, max_tokens=8)
         assert reply.model == remote and reply.choices[0].message.content
-        text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
-            model=remote, messages=HELLO, max_tokens=8, stream=True) if c.choices)
-        assert text
+        chunks = list(client.chat.completions.create(model=remote, messages=HELLO, max_tokens=8, stream=True))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert {c.model for c in chunks} == {remote}
     # The peer served it: its own count went up.
     assert metric(peer, "bodhi_inference_requests_total", model=DEFAULT_MODEL, operation="chat", status="200") >= 2
 

@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 from bodhi_process import DEFAULT_MODEL, REPO_ROOT, BodhiServer, default_model_file
+from cloud_standins import StandIn
 from fake_hub import FakeHub
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -432,6 +433,30 @@ def test_admin_pages_render(server: BodhiServer, browser):
     wait(browser, EC.url_matches(r"/ui/chat$"))
     text_in(browser, ".chat-title", "New chat")
     wait(browser, lambda d: "Markdown" not in d.find_element(By.CSS_SELECTOR, ".chat-list").text)
+
+
+def test_an_admin_adds_a_backend_in_the_browser_and_its_key_never_comes_back(server: BodhiServer, browser):
+    with StandIn("openai", "sk-from-the-ui", ["gpt-ui"]) as cloud:
+        browser.get_log("browser")  # what earlier pages logged
+        go(browser, server, "/ui/backends")
+        fill(browser, "Name", "cloud")
+        fill(browser, "URL", cloud.url + "/v1")
+        fill(browser, "API key", "sk-from-the-ui")
+        click(browser, "Add backend")
+        text_in(browser, "#toasts", "Backend cloud added: 1 models as cloud/")
+        text_in(browser, "main table", "cloud")
+        assert cloud.requests[-1]["headers"]["Authorization"] == "Bearer sk-from-the-ui"
+        assert "sk-from-the-ui" not in browser.page_source
+        click(browser, "Test")
+        text_in(browser, "#toasts", "cloud answers: 1 models")
+        shot(browser, "12-backends")
+        assert not problems(browser), problems(browser)
+        # Its model is one of Bodhi's now, for this session too.
+        listed = browser.execute_script("return fetch('/v1/models').then((r) => r.json())")
+        assert "cloud/gpt-ui" in [model["id"] for model in listed["data"]]
+        browser.find_element(By.XPATH, "//tr[th[.='cloud']]//button[.='Remove']").click()
+        click(browser, "Remove", within="dialog")
+        text_in(browser, "main", "No backends yet")
 
 
 def test_a_newcomer_asks_for_access_and_cannot_reach_admin_pages(server: BodhiServer, browser):

@@ -18,6 +18,7 @@ const pages = [
   { path: /^\/ui\/register$/, module: "auth.js", view: "register", access: "public" },
   { path: /^\/ui\/chat(?:\/([\w-]+))?$/, module: "chat.js", access: "user", nav: "Chat", href: "/ui/chat" },
   { path: /^\/ui\/models$/, module: "models.js", access: "user", nav: "Models", href: "/ui/models" },
+  { path: /^\/ui\/backends$/, module: "backends.js", access: "power_user", nav: "Backends", href: "/ui/backends" },
   { path: /^\/ui\/tokens$/, module: "tokens.js", access: "user", nav: "Tokens", href: "/ui/tokens" },
   { path: /^\/ui\/users$/, module: "users.js", access: "manager", nav: "Users", href: "/ui/users" },
   { path: /^\/ui\/settings$/, module: "settings.js", access: "admin", nav: "Settings", href: "/ui/settings" },
