@@ -28,13 +28,15 @@ struct BackendTransport: Sendable {
             request.body = .bytes(body)
         }
         let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
-        let head = AsyncThrowingStream<(Int, String?), any Error>.makeStream()
+        let head = AsyncThrowingStream<(Int, String?, Int?), any Error>.makeStream()
         // The exchange runs in a task of its own so that a hang-up or a reader that stops ends it
         // (cancelling the task cancels the HTTP request), whoever waits on it.
         let exchange = Task {
             do {
                 let response = try await http.execute(request, timeout: headTimeout)
-                head.continuation.yield((Int(response.status.code), response.headers.first(name: "Content-Type")))
+                head.continuation.yield((
+                    Int(response.status.code), response.headers.first(name: "Content-Type"),
+                    response.headers.first(name: "Retry-After").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }))
                 head.continuation.finish()
                 for try await chunk in response.body { continuation.yield(chunk) }
                 continuation.finish()
@@ -47,14 +49,14 @@ struct BackendTransport: Sendable {
         let watch = client?.onHangUp { exchange.cancel() }
         do {
             var heads = head.stream.makeAsyncIterator()
-            guard let (status, contentType) = try await withTaskCancellationHandler(
+            guard let (status, contentType, retryAfter) = try await withTaskCancellationHandler(
                 operation: { try await heads.next() }, onCancel: { exchange.cancel() })
             else { throw CancellationError() }
             let body = EngineReplyBody(chunks: chunks, cancel: {
                 watch?.end()
                 exchange.cancel()
             })
-            return EngineReply(status: status, contentType: contentType, body: body)
+            return EngineReply(status: status, contentType: contentType, body: body, retryAfterSeconds: retryAfter)
         } catch {
             watch?.end()
             exchange.cancel()

@@ -72,7 +72,9 @@ extension EngineReply {
     /// This reply with its whole body replaced by `transform`'s.
     func translatingWhole(upTo limit: Int, status: Int? = nil, _ transform: (ByteBuffer) throws -> ByteBuffer) async throws -> EngineReply {
         let bytes = try await body.collect(upTo: limit)
-        return EngineReply(status: status ?? self.status, contentType: "application/json", body: EngineReplyBody(whole: try transform(bytes)))
+        return EngineReply(
+            status: status ?? self.status, contentType: "application/json", body: EngineReplyBody(whole: try transform(bytes)),
+            retryAfterSeconds: retryAfterSeconds)
     }
 }
 

@@ -13,11 +13,14 @@ public struct EngineReply: Sendable {
     public let status: Int
     public let contentType: String?
     public let body: EngineReplyBody
+    /// What a refusal's `Retry-After` asked for, in seconds (backends only).
+    public var retryAfterSeconds: Int?
 
-    public init(status: Int, contentType: String?, body: EngineReplyBody) {
+    public init(status: Int, contentType: String?, body: EngineReplyBody, retryAfterSeconds: Int? = nil) {
         self.status = status
         self.contentType = contentType
         self.body = body
+        self.retryAfterSeconds = retryAfterSeconds
     }
 }
 

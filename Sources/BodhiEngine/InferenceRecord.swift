@@ -40,10 +40,16 @@ public struct InferenceRecord: Sendable {
 public protocol InferenceObserver: Sendable {
     func inferenceFinished(_ record: InferenceRecord)
     func queueRejected(model: String)
+    /// A router sent a request on to `to` because `from` failed before answering.
+    func routerFellBack(router: String, from: String, to: String)
+    /// A router target's breaker is now `state`.
+    func breakerChanged(target: String, state: BreakerState)
 }
 
 extension InferenceObserver {
     public func queueRejected(model: String) {}
+    public func routerFellBack(router: String, from: String, to: String) {}
+    public func breakerChanged(target: String, state: BreakerState) {}
 }
 
 /// Token counts from an engine's answer: OpenAI's `usage` where present, else llama-server's

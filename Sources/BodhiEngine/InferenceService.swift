@@ -200,6 +200,8 @@ public struct InferenceService: Sendable {
     private let local: LocalBackend
     /// The servers and cloud APIs that serve `prefix/model` names.
     private let remotes: (any RemoteBackends)?
+    /// Router targets' breakers and retry budgets.
+    public let breakers: RouterBreakers
     /// The streams being served, which a stop ends once its grace period is over.
     public let streams: StreamCutoff
 
@@ -212,9 +214,10 @@ public struct InferenceService: Sendable {
     public init(
         models: AliasRegistry, supervisor: EngineSupervisor, engines: EngineClient, logger: Logger,
         admission: AdmissionQueue = AdmissionQueue(maxQueue: 512), observers: [any InferenceObserver] = [],
-        streams: StreamCutoff = StreamCutoff(), remotes: (any RemoteBackends)? = nil
+        streams: StreamCutoff = StreamCutoff(), remotes: (any RemoteBackends)? = nil, breakers: RouterBreakers = RouterBreakers()
     ) {
         self.remotes = remotes
+        self.breakers = breakers
         local = LocalBackend(supervisor: supervisor, engines: engines, admission: admission)
         self.streams = streams
         self.models = models
@@ -259,6 +262,8 @@ public struct InferenceService: Sendable {
     public struct HeldResult: Sendable {
         public let result: InferenceResult
         fileprivate let finish: (@Sendable () -> Void)?
+        /// What a refusal's `Retry-After` asked for (a backend's 429 or 503).
+        var retryAfterSeconds: Int?
 
         public func release() { finish?() }
     }
@@ -275,7 +280,11 @@ public struct InferenceService: Sendable {
     ) async throws -> HeldResult {
         let started = ContinuousClock.now
         let head = try Self.parseHead(body)
-        let prepared = try Self.prepare(operation, body: body, head: head, served: try await resolve(try Self.modelName(head), allowedBy: allowedModels))
+        let name = try Self.modelName(head)
+        if let router = models.routerNow(name) {
+            return try await route(operation, body: body, through: router, allowedModels: allowedModels)
+        }
+        let prepared = try Self.prepare(operation, body: body, head: head, served: try await resolve(name, allowedBy: allowedModels))
         let caller = InferenceCaller.current
         var onWhole: WholeReplyReceiver?
         if !prepared.wantsEvents, let deliverWhole {
@@ -306,17 +315,93 @@ public struct InferenceService: Sendable {
         do {
             let bytes = try await reply.body.collect(upTo: Self.maxResponseBytes)
             let status = reply.status
-            return HeldResult(result: .complete(status: status, contentType: contentType, body: bytes)) {
+            return HeldResult(result: .complete(status: status, contentType: contentType, body: bytes), finish: {
                 slot.finish(status: status, body: bytes)
-            }
+            }, retryAfterSeconds: reply.retryAfterSeconds)
         } catch {
             slot.finish(status: 503)
             throw engineStopped(exchange.model, error)
         }
     }
 
+    /// Serves a request for a router model: to its targets in the router's order, each request
+    /// body naming the target, moving on when one fails before answering (no connection, a
+    /// timeout, 429 or 5xx before the first byte of an answer) as far as breakers and retry
+    /// budgets allow. Any other answer, 400s included, is the answer. When every target failed,
+    /// the last failure is the answer; when every breaker is open, a 503 says for how long.
+    private func route(
+        _ operation: InferenceOperation, body: ByteBuffer, through router: ModelRouter, allowedModels: [String]?
+    ) async throws -> HeldResult {
+        if let allowedModels, !allowedModels.contains(where: { $0.lowercased() == router.name.lowercased() }) {
+            throw BodhiError(.forbidden, status: 403,
+                             "This API token may not use the model '\(router.name)'; it may use: \(allowedModels.joined(separator: ", ")).",
+                             param: "model")
+        }
+        guard var request = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
+            throw BodhiError.invalidRequest("The request body must be a JSON object.")
+        }
+        let caller = InferenceCaller.current
+        let stickyKey = (request["user"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? caller.limitKey
+        let cooldown = Duration.seconds(router.cooldownSeconds)
+        var failure: (any Error)?
+        var failedResult: HeldResult?
+        var previous: String?
+        for target in RouterBreakers.order(of: router, stickyKey: stickyKey) {
+            guard breakers.admit(target) else { continue }
+            if let previous {
+                guard breakers.mayRetry(to: target) else {
+                    logger.warning("router's retry budget spent; not falling back", metadata: ["router": "\(router.name)", "target": "\(target)"])
+                    break
+                }
+                for observer in observers { observer.routerFellBack(router: router.name, from: previous, to: target) }
+            } else {
+                breakers.counted(target)
+            }
+            previous = target
+            request["model"] = target
+            let targetBody = ByteBuffer(data: try JSONSerialization.data(withJSONObject: request))
+            do {
+                let held = try await handleHoldingSlot(operation, body: targetBody)
+                if case .complete(let status, _, _) = held.result, status == 429 || status >= 500 {
+                    // A refusal or failure before any answer: the next target may do better.
+                    noteBreaker(target, breakers.failed(target, cooldown: cooldown, retryAfter: held.retryAfterSeconds.map { .seconds($0) }))
+                    failedResult?.release()
+                    failedResult = held
+                    failure = nil
+                    continue
+                }
+                noteBreaker(target, breakers.succeeded(target))
+                failedResult?.release()
+                ServedBy.current?.record(target)
+                return held
+            } catch let error as BodhiError where error.status == 429 || error.status >= 500 {
+                noteBreaker(target, breakers.failed(target, cooldown: cooldown, retryAfter: error.retryAfterSeconds.map { .seconds($0) }))
+                failure = error
+                failedResult?.release()
+                failedResult = nil
+            }
+        }
+        if let failedResult {
+            ServedBy.current?.record(previous ?? router.name)
+            return failedResult
+        }
+        if let failure { throw failure }
+        let wait = router.targets.compactMap { breakers.reopensIn($0) }.min() ?? .seconds(1)
+        let seconds = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
+        throw BodhiError.engineUnavailable(
+            "Every target of the router '\(router.name)' failed recently and is cooling down; retry in \(seconds) s.", retryAfterSeconds: seconds)
+    }
+
+    /// Tells the observers a target's breaker changed.
+    private func noteBreaker(_ target: String, _ change: BreakerState?) {
+        guard change != nil else { return }
+        let state = breakers.state(of: target)
+        for observer in observers { observer.breakerChanged(target: target, state: state) }
+    }
+
     /// What serves `served`: this machine's engines, or the backend whose model it is.
     private func backend(serving served: ServedModel) throws -> any InferenceBackend {
+        if case .router = served.source { throw BodhiError.internalError("A router reached a backend.") }
         guard let remote = served.remote else { return local }
         guard let backend = remotes?.backend(named: remote.backend) else {
             throw BodhiError.modelNotFound(served.name)

@@ -54,6 +54,9 @@ public struct ModelService: Sendable {
         case .remote(let model):
             throw BodhiError.invalidRequest(
                 "'\(served.name)' is the model '\(model.id)' of the backend '\(model.backend)'; it has no files on this machine.", param: "model")
+        case .router(let router):
+            throw BodhiError.invalidRequest(
+                "'\(served.name)' is a router to \(router.targets.joined(separator: ", ")); it has no files of its own.", param: "model")
         }
     }
 

@@ -8,6 +8,8 @@ public struct ServedModel: Sendable, Equatable {
     public enum Source: Sendable, Equatable {
         case file(ModelEntry)
         case remote(RemoteModel)
+        /// A router model: its targets serve it.
+        case router(ModelRouter)
     }
 
     /// The alias name, or the model's name.
@@ -47,13 +49,21 @@ extension ServedModel.Source {
         switch self {
         case .file(let entry): entry.id
         case .remote(let model): model.name
+        case .router(let router): router.name
         }
     }
 }
 
-/// The aliases, kept in memory for the request path and written through to the database.
+/// The aliases and routers, kept in memory for the request path and written through to the
+/// database. One registry for both: they share one namespace of names.
 public actor AliasRegistry {
     private let repository: (any AliasRepository)?
+    private let routerRepository: (any RouterRepository)?
+    private var routersByName: [String: ModelRouter] = [:] {
+        didSet { currentRouters.withLock { [routersByName] in $0 = routersByName } }
+    }
+    /// `routersByName` as of its last change, for `routerNow`.
+    private let currentRouters = Mutex<[String: ModelRouter]>([:])
     private let catalog: ModelCatalog
     /// The backends' models, which names that are no local file may be.
     private let remote: (any RemoteModelDirectory)?
@@ -63,8 +73,12 @@ public actor AliasRegistry {
     /// `byName` as of its last change, for `resolveNow`.
     private let current = Mutex<[String: Alias]>([:])
 
-    public init(repository: (any AliasRepository)?, catalog: ModelCatalog, remote: (any RemoteModelDirectory)? = nil) {
+    public init(
+        repository: (any AliasRepository)?, catalog: ModelCatalog, remote: (any RemoteModelDirectory)? = nil,
+        routers: (any RouterRepository)? = nil
+    ) {
         self.repository = repository
+        routerRepository = routers
         self.catalog = catalog
         self.remote = remote
     }
@@ -72,6 +86,59 @@ public actor AliasRegistry {
     /// Reads the aliases from the database (once, at start).
     public func load() async throws {
         byName = Dictionary(try await repository?.allAliases().map { ($0.name, $0) } ?? [], uniquingKeysWith: { a, _ in a })
+        routersByName = Dictionary(try await routerRepository?.allRouters().map { ($0.name, $0) } ?? [], uniquingKeysWith: { a, _ in a })
+    }
+
+    // MARK: Routers
+
+    public func routers() -> [ModelRouter] {
+        routersByName.values.sorted { $0.name < $1.name }
+    }
+
+    public func router(named name: String) throws -> ModelRouter {
+        guard let router = routersByName[name] else {
+            throw BodhiError.notFound("There is no router '\(name)'. List routers with GET /bodhi/v1/routers or `bodhi router ls`.")
+        }
+        return router
+    }
+
+    /// The router `name` names, without the actor.
+    public nonisolated func routerNow(_ name: String) -> ModelRouter? {
+        currentRouters.withLock { $0[name] }
+    }
+
+    /// Creates or replaces a router. Its targets must each resolve (local, a backend's, or an
+    /// alias) and none may be a router; its name may not be an alias's.
+    public func setRouter(_ router: ModelRouter) async throws -> ModelRouter {
+        try router.validate()
+        if byName[router.name] != nil {
+            throw BodhiError.conflict("'\(router.name)' is an alias; a router needs a name of its own.")
+        }
+        var router = router
+        for (index, target) in router.targets.enumerated() {
+            if routersByName[target] != nil {
+                throw BodhiError.invalidRequest("The target '\(target)' is a router; a router's targets are models or aliases.", param: "targets")
+            }
+            do {
+                router.targets[index] = try await resolve(target).name
+            } catch let error as BodhiError where error.status == 404 {
+                throw BodhiError.invalidRequest(
+                    "The target '\(target)' is neither a model, a backend's model nor an alias; list models with `bodhi ls`.", param: "targets")
+            }
+        }
+        router.createdAt = routersByName[router.name]?.createdAt ?? Date()
+        router.updatedAt = Date()
+        try await routerRepository?.saveRouter(router)
+        routersByName[router.name] = router
+        return router
+    }
+
+    @discardableResult
+    public func deleteRouter(_ name: String) async throws -> ModelRouter {
+        let router = try self.router(named: name)
+        try await routerRepository?.deleteRouter(named: name)
+        routersByName[name] = nil
+        return router
     }
 
     /// All aliases, by name.
@@ -108,9 +175,10 @@ public actor AliasRegistry {
         for alias in dependents { try await delete(alias.name) }
     }
 
-    /// What `name` serves: an alias first (alias names never contain `/`), else a backend's model
-    /// (`prefix/model`), else a local model.
+    /// What `name` serves: a router or an alias first (their names never contain `/`), else a
+    /// backend's model (`prefix/model`), else a local model.
     public func resolve(_ name: String) async throws -> ServedModel {
+        if let router = routersByName[name] { return ServedModel(name: name, source: .router(router), alias: nil) }
         if let alias = byName[name] {
             do {
                 return ServedModel(name: alias.name, source: try await source(of: alias.model), alias: alias)
@@ -132,6 +200,7 @@ public actor AliasRegistry {
     /// What `resolve` answers for `name` when that needs no look at the disk (see
     /// `ModelCatalog.resolveNow`); nil when it does, or when `resolve` would refuse the name.
     public nonisolated func resolveNow(_ name: String) -> ServedModel? {
+        if let router = routerNow(name) { return ServedModel(name: name, source: .router(router), alias: nil) }
         if let alias = current.withLock({ $0[name] }) {
             return sourceNow(of: alias.model).map { ServedModel(name: alias.name, source: $0, alias: alias) }
         }
@@ -144,6 +213,9 @@ public actor AliasRegistry {
     }
 
     public func create(_ alias: Alias) async throws -> Alias {
+        if routersByName[alias.name] != nil {
+            throw BodhiError.conflict("'\(alias.name)' is a router; an alias needs a name of its own.")
+        }
         guard byName[alias.name] == nil else {
             throw BodhiError.conflict("The alias '\(alias.name)' exists already; update it with PUT /bodhi/v1/aliases/\(alias.name).")
         }

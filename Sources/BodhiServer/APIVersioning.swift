@@ -1,4 +1,5 @@
 import BodhiCore
+import BodhiEngine
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -34,6 +35,8 @@ enum APIVersioning {
     static let deprecationHeader = HTTPField.Name("Deprecation")!
     static let sunsetHeader = HTTPField.Name("Sunset")!
     static let linkHeader = HTTPField.Name("Link")!
+    /// The target of a router model that answered.
+    static let servedByHeader = HTTPField.Name("Bodhi-Served-By")!
 
     /// RFC 9110's IMF-fixdate, as `Sunset` carries it.
     static func httpDate(_ date: Date) -> String {
@@ -73,7 +76,12 @@ struct APIVersioningMiddleware: RouterMiddleware {
         let requestID = APIVersioning.requestID(sentByClient: request.headers[APIVersioning.requestIDHeader])
         var context = context
         context.logger[metadataKey: "request_id"] = .string(requestID)
-        var response = try await RequestScope.$requestID.withValue(requestID) { try await next(request, context) }
+        // Requests that may reach a router model (inference is POST) learn which target answered.
+        let servedBy = request.method == .post ? ServedBy() : nil
+        var response = try await RequestScope.$requestID.withValue(requestID) {
+            try await ServedBy.$current.withValue(servedBy) { try await next(request, context) }
+        }
+        if let target = servedBy?.value { response.headers[APIVersioning.servedByHeader] = target }
         APIVersioning.stamp(&response.headers, requestID: requestID, method: request.method, path: context.endpointPath ?? request.uri.path)
         return response
     }

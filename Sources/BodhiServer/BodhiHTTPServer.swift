@@ -32,6 +32,7 @@ public enum BodhiHTTPServer {
         PullRoutes(services: services).register(on: router)
         AliasRoutes(services: services).register(on: router)
         BackendRoutes(services: services).register(on: router)
+        RouterRoutes(services: services).register(on: router)
         ModelRoutes(services: services).register(on: router)
         DocsRoutes(assetsDirectory: services.docsAssetsDirectory).register(on: router)
         UIRoutes(assets: UIRoutes.bundled).register(on: router)

@@ -171,12 +171,15 @@ struct FastInferenceRoute: Sendable {
     private func serve(_ exchange: Exchange) async {
         let request = exchange.request
         let held: InferenceService.HeldResult
+        let servedBy = ServedBy()
         do {
             held = try await RequestScope.$requestID.withValue(exchange.requestID) {
                 try await InferenceCaller.$current.withValue(exchange.caller) {
-                    try await services.inference.handleHoldingSlot(
-                        request.operation, body: request.body, allowedModels: request.principal.allowedModels,
-                        deliverWhole: exchange.deliverWhole)
+                    try await ServedBy.$current.withValue(servedBy) {
+                        try await services.inference.handleHoldingSlot(
+                            request.operation, body: request.body, allowedModels: request.principal.allowedModels,
+                            deliverWhole: exchange.deliverWhole)
+                    }
                 }
             }
         } catch {
@@ -188,6 +191,7 @@ struct FastInferenceRoute: Sendable {
         if !exchange.delivered.isSet {
             var response = OpenAIRoutes.response(for: held.result)
             if case .allowed(let quotas) = request.limits { RateLimitMiddleware.stamp(&response.headers, quotas) }
+            if let target = servedBy.value { response.headers[APIVersioning.servedByHeader] = target }
             await exchange.send(response)
         }
         held.release()

@@ -138,6 +138,18 @@ extension BodhiMetrics: InferenceObserver {
         }
     }
 
+    public func routerFellBack(router: String, from: String, to: String) {
+        makeCounter(
+            name: "bodhi_router_fallbacks_total", labels: [("router", router), ("from", from), ("to", to)],
+            help: "Requests a router sent on to its next target because one failed before answering.").increment()
+    }
+
+    public func breakerChanged(target: String, state: BreakerState) {
+        makeGauge(
+            name: "bodhi_router_breaker_state", labels: [("target", target)],
+            help: "A router target's circuit breaker: 0 closed, 1 half-open (one probe), 2 open (skipped).").set(Double(state.level))
+    }
+
     public func queueRejected(model: String) {
         makeCounter(
             name: "bodhi_queue_rejections_total", labels: [("model", model)],

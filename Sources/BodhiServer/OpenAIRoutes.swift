@@ -41,6 +41,12 @@ struct OpenAIRoutes {
             ownedBy = "bodhi"
         }
 
+        init(_ router: ModelRouter) {
+            id = router.name
+            created = Int(router.createdAt.timeIntervalSince1970)
+            ownedBy = "bodhi"
+        }
+
         init(_ remote: RemoteModel) {
             id = remote.name
             created = Int(remote.created.timeIntervalSince1970)
@@ -54,6 +60,7 @@ struct OpenAIRoutes {
                 switch served.source {
                 case .file(let entry): self.init(entry)
                 case .remote(let model): self.init(model)
+                case .router(let router): self.init(router)
                 }
             }
         }
@@ -69,8 +76,9 @@ struct OpenAIRoutes {
         let models = await services.catalog.list().map(ModelObject.init)
         let aliases = await services.aliases.list().map(ModelObject.init)
         let remote = services.aliases.remoteModels().map(ModelObject.init)
+        let routers = await services.aliases.routers().map(ModelObject.init)
         let allowedNames = allowed.map { Set($0.map { $0.lowercased() }) }
-        let visible = (models + remote + aliases).filter { allowedNames?.contains($0.id.lowercased()) ?? true }
+        let visible = (models + remote + aliases + routers).filter { allowedNames?.contains($0.id.lowercased()) ?? true }
         return try .json(ModelList(data: visible))
     }
 

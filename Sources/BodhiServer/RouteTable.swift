@@ -96,6 +96,10 @@ enum RouteTable {
         "PUT /bodhi/v1/aliases/{name}": .init(.powerUser),
         "POST /bodhi/v1/aliases/{name}/copy": .init(.powerUser),
         "DELETE /bodhi/v1/aliases/{name}": .init(.powerUser),
+        "GET /bodhi/v1/routers": .init(.user),
+        "GET /bodhi/v1/routers/{name}": .init(.user),
+        "PUT /bodhi/v1/routers/{name}": .init(.powerUser),
+        "DELETE /bodhi/v1/routers/{name}": .init(.powerUser),
         // Remote servers and cloud APIs: their keys are the admin's to give.
         "GET /bodhi/v1/backends": .init(.powerUser),
         "GET /bodhi/v1/backends/{name}": .init(.powerUser),

@@ -141,6 +141,19 @@ extension Migration {
         }, down: { database in
             try await database.drop(table: "backends").run()
         }),
+        Migration(version: 6, name: "routers", up: { database in
+            try await database.create(table: "routers")
+                .column("name", type: .text, .primaryKey(autoIncrement: false))
+                .column("targets", type: .text, .notNull)
+                .column("strategy", type: .text, .notNull)
+                .column("weights", type: .text)
+                .column("cooldown_seconds", type: .int, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .column("updated_at", type: .bigint, .notNull)
+                .run()
+        }, down: { database in
+            try await database.drop(table: "routers").run()
+        }),
     ]
 }
 

@@ -27,6 +27,7 @@ extension Store {
     static let copies: [TableCopy] = [
         TableCopy("aliases", as: AliasRow.self),
         TableCopy("backends", as: BackendRow.self),
+        TableCopy("routers", as: RouterRow.self),
         TableCopy("pulls", as: PullRow.self),
         TableCopy("users", as: UserRow.self),
         TableCopy("sessions", as: SessionRow.self),

@@ -123,7 +123,7 @@ private func withAliases<T: Sendable>(_ server: ServerOptions, _ body: (any Alia
     let client = BodhiClient(settings: settings)
     if await client.isRunning() { return try await body(RemoteAliases(client: client)) }
     return try await settings.withStore { store in
-        let registry = AliasRegistry(repository: store, catalog: ModelCatalog(hubDirectory: settings.hubDirectory))
+        let registry = AliasRegistry(repository: store, catalog: ModelCatalog(hubDirectory: settings.hubDirectory), routers: store)
         try await registry.load()
         return try await body(LocalAliases(registry: registry))
     }

@@ -6,7 +6,7 @@ struct Bodhi: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bodhi",
         abstract: "Run open GGUF models locally and serve them on an OpenAI-compatible API.",
-        subcommands: [Serve.self, ListModels.self, ProcessStatus.self, RunModel.self, PullModel.self, RemoveModel.self, AliasCommand.self, BackendsCommand.self, DatabaseCommand.self, Setup.self, TokensCommand.self])
+        subcommands: [Serve.self, ListModels.self, ProcessStatus.self, RunModel.self, PullModel.self, RemoveModel.self, AliasCommand.self, RouterCommand.self, BackendsCommand.self, DatabaseCommand.self, Setup.self, TokensCommand.self])
 }
 
 /// Where to find (or put) the server; shared by every command.

@@ -64,7 +64,7 @@ struct Serve: AsyncParsableCommand {
         let catalog = ModelCatalog(hubDirectory: settings.hubDirectory)
         let backendHTTP = BackendRegistry.makeHTTPClient()
         let backends = BackendRegistry(repository: store, sealer: secrets, http: backendHTTP, logger: logger)
-        let aliases = AliasRegistry(repository: store, catalog: catalog, remote: backends)
+        let aliases = AliasRegistry(repository: store, catalog: catalog, remote: backends, routers: store)
         do {
             try await backends.load()
             backends.startSyncing()

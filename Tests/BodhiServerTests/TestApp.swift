@@ -44,7 +44,7 @@ struct TestApp: Sendable {
         let backends = BackendRegistry(
             repository: store, sealer: try SecretBox.load(environment: environment, home: directory), http: .shared, logger: logger)
         try await backends.load()
-        let aliases = AliasRegistry(repository: store, catalog: catalog, remote: backends)
+        let aliases = AliasRegistry(repository: store, catalog: catalog, remote: backends, routers: store)
         let gateway = Gateway(settings: settings)
         let services = BodhiServices(
             catalog: catalog, aliases: aliases, backends: backends, supervisor: supervisor,

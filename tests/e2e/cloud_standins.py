@@ -10,6 +10,7 @@ Retry-After. Every request is kept in `requests` (path, headers, JSON body) for 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,11 @@ class StandIn:
     def __init__(self, kind: str, key: str, models: list[str]):
         self.kind, self.key, self.models = kind, key, models
         self.requests: list[dict[str, Any]] = []
+        # Knobs for the tests: answer every request with this status (and Retry-After), or drop
+        # the connection after reading the request, as a server that died mid-request does.
+        self.fail_status: int | None = None
+        self.retry_after: int | None = None
+        self.drop = False
         handler = type("Handler", (_Handler,), {"standin": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -37,6 +43,9 @@ class StandIn:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def posts(self) -> int:
+        return sum(1 for r in self.requests if r["body"] is not None)
 
     def last(self, path_part: str) -> dict[str, Any]:
         return next(r for r in reversed(self.requests) if path_part in r["path"])
@@ -122,6 +131,15 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         self.standin.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
         if not self._authorized():
+            return
+        if self.standin.drop:
+            time.sleep(0.2)
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        if self.standin.fail_status:
+            retry = {"Retry-After": str(self.standin.retry_after)} if self.standin.retry_after else None
+            self._error(self.standin.fail_status, "the stand-in is failing on purpose", retry)
             return
         kind = self.standin.kind
         if kind == "openai" and self.path == "/v1/chat/completions":
