@@ -21,8 +21,8 @@ import Testing
         try await store.migrate()
         #expect(try await store.appliedMigrations() == all)
         #expect(try await store.tableNames() == [
-            "access_requests", "aliases", "api_tokens", "backends", "chat_messages", "chats", "pulls", "schema_migrations", "sessions",
-            "users",
+            "access_requests", "aliases", "api_tokens", "backends", "chat_messages", "chats", "pulls", "routers", "schema_migrations",
+            "sessions", "users",
         ])
     }
 
@@ -157,10 +157,16 @@ import Testing
 
         let backend = BackendConfig(name: "lab", url: "http://10.0.0.2:8080", format: .gemini, prefix: "g", sealedKey: "c2VhbGVk")
         try await source.saveBackend(backend)
+        let router = ModelRouter(name: "chat", targets: ["o/r:Q4_0", "g/x"], strategy: .weighted, weights: [3, 1], cooldownSeconds: 12)
+        try await source.saveRouter(router)
 
         let counts = try await source.copy(into: target)
-        #expect(counts.map(\.table) == ["aliases", "backends", "pulls", "users", "sessions", "api_tokens", "access_requests", "chats", "chat_messages"])
-        #expect(counts.map(\.rows) == [450, 1, 1, 0, 0, 0, 0, 0, 0])
+        #expect(counts.map(\.table) == [
+            "aliases", "backends", "routers", "pulls", "users", "sessions", "api_tokens", "access_requests", "chats", "chat_messages",
+        ])
+        #expect(counts.map(\.rows) == [450, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+        let copiedRouter = try await target.allRouters().first
+        #expect(copiedRouter?.targets == router.targets && copiedRouter?.weights == [3, 1] && copiedRouter?.cooldownSeconds == 12)
         #expect(try await target.allBackends().first?.sameSettings(as: backend) == true)
         let copied = try await target.allAliases()
         #expect(copied.count == 450)
