@@ -44,7 +44,7 @@ struct AnthropicBackend: RemoteBackend {
         let (body, model) = try upstreamBody(request)
         let chat = try ChatRequest(body)
         let upstream = try Self.messagesRequest(chat, model: model.id)
-        let reply = try await transport.send(.POST, base + "/messages", headers: headers, body: JSON.buffer(upstream), client: request.caller.connection)
+        let reply = try await transport.send(.POST, base + "/messages", headers: headers, body: JSONBody.buffer(upstream), client: request.caller.connection)
         let chunks = ChatChunks(model: request.served.name)
         guard reply.status == 200 else {
             let failed = try await reply.translatingWhole(upTo: 1 << 20) { OpenAIError.translated($0, status: reply.status, backend: name) }
@@ -54,8 +54,8 @@ struct AnthropicBackend: RemoteBackend {
             return BackendExchange(reply: reply.translatingEvents(with: StreamTranslator(chunks: chunks)), model: model.name)
         }
         let whole = try await reply.translatingWhole(upTo: InferenceService.maxResponseBytes) { bytes in
-            guard let message = JSON.object(bytes) else {
-                return JSON.buffer(OpenAIError.body(status: 502, message: "The backend '\(name)' answered with something that is not JSON."))
+            guard let message = JSONBody.parsed(bytes) else {
+                return OpenAIError.buffer(status: 502, message: "The backend '\(name)' answered with something that is not JSON.")
             }
             return Self.completion(message, chunks: chunks)
         }
@@ -151,7 +151,7 @@ struct AnthropicBackend: RemoteBackend {
             case "text": text += block["text"] as? String ?? ""
             case "tool_use":
                 calls.append(["id": block["id"] ?? "", "type": "function", "function": [
-                    "name": block["name"] ?? "", "arguments": String(buffer: JSON.buffer(block["input"] ?? JSONObject())),
+                    "name": block["name"] ?? "", "arguments": String(buffer: JSONBody.buffer(block["input"] ?? JSONObject())),
                 ] as JSONObject])
             default: break
             }
@@ -173,7 +173,7 @@ struct AnthropicBackend: RemoteBackend {
         var ended = false
 
         mutating func translate(_ event: ByteBuffer) -> [ByteBuffer] {
-            guard let data = SSEFramer.data(of: event), let object = JSON.object(ByteBuffer(string: data)) else { return [] }
+            guard let data = SSEFramer.data(of: event), let object = JSONBody.parsed(ByteBuffer(string: data)) else { return [] }
             switch object["type"] as? String {
             case "message_start":
                 let message = object["message"] as? JSONObject
@@ -208,7 +208,7 @@ struct AnthropicBackend: RemoteBackend {
                 ended = true
                 return [
                     chunks.chunk(delta: [:], finishReason: finishReason ?? "stop"),
-                    chunks.usageChunk(prompt: promptTokens, completion: completionTokens), JSON.done,
+                    chunks.usageChunk(prompt: promptTokens, completion: completionTokens), SSE.done,
                 ]
             case "error":
                 ended = true

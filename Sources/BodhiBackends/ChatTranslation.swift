@@ -1,4 +1,5 @@
 import BodhiCore
+import BodhiEngine
 import Foundation
 
 /// What OpenAI's Chat Completions request says, read once for the translations to other
@@ -77,7 +78,7 @@ struct ChatRequest {
                     let arguments = function["arguments"]
                     return ToolCall(
                         id: call["id"] as? String ?? "call_\(index)", name: function["name"] as? String ?? "",
-                        arguments: arguments as? String ?? (arguments.map { String(decoding: JSON.buffer($0).readableBytesView, as: UTF8.self) } ?? "{}"))
+                        arguments: arguments as? String ?? (arguments.map { String(decoding: JSONBody.buffer($0).readableBytesView, as: UTF8.self) } ?? "{}"))
                 }
                 self.messages.append(.assistant(text: Self.text(of: message["content"]), toolCalls: calls))
             case "tool", "function":

@@ -49,14 +49,14 @@ struct GeminiBackend: RemoteBackend {
             let chat = try ChatRequest(body)
             let url = modelPath + (chat.stream ? ":streamGenerateContent?alt=sse" : ":generateContent")
             let reply = try await transport.send(
-                .POST, url, headers: headers, body: JSON.buffer(Self.generateRequest(chat)), client: request.caller.connection)
+                .POST, url, headers: headers, body: JSONBody.buffer(Self.generateRequest(chat)), client: request.caller.connection)
             guard reply.status == 200 else { return BackendExchange(reply: try await failed(reply), model: model.name) }
             if chat.stream {
                 return BackendExchange(reply: reply.translatingEvents(with: StreamTranslator(chunks: chunks)), model: model.name)
             }
             let whole = try await reply.translatingWhole(upTo: InferenceService.maxResponseBytes) { bytes in
-                guard let answer = JSON.object(bytes) else {
-                    return JSON.buffer(OpenAIError.body(status: 502, message: "The backend '\(name)' answered with something that is not JSON."))
+                guard let answer = JSONBody.parsed(bytes) else {
+                    return OpenAIError.buffer(status: 502, message: "The backend '\(name)' answered with something that is not JSON.")
                 }
                 return Self.completion(answer, chunks: chunks)
             }
@@ -70,12 +70,12 @@ struct GeminiBackend: RemoteBackend {
             }
             let requests = inputs.map { ["model": "models/" + model.id, "content": ["parts": [["text": $0]]]] as JSONObject }
             let reply = try await transport.send(
-                .POST, modelPath + ":batchEmbedContents", headers: headers, body: JSON.buffer(["requests": requests]), client: request.caller.connection)
+                .POST, modelPath + ":batchEmbedContents", headers: headers, body: JSONBody.buffer(["requests": requests]), client: request.caller.connection)
             guard reply.status == 200 else { return BackendExchange(reply: try await failed(reply), model: model.name) }
             let name = request.served.name
             let whole = try await reply.translatingWhole(upTo: InferenceService.maxResponseBytes) { bytes in
-                let embeddings = JSON.object(bytes)?["embeddings"] as? [JSONObject] ?? []
-                return JSON.buffer([
+                let embeddings = JSONBody.parsed(bytes)?["embeddings"] as? [JSONObject] ?? []
+                return JSONBody.buffer([
                     "object": "list", "model": name,
                     "data": embeddings.enumerated().map { ["object": "embedding", "index": $0.offset, "embedding": $0.element["values"] ?? []] as JSONObject },
                     "usage": ["prompt_tokens": 0, "total_tokens": 0],
@@ -193,7 +193,7 @@ struct GeminiBackend: RemoteBackend {
 
     static func toolCall(_ call: (name: String, args: Any), index: Int) -> JSONObject {
         ["id": "call_\(index)", "type": "function",
-         "function": ["name": call.name, "arguments": String(buffer: JSON.buffer(call.args))] as JSONObject]
+         "function": ["name": call.name, "arguments": String(buffer: JSONBody.buffer(call.args))] as JSONObject]
     }
 
     static func completion(_ answer: JSONObject, chunks: ChatChunks) -> ByteBuffer {
@@ -215,7 +215,7 @@ struct GeminiBackend: RemoteBackend {
         var usage: (prompt: Int, completion: Int)?
 
         mutating func translate(_ event: ByteBuffer) -> [ByteBuffer] {
-            guard let data = SSEFramer.data(of: event), let answer = JSON.object(ByteBuffer(string: data)) else { return [] }
+            guard let data = SSEFramer.data(of: event), let answer = JSONBody.parsed(ByteBuffer(string: data)) else { return [] }
             if let error = answer["error"] as? JSONObject {
                 finishReason = nil
                 return [ChatChunks.errorEvent(status: error["code"] as? Int ?? 502, message: "The backend answered with an error: \(error["message"] as? String ?? "unknown")")]
@@ -243,7 +243,7 @@ struct GeminiBackend: RemoteBackend {
             guard let finishReason else { return [] }
             return [
                 chunks.chunk(delta: [:], finishReason: GeminiBackend.finishReason(finishReason, calledTools: tools > 0)),
-                chunks.usageChunk(prompt: usage?.prompt ?? 0, completion: usage?.completion ?? 0), JSON.done,
+                chunks.usageChunk(prompt: usage?.prompt ?? 0, completion: usage?.completion ?? 0), SSE.done,
             ]
         }
     }

@@ -24,7 +24,7 @@ extension RemoteBackend {
     /// The request's body for the backend: `model` is the backend's own id of the model.
     func upstreamBody(_ request: BackendRequest) throws -> (body: JSONObject, model: RemoteModel) {
         guard let model = request.served.remote else { throw BodhiError.internalError("A local model reached the backend '\(name)'.") }
-        var body = try JSON.request(request.body)
+        var body = try JSONBody.object(from: request.body)
         body["model"] = model.id
         return (body, model)
     }
@@ -68,17 +68,17 @@ struct OpenAICompatibleBackend: RemoteBackend {
         }
         let (body, model) = try upstreamBody(request)
         let path = String(request.operation.rawValue.dropFirst("/v1".count))
-        let reply = try await transport.send(.POST, base + path, headers: .bearer(apiKey), body: JSON.buffer(body), client: request.caller.connection)
+        let reply = try await transport.send(.POST, base + path, headers: .bearer(apiKey), body: JSONBody.buffer(body), client: request.caller.connection)
         let name = request.served.name
         let streams = reply.status == 200 && reply.contentType?.hasPrefix("text/event-stream") == true
         if streams {
             return BackendExchange(reply: reply.translatingEvents(with: Renaming(from: model.id, to: name)), model: model.name)
         }
         let renamed = try await reply.translatingWhole(upTo: InferenceService.maxResponseBytes) { bytes in
-            guard var object = JSON.object(bytes) else { return bytes }
+            guard var object = JSONBody.parsed(bytes) else { return bytes }
             if reply.status != 200 { return OpenAIError.translated(bytes, status: reply.status, backend: self.name) }
             if object["model"] != nil { object["model"] = name }
-            return JSON.buffer(object)
+            return JSONBody.buffer(object)
         }
         return BackendExchange(reply: renamed, model: model.name)
     }

@@ -3,34 +3,18 @@ import BodhiEngine
 import Foundation
 import NIOCore
 
-typealias JSONObject = [String: Any]
-
-/// JSON in and out of byte buffers, for the translations.
-enum JSON {
-    static func object(_ buffer: ByteBuffer) -> JSONObject? {
-        try? JSONSerialization.jsonObject(with: Data(buffer: buffer)) as? JSONObject
-    }
-
-    static func buffer(_ object: Any) -> ByteBuffer {
-        ByteBuffer(data: (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8))
-    }
-
-    /// One Server-Sent Event carrying `object`.
+/// Server-Sent Events as the translations write them.
+enum SSE {
+    /// One event carrying `object`.
     static func event(_ object: Any) -> ByteBuffer {
         var event = ByteBuffer(string: "data: ")
-        var body = buffer(object)
+        var body = JSONBody.buffer(object)
         event.writeBuffer(&body)
         event.writeString("\n\n")
         return event
     }
 
     static let done = ByteBuffer(string: "data: [DONE]\n\n")
-
-    /// A request's body as an object; a 400 when it is not one.
-    static func request(_ buffer: ByteBuffer) throws -> JSONObject {
-        guard let object = object(buffer) else { throw BodhiError.invalidRequest("The request body must be a JSON object.") }
-        return object
-    }
 }
 
 /// Turns a backend's stream, event by event, into OpenAI's (state kept across events).
@@ -78,24 +62,17 @@ extension EngineReply {
     }
 }
 
-/// OpenAI's error JSON for a backend's error answer, keeping its message and status.
+/// OpenAI's error JSON for what a backend answered, in the words of `OpenAIErrorBody` (which
+/// Bodhi's own errors use too).
 enum OpenAIError {
-    static func body(status: Int, message: String) -> JSONObject {
-        let type: String
-        switch status {
-        case 400, 404, 413, 422: type = "invalid_request_error"
-        case 401: type = "authentication_error"
-        case 403: type = "permission_error"
-        case 429: type = "rate_limit_error"
-        default: type = "server_error"
-        }
-        return ["error": ["message": message, "type": type, "param": NSNull(), "code": NSNull()] as JSONObject]
+    static func buffer(status: Int, message: String) -> ByteBuffer {
+        ByteBuffer(data: (try? JSONEncoder().encode(OpenAIErrorBody(BodhiError(.backendFailed, status: status, message)))) ?? Data("{}".utf8))
     }
 
     /// A backend's error answer in OpenAI's shape, with the backend named.
     static func translated(_ body: ByteBuffer, status: Int, backend: String) -> ByteBuffer {
         let message = BackendTransport.errorMessage(in: body) ?? String(buffer: body).prefix(500).description
-        return JSON.buffer(Self.body(status: status, message: "The backend '\(backend)' answered \(status): \(message)"))
+        return buffer(status: status, message: "The backend '\(backend)' answered \(status): \(message)")
     }
 }
 
@@ -111,7 +88,7 @@ struct ChatChunks {
     }
 
     func chunk(delta: JSONObject, finishReason: String? = nil) -> ByteBuffer {
-        JSON.event([
+        SSE.event([
             "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": [["index": 0, "delta": delta, "finish_reason": finishReason ?? NSNull()] as JSONObject],
         ] as JSONObject)
@@ -119,7 +96,7 @@ struct ChatChunks {
 
     /// The last chunk, with the counts (as OpenAI sends it for `stream_options.include_usage`).
     func usageChunk(prompt: Int, completion: Int) -> ByteBuffer {
-        JSON.event([
+        SSE.event([
             "id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [Any](),
             "usage": Self.usage(prompt: prompt, completion: completion),
         ] as JSONObject)
@@ -128,7 +105,7 @@ struct ChatChunks {
     func completion(content: String?, toolCalls: [JSONObject], finishReason: String, prompt: Int, completion: Int) -> ByteBuffer {
         var message: JSONObject = ["role": "assistant", "content": content ?? NSNull()]
         if !toolCalls.isEmpty { message["tool_calls"] = toolCalls }
-        return JSON.buffer([
+        return JSONBody.buffer([
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "choices": [["index": 0, "message": message, "finish_reason": finishReason] as JSONObject],
             "usage": Self.usage(prompt: prompt, completion: completion),
@@ -141,6 +118,6 @@ struct ChatChunks {
 
     /// An error event in OpenAI's shape, which ends a stream.
     static func errorEvent(status: Int, message: String) -> ByteBuffer {
-        JSON.event(OpenAIError.body(status: status, message: message))
+        EventStream.errorEvent(BodhiError(.backendFailed, status: status, message))
     }
 }

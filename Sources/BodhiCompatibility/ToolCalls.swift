@@ -1,3 +1,4 @@
+import BodhiEngine
 import Foundation
 
 /// Tool calls as the engine sends them: whole in a message, or in pieces across stream chunks,

@@ -104,7 +104,8 @@ public struct EventStream: Sendable {
         return timing
     }
 
-    static func errorEvent(_ error: BodhiError) -> ByteBuffer {
+    /// An SSE event carrying `error` in OpenAI's shape, which ends a stream.
+    public static func errorEvent(_ error: BodhiError) -> ByteBuffer {
         let body = OpenAIErrorBody(error)
         let json = (try? JSONEncoder().encode(body)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
         return ByteBuffer(string: "data: \(json)\n\n")

@@ -1,4 +1,5 @@
 import BodhiCore
+import BodhiEngine
 import Foundation
 import NIOCore
 import Testing
@@ -33,7 +34,7 @@ import Testing
         events.compactMap { event in
             let text = String(buffer: event)
             guard text.hasPrefix("data: {") else { return nil }
-            return JSON.object(ByteBuffer(string: String(text.dropFirst(6))))
+            return JSONBody.parsed(ByteBuffer(string: String(text.dropFirst(6))))
         }
     }
 

@@ -1,4 +1,5 @@
 import BodhiCore
+import BodhiEngine
 import Foundation
 
 enum OllamaJSON {
