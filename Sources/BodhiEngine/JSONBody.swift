@@ -16,9 +16,10 @@ public enum JSONBody {
         return object
     }
 
-    /// `object` (an object or an array) as JSON, `/` unescaped.
+    /// `object` (an object or an array) as JSON, `/` unescaped, keys sorted (the same object is
+    /// always the same bytes).
     public static func buffer(_ object: Any, newline: Bool = false) -> ByteBuffer {
-        var data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8)
+        var data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes, .sortedKeys])) ?? Data("{}".utf8)
         if newline { data.append(0x0A) }
         return ByteBuffer(data: data)
     }

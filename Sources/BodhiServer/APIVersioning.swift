@@ -64,25 +64,3 @@ extension APIVersioning {
         }
     }
 }
-
-/// Stamps every response with the API version and the request's id, and deprecated routes
-/// with their retirement (`APIVersioning.stamp`).
-struct APIVersioningMiddleware: RouterMiddleware {
-    typealias Context = BodhiRequestContext
-
-    func handle(
-        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
-    ) async throws -> Response {
-        let requestID = APIVersioning.requestID(sentByClient: request.headers[APIVersioning.requestIDHeader])
-        var context = context
-        context.logger[metadataKey: "request_id"] = .string(requestID)
-        // Requests that may reach a router model (inference is POST) learn which target answered.
-        let servedBy = request.method == .post ? ServedBy() : nil
-        var response = try await RequestScope.$requestID.withValue(requestID) {
-            try await ServedBy.$current.withValue(servedBy) { try await next(request, context) }
-        }
-        if let target = servedBy?.value { response.headers[APIVersioning.servedByHeader] = target }
-        APIVersioning.stamp(&response.headers, requestID: requestID, method: request.method, path: context.endpointPath ?? request.uri.path)
-        return response
-    }
-}

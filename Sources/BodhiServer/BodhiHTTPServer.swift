@@ -16,9 +16,7 @@ public enum BodhiHTTPServer {
     /// Every route, behind error rendering and access control.
     public static func router(services: BodhiServices) -> Router<BodhiRequestContext> {
         let router = Router(context: BodhiRequestContext.self)
-        router.add(middleware: APIVersioningMiddleware())
-        router.add(middleware: CompressionMiddleware())
-        router.add(middleware: MetricsMiddleware(metrics: services.metrics))
+        router.add(middleware: FinishingMiddleware(finishing: ResponseFinishing(metrics: services.metrics)))
         router.add(middleware: ErrorRenderingMiddleware(maxRequestBodyBytes: services.maxRequestBodyBytes))
         router.add(middleware: AccessMiddleware(identity: services.identity))
         router.add(middleware: RateLimitMiddleware(limiter: services.rateLimiter, admission: services.admission, metrics: services.metrics))

@@ -11,7 +11,7 @@ import Synchronization
 /// API token checked recently, which its role allows and no limit refuses. It takes the steps
 /// the middleware and the route take, through the same functions (`AccessMiddleware.authorize`,
 /// `RateLimitMiddleware.decide`, `InferenceService.handle`, `ErrorRenderingMiddleware.render`,
-/// `CompressionMiddleware.compress`, `APIVersioning.stamp`), in one task, or in none when the
+/// `ResponseCompression.compress`, `APIVersioning.stamp`), in one task, or in none when the
 /// request needs nothing waited for (`InferenceService.serveNow`). Every other request,
 /// and every request this route declines, goes through the router as before.
 ///
@@ -21,10 +21,12 @@ import Synchronization
 struct FastInferenceRoute: Sendable {
     let services: BodhiServices
     let rateLimits: RateLimitMiddleware
+    let finishing: ResponseFinishing
 
     init(services: BodhiServices) {
         self.services = services
         rateLimits = RateLimitMiddleware(limiter: services.rateLimiter, admission: services.admission, metrics: services.metrics)
+        finishing = ResponseFinishing(metrics: services.metrics)
     }
 
     static let operations: [String: InferenceOperation] = Dictionary(
@@ -171,7 +173,10 @@ struct FastInferenceRoute: Sendable {
     private func serve(_ exchange: Exchange) async {
         let request = exchange.request
         let held: InferenceService.HeldResult
+        // Only a request served by a task can reach a router model, so only it learns which target answered.
         let servedBy = ServedBy()
+        var exchange = exchange
+        exchange.servedBy = servedBy
         do {
             held = try await RequestScope.$requestID.withValue(exchange.requestID) {
                 try await InferenceCaller.$current.withValue(exchange.caller) {
@@ -191,7 +196,6 @@ struct FastInferenceRoute: Sendable {
         if !exchange.delivered.isSet {
             var response = OpenAIRoutes.response(for: held.result)
             if case .allowed(let quotas) = request.limits { RateLimitMiddleware.stamp(&response.headers, quotas) }
-            if let target = servedBy.value { response.headers[APIVersioning.servedByHeader] = target }
             await exchange.send(response)
         }
         held.release()
@@ -209,6 +213,8 @@ struct FastInferenceRoute: Sendable {
         /// Set once a whole answer went out from the engine's side.
         let delivered = OnceFlag()
         let stamps: Stamps
+        /// Which target of a router model answered (requests served by a task only).
+        var servedBy: ServedBy?
 
         init(route: FastInferenceRoute, request: Admitted, connection: ClientConnection, writer: ChannelResponseWriter,
              whenSent: @escaping @Sendable () -> Void) {
@@ -224,19 +230,29 @@ struct FastInferenceRoute: Sendable {
             writer.eventLoop.execute { _ = stamps.fields }
         }
 
+        /// What `ResponseFinishing` needs to know of this request.
+        var finishing: ResponseFinishing.Exchange {
+            ResponseFinishing.Exchange(
+                method: request.method, route: request.operation.rawValue, acceptEncoding: request.candidate.headers.acceptEncoding,
+                requestID: requestID, started: started, servedBy: servedBy, fastPath: true)
+        }
+
         /// Writes a whole answer at once, from where the engine's reply is read.
         var deliverWhole: InferenceService.WholeAnswerReceiver {
             { [self] status, contentType, body in
                 delivered.set()
-                let (head, body) = route.whole(status: status, contentType: contentType, body: body, for: request, stamps: stamps)
-                writer.sendWhole(head, body, then: whenSent)
-                record(status)
+                let status = HTTPResponse.Status(code: status)
+                var headers: HTTPFields = [.contentType: contentType, .contentLength: String(body.readableBytes)]
+                var body = body
+                route.finishing.finishWhole(status: status, headers: &headers, body: &body, stamps: stamps.fields, finishing)
+                writer.sendWhole(HTTPResponse(status: status, headerFields: headers), body, then: whenSent)
             }
         }
 
         func send(_ response: Response) async {
-            record(Int(response.status.code))
-            await writer.send(route.finished(response, request: request, requestID: requestID))
+            var response = await route.finishing.finish(response, finishing)
+            FastInferenceRoute.stampServer(&response.headers)
+            await writer.send(response)
             whenSent()
         }
 
@@ -246,15 +262,10 @@ struct FastInferenceRoute: Sendable {
                 from: error, method: request.method, path: request.operation.rawValue, maxBodyBytes: route.services.maxRequestBodyBytes)
             await send(ErrorRenderingMiddleware.render(bodhiError, path: request.operation.rawValue))
         }
-
-        private func record(_ status: Int) {
-            route.services.metrics.recordRequest(
-                method: request.method.rawValue, route: request.operation.rawValue, status: status, duration: .now - started)
-        }
     }
 
     /// The headers a whole answer gets whatever the engine says: its rate limits and the
-    /// outer stamps (`stamp`). Made once, by whoever asks first.
+    /// outer stamps (`ResponseFinishing.stamp`, `stampServer`). Made once, by whoever asks first.
     private final class Stamps: Sendable {
         private let made: Mutex<HTTPFields?> = Mutex(nil)
         private let make: @Sendable () -> HTTPFields
@@ -263,7 +274,8 @@ struct FastInferenceRoute: Sendable {
             make = {
                 var fields = HTTPFields()
                 if case .allowed(let quotas) = request.limits { RateLimitMiddleware.stamp(&fields, quotas) }
-                route.stamp(&fields, for: request, requestID: requestID)
+                APIVersioning.stamp(&fields, requestID: requestID, method: request.method, path: request.operation.rawValue)
+                FastInferenceRoute.stampServer(&fields)
                 return fields
             }
         }
@@ -278,37 +290,8 @@ struct FastInferenceRoute: Sendable {
         }
     }
 
-    /// A whole answer as the middleware would send it: with its rate limits, compressed when
-    /// asked and worth it, and stamped.
-    private func whole(status: Int, contentType: String, body: ByteBuffer, for request: Admitted, stamps: Stamps) -> (HTTPResponse, ByteBuffer) {
-        let status = HTTPResponse.Status(code: status)
-        var headers = stamps.fields
-        headers.append(HTTPField(name: .contentType, value: contentType))
-        headers.append(HTTPField(name: .contentLength, value: String(body.readableBytes)))
-        var body = body
-        // Compression that fails (zlib refusing a buffer: not seen) leaves the body as it is. A
-        // body too small to compress skips the header lookups that would come to that.
-        if body.readableBytes >= CompressionMiddleware.minimumBytes,
-           let encoding = CompressionMiddleware.encoding(for: status, headers, accepting: request.candidate.headers.acceptEncoding, method: request.method),
-           let compressed = try? CompressionMiddleware.compressWhole(body, &headers, encoding: encoding) {
-            body = compressed
-        }
-        return (HTTPResponse(status: status, headerFields: headers), body)
-    }
-
-    /// The response as the outer middleware leave it: compressed when asked (as it is, should
-    /// compression fail), and stamped.
-    private func finished(_ response: Response, request: Admitted, requestID: String) async -> Response {
-        var response = (try? await CompressionMiddleware.compress(
-            response, accepting: request.candidate.headers.acceptEncoding, method: request.method)) ?? response
-        stamp(&response.headers, for: request, requestID: requestID)
-        return response
-    }
-
-    /// What every response gets last: the API version and request id, and the `Date` and
-    /// `Server` headers that Hummingbird's application adds to the router's.
-    fileprivate func stamp(_ headers: inout HTTPFields, for request: Admitted, requestID: String) {
-        APIVersioning.stamp(&headers, requestID: requestID, method: request.method, path: request.operation.rawValue)
+    /// `Date` and `Server`, which Hummingbird's application adds to the router's responses.
+    fileprivate static func stampServer(_ headers: inout HTTPFields) {
         headers[.date] = HTTPDate.now
         headers[.server] = BodhiHTTPServer.serverName
     }

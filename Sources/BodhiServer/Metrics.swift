@@ -304,23 +304,3 @@ enum EngineMetrics {
         return words.joined(separator: " ")
     }
 }
-
-/// Times every request and counts it by route and status.
-struct MetricsMiddleware: RouterMiddleware {
-    typealias Context = BodhiRequestContext
-    let metrics: BodhiMetrics
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let started = ContinuousClock.now
-        let route = context.endpointPath ?? "unmatched"
-        do {
-            let response = try await next(request, context)
-            metrics.recordRequest(method: request.method.rawValue, route: route, status: Int(response.status.code), duration: .now - started)
-            return response
-        } catch {
-            let status = (error as? BodhiError)?.status ?? (error as? any HTTPResponseError).map { Int($0.status.code) } ?? 500
-            metrics.recordRequest(method: request.method.rawValue, route: route, status: status, duration: .now - started)
-            throw error
-        }
-    }
-}

@@ -6,10 +6,8 @@ import NIOCore
 /// Compresses responses with gzip or deflate when the client's `Accept-Encoding` allows it:
 /// whole bodies from `minimumBytes` up, and streams (SSE, NDJSON) event by event, each write
 /// flushed so that a client sees every token when it is sent. Brotli is not offered: no
-/// package in reach provides it.
-struct CompressionMiddleware: RouterMiddleware {
-    typealias Context = BodhiRequestContext
-
+/// package in reach provides it. The first of `ResponseFinishing`'s steps.
+enum ResponseCompression {
     enum Encoding: String {
         case gzip, deflate
 
@@ -24,10 +22,6 @@ struct CompressionMiddleware: RouterMiddleware {
 
     /// Smaller bodies gain nothing worth the CPU (and can grow).
     static let minimumBytes = 1024
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        try await Self.compress(try await next(request, context), accepting: request.headers[.acceptEncoding], method: request.method)
-    }
 
     /// `response`, compressed when the request's `Accept-Encoding` allows it and its body is worth it.
     static func compress(_ response: Response, accepting accepted: String?, method: HTTPRequest.Method) async throws -> Response {
@@ -160,11 +154,11 @@ private struct CompressingWriter: ResponseBodyWriter {
     let compressor: any NIOCompressor
 
     mutating func write(_ part: ByteBuffer) async throws {
-        try await parent.write(CompressionMiddleware.deflate(compressor, part, flush: .sync))
+        try await parent.write(ResponseCompression.deflate(compressor, part, flush: .sync))
     }
 
     consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
-        let tail = try CompressionMiddleware.deflate(compressor, ByteBuffer(), flush: .finish)
+        let tail = try ResponseCompression.deflate(compressor, ByteBuffer(), flush: .finish)
         try compressor.finishStream()
         try await parent.write(tail)
         try await parent.finish(trailingHeaders)
