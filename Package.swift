@@ -127,10 +127,26 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The HTTP channel layer: Hummingbird's HTTP/1.1 pipeline with Bodhi's handlers (origin-form
+        // codec, hang-up, the fast path's handler and response writer), as HummingbirdCore stands
+        // apart from Hummingbird. It knows nothing of routes or services.
+        .target(
+            name: "BodhiHTTP",
+            dependencies: [
+                "BodhiEngine",
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "BodhiServer",
             dependencies: [
-                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiChats", "BodhiCompatibility", "BodhiBackends",
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiChats", "BodhiCompatibility", "BodhiBackends", "BodhiHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -160,6 +176,11 @@ let package = Package(
         // What several test targets share (a seeded generator for fuzz tests); never in a product.
         .target(name: "BodhiTestSupport", path: "Tests/BodhiTestSupport", swiftSettings: strict),
         .testTarget(name: "BodhiModelsTests", dependencies: ["BodhiModels", "BodhiTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "BodhiHTTPTests",
+            dependencies: ["BodhiHTTP", .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "BodhiBackendsTests", dependencies: ["BodhiBackends"], swiftSettings: strict),
         .testTarget(name: "BodhiCompatibilityTests", dependencies: ["BodhiCompatibility"], swiftSettings: strict),
         .testTarget(name: "BodhiStoreTests", dependencies: ["BodhiStore", "BodhiIdentity", "BodhiChats"], swiftSettings: strict),
@@ -176,7 +197,7 @@ let package = Package(
         .testTarget(
             name: "BodhiServerTests",
             dependencies: [
-                "BodhiServer", "BodhiHub", "BodhiStore", "BodhiIdentity", "BodhiChats", "BodhiBackends",
+                "BodhiServer", "BodhiHTTP", "BodhiHub", "BodhiStore", "BodhiIdentity", "BodhiChats", "BodhiBackends",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

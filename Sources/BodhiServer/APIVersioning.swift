@@ -1,3 +1,4 @@
+import BodhiHTTP
 import BodhiCore
 import BodhiEngine
 import Foundation

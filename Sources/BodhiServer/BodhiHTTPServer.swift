@@ -1,3 +1,4 @@
+import BodhiHTTP
 import Foundation
 import Hummingbird
 import HummingbirdCore

@@ -89,6 +89,14 @@ import Testing
         }
     }
 
+    @Test func aConnectionHeaderMentionsCloseInAnyCase() {
+        #expect(FastInferenceRoute.Headers.mentionsClose("close"))
+        #expect(FastInferenceRoute.Headers.mentionsClose("Keep-Alive, CLOSE"))
+        #expect(!FastInferenceRoute.Headers.mentionsClose("keep-alive"))
+        #expect(!FastInferenceRoute.Headers.mentionsClose("clos"))
+        #expect(!FastInferenceRoute.Headers.mentionsClose(""))
+    }
+
     @Test func pipelinedRequestsAreAnsweredInTheOrderSent() async throws {
         try await TestApp.with(hub: hub) { app, client in
             // Have the token remembered (see above), so that the fast path takes the first two

@@ -5,12 +5,12 @@ import Synchronization
 
 /// RFC 9110's IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), as the `Date` and `Sunset` headers
 /// carry it. The current date is formatted once a second, not once a response.
-enum HTTPDate {
+public enum HTTPDate {
     private static let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
     private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
     private static let latest = Mutex<(second: Int, text: String)>((second: .min, text: ""))
 
-    static func format(epochSeconds: Int) -> String {
+    public static func format(epochSeconds: Int) -> String {
         var time = time_t(epochSeconds)
         var utc = tm()
         gmtime_r(&time, &utc)
@@ -20,7 +20,7 @@ enum HTTPDate {
     }
 
     /// Now, to the second.
-    static var now: String {
+    public static var now: String {
         var clock = timespec()
         clock_gettime(CLOCK_REALTIME, &clock)
         let second = Int(clock.tv_sec)

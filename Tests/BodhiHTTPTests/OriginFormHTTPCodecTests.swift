@@ -1,4 +1,4 @@
-@testable import BodhiServer
+@testable import BodhiHTTP
 import HTTPTypes
 import NIOHTTP1
 import NIOHTTPTypesHTTP1
@@ -20,13 +20,5 @@ import Testing
         let library = try HTTPRequest(head, secure: false, splitCookie: false)
         #expect(ours == library)
         #expect(ours.path == library.path)
-    }
-
-    @Test func aConnectionHeaderMentionsCloseInAnyCase() {
-        #expect(FastInferenceRoute.Headers.mentionsClose("close"))
-        #expect(FastInferenceRoute.Headers.mentionsClose("Keep-Alive, CLOSE"))
-        #expect(!FastInferenceRoute.Headers.mentionsClose("keep-alive"))
-        #expect(!FastInferenceRoute.Headers.mentionsClose("clos"))
-        #expect(!FastInferenceRoute.Headers.mentionsClose(""))
     }
 }
