@@ -380,6 +380,15 @@ public struct InferenceService: Sendable {
                 failure = error
                 failedResult?.release()
                 failedResult = nil
+            } catch let error as BodhiError {
+                // The target answered, with a refusal that is the caller's to hear (a 400, a 404).
+                noteBreaker(target, breakers.succeeded(target))
+                failedResult?.release()
+                throw error
+            } catch {
+                breakers.concludedNothing(target)
+                failedResult?.release()
+                throw error
             }
         }
         if let failedResult {

@@ -116,6 +116,12 @@ public final class RouterBreakers: Sendable {
         }
     }
 
+    /// A request to `target` ended without telling whether it is well (its client went away): a
+    /// half-open target may be probed again.
+    public func concludedNothing(_ target: String) {
+        state.withLock { state in state.breakers[target]?.probing = false }
+    }
+
     /// `target` answered: its breaker closes. Returns the state it left, if it changed.
     @discardableResult
     public func succeeded(_ target: String) -> BreakerState? {

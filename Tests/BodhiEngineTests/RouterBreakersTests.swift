@@ -41,6 +41,16 @@ import Testing
         #expect(breakers.state(of: "a") == .closed && breakers.admit("a") && breakers.admit("a"))
     }
 
+    @Test func aProbeThatConcludesNothingLetsTheNextOneGo() {
+        let clock = Clock()
+        let breakers = RouterBreakers(now: { clock.now })
+        for _ in 0..<5 { breakers.failed("a", cooldown: .seconds(1)) }
+        clock.advance(.seconds(1))
+        #expect(breakers.admit("a") && !breakers.admit("a"))
+        breakers.concludedNothing("a")
+        #expect(breakers.admit("a"), "a half-open target was never probed again")
+    }
+
     @Test func aRetryAfterOpensTheBreakerAtOnceForItsLengthWhenLonger() {
         let clock = Clock()
         let breakers = RouterBreakers(now: { clock.now })
