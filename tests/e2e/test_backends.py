@@ -106,6 +106,8 @@ def test_the_remote_model_answers_ollama_and_anthropic_clients(gateway: BodhiSer
     assert lab in {m["name"] for m in tags["models"]}
 
     client = ollama.Client(host=gateway.base_url, headers=gateway.auth, timeout=TIMEOUT_S)
+    shown = client.show(lab)  # clients ask this of every model they list
+    assert "completion" in shown.capabilities and shown.details.family == "lab"
     whole = client.chat(model=lab, messages=HELLO, options={"num_predict": 8}, stream=False)
     assert whole.message.content and whole.eval_count > 0
     parts = list(client.chat(model=lab, messages=HELLO, options={"num_predict": 8}, stream=True))
