@@ -1,6 +1,5 @@
 import BodhiModels
 import Foundation
-import SQLKit
 
 /// Aliases in the `aliases` table; defaults and engine settings are JSON columns.
 extension Store: AliasRepository {
@@ -31,26 +30,15 @@ extension Store: AliasRepository {
     }
 
     public func allAliases() async throws -> [Alias] {
-        try await session { database in
-            try await database.select().column("*").from("aliases").orderBy("name").all(decoding: AliasRow.self)
-        }.map { try $0.alias() }
+        try await allNamed("aliases", as: AliasRow.self).map { try $0.alias() }
     }
 
     public func saveAlias(_ alias: Alias) async throws {
         let row = try AliasRow(alias)
-        try await session { database in
-            try await database.insert(into: "aliases").model(row)
-                .onConflict(with: "name") { update in
-                    update.set(excludedValueOf: "model").set(excludedValueOf: "request_defaults")
-                        .set(excludedValueOf: "engine_settings").set(excludedValueOf: "updated_at")
-                }
-                .run()
-        }
+        try await saveNamed(row, into: "aliases", replacing: ["model", "request_defaults", "engine_settings", "updated_at"])
     }
 
     public func deleteAlias(named name: String) async throws {
-        try await session { database in
-            try await database.delete(from: "aliases").where("name", .equal, name).run()
-        }
+        try await deleteNamed(name, from: "aliases")
     }
 }

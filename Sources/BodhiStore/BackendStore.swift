@@ -1,7 +1,6 @@
 import BodhiCore
 import BodhiModels
 import Foundation
-import SQLKit
 
 /// Backends in the `backends` table; the API key only ever sealed.
 extension Store: BackendRepository {
@@ -35,26 +34,15 @@ extension Store: BackendRepository {
     }
 
     public func allBackends() async throws -> [BackendConfig] {
-        try await session { database in
-            try await database.select().column("*").from("backends").orderBy("name").all(decoding: BackendRow.self)
-        }.map { try $0.backend() }
+        try await allNamed("backends", as: BackendRow.self).map { try $0.backend() }
     }
 
     public func saveBackend(_ backend: BackendConfig) async throws {
         let row = BackendRow(backend)
-        try await session { database in
-            try await database.insert(into: "backends").model(row)
-                .onConflict(with: "name") { update in
-                    update.set(excludedValueOf: "url").set(excludedValueOf: "format").set(excludedValueOf: "prefix")
-                        .set(excludedValueOf: "sealed_key").set(excludedValueOf: "updated_at")
-                }
-                .run()
-        }
+        try await saveNamed(row, into: "backends", replacing: ["url", "format", "prefix", "sealed_key", "updated_at"])
     }
 
     public func deleteBackend(named name: String) async throws {
-        try await session { database in
-            try await database.delete(from: "backends").where("name", .equal, name).run()
-        }
+        try await deleteNamed(name, from: "backends")
     }
 }

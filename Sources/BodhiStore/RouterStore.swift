@@ -1,7 +1,6 @@
 import BodhiCore
 import BodhiModels
 import Foundation
-import SQLKit
 
 /// Routers in the `routers` table; targets and weights are JSON columns.
 extension Store: RouterRepository {
@@ -36,26 +35,15 @@ extension Store: RouterRepository {
     }
 
     public func allRouters() async throws -> [ModelRouter] {
-        try await session { database in
-            try await database.select().column("*").from("routers").orderBy("name").all(decoding: RouterRow.self)
-        }.map { try $0.router() }
+        try await allNamed("routers", as: RouterRow.self).map { try $0.router() }
     }
 
     public func saveRouter(_ router: ModelRouter) async throws {
         let row = try RouterRow(router)
-        try await session { database in
-            try await database.insert(into: "routers").model(row)
-                .onConflict(with: "name") { update in
-                    update.set(excludedValueOf: "targets").set(excludedValueOf: "strategy").set(excludedValueOf: "weights")
-                        .set(excludedValueOf: "cooldown_seconds").set(excludedValueOf: "updated_at")
-                }
-                .run()
-        }
+        try await saveNamed(row, into: "routers", replacing: ["targets", "strategy", "weights", "cooldown_seconds", "updated_at"])
     }
 
     public func deleteRouter(named name: String) async throws {
-        try await session { database in
-            try await database.delete(from: "routers").where("name", .equal, name).run()
-        }
+        try await deleteNamed(name, from: "routers")
     }
 }

@@ -302,3 +302,29 @@ final class KeptOpenFile: Sendable {
         }
     }
 }
+
+extension Store {
+    /// The rows of a table of named things (aliases, routers, backends), by name.
+    func allNamed<Row: Decodable & Sendable>(_ table: String, as _: Row.Type) async throws -> [Row] {
+        try await session { database in
+            try await database.select().column("*").from(table).orderBy("name").all(decoding: Row.self)
+        }
+    }
+
+    /// Writes a named thing's row: inserted, or `columns` replaced when the name exists.
+    func saveNamed<Row: Encodable & Sendable>(_ row: Row, into table: String, replacing columns: [String]) async throws {
+        try await session { database in
+            try await database.insert(into: table).model(row)
+                .onConflict(with: "name") { update in
+                    columns.reduce(update) { update, column in update.set(excludedValueOf: column) }
+                }
+                .run()
+        }
+    }
+
+    func deleteNamed(_ name: String, from table: String) async throws {
+        try await session { database in
+            try await database.delete(from: table).where("name", .equal, name).run()
+        }
+    }
+}
