@@ -144,7 +144,25 @@ def test_keep_alive_changed_by_an_admin_applies_at_once(fresh: BodhiServer):
         admin.delete("/bodhi/v1/settings/BODHI_KEEP_ALIVE")
 
 
+def test_an_admin_adds_a_cloud_backend_whose_key_never_comes_back(fresh: BodhiServer):
+    from cloud_standins import StandIn
+
+    key = "sk-ant-trace-level-secret-key"
+    SECRETS.append(key)
+    admin = sign_in(fresh, "admin", PASSWORD)
+    with StandIn("anthropic", key, ["claude-x"]) as cloud:
+        added = admin.post("/bodhi/v1/backends", json={"name": "claude", "url": cloud.url, "format": "anthropic", "api_key": key})
+        assert added.status_code == 201, added.text
+        assert cloud.requests[-1]["headers"]["x-api-key"] == key
+        chat = admin.post("/v1/chat/completions", json={"model": "claude/claude-x", "messages": HELLO})
+        assert chat.status_code == 200 and cloud.requests[-1]["headers"]["x-api-key"] == key
+        for answer in (added, chat, admin.get("/bodhi/v1/backends"), admin.get("/bodhi/v1/backends/claude")):
+            assert key not in answer.text
+        assert admin.delete("/bodhi/v1/backends/claude").status_code == 200
+
+
 def test_no_password_token_or_cookie_reaches_the_log(fresh: BodhiServer):
+    """At trace level: passwords, API tokens, session cookies, CSRF tokens, backends' API keys."""
     log = Path(fresh.log_path).read_text(errors="replace")
     assert len(SECRETS) >= 4
     leaked = [secret[:12] + "..." for secret in SECRETS if secret in log]
