@@ -61,41 +61,23 @@ struct Serve: AsyncParsableCommand {
         }
         let hubHTTP = HubClient.makeHTTPClient()
 
-        let catalog = ModelCatalog(hubDirectory: settings.hubDirectory)
         let backendHTTP = BackendRegistry.makeHTTPClient()
-        let backends = BackendRegistry(repository: store, sealer: secrets, http: backendHTTP, logger: logger)
-        let aliases = AliasRegistry(repository: store, catalog: catalog, remote: backends, routers: store)
+        let assembly: BodhiAssembly
         do {
-            try await backends.load()
-            backends.startSyncing()
-            try await aliases.load()
+            assembly = try await BodhiAssembly.assemble(
+                settings: settings, store: store, databasePing: { try await store.ping() }, secrets: secrets, engineHTTP: http,
+                backendHTTP: backendHTTP, hubHTTP: hubHTTP, logger: logger, flags: server.flags,
+                environment: ProcessInfo.processInfo.environment)
         } catch {
-            throw ValidationFailure(message: "Could not read the aliases and backends from \(settings.database): \(error)")
+            await store.close()
+            for client in [hubHTTP, backendHTTP, http] { try? await client.shutdown() }
+            throw ValidationFailure(message: "Could not read the aliases, routers and backends from \(settings.database): \(error)")
         }
-        let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: http, logger: logger)
-        let engines = EngineClient()
-        let pulls = PullManager.forSettings(settings, http: hubHTTP, repository: store, logger: logger) { _ in
-            await catalog.refresh()
-        }
+        let (services, supervisor, backends, pulls, engines, streams) = (
+            assembly.services, assembly.supervisor, assembly.backends, assembly.pulls, assembly.engines, assembly.streams)
+        let identity = services.identity
+        backends.startSyncing()
         await pulls.resumeUnfinished()
-        let identity = IdentityService(repository: store)
-        let streams = StreamCutoff()
-        let gateway = Gateway(settings: settings)
-        let services = BodhiServices(
-            catalog: catalog, aliases: aliases, backends: backends, supervisor: supervisor,
-            inference: InferenceService(
-                models: aliases, supervisor: supervisor, engines: engines, logger: logger, admission: gateway.admission,
-                observers: gateway.observers, streams: streams, remotes: backends),
-            pulls: pulls, identity: identity, chats: ChatService(repository: store),
-            settings: SettingsEditor(settings: settings, flags: server.flags) { changed in
-                await supervisor.reconfigure(changed)
-                gateway.apply(changed)
-            },
-            readiness: Readiness(
-                databasePing: { try await store.ping() }, hubDirectory: settings.hubDirectory,
-                engineBinary: settings.llamaServer, supervisor: supervisor),
-            enginePlan: EnginePlan(slots: settings.parallel, engineArguments: settings.llamaArgs),
-            gateway: gateway, docsAssetsDirectory: settings.docsAssetsDirectory)
         let application = BodhiHTTPServer.application(
             services: services, host: settings.host, port: settings.port, logger: logger,
             onServerRunning: { port in

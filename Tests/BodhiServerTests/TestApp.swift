@@ -27,7 +27,12 @@ struct TestApp: Sendable {
         _ test: @Sendable (TestApp, Client) async throws -> Void
     ) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-app-\(UUID().uuidString)").path
-        let environment = ["HOME": NSHomeDirectory(), "BODHI_LLAMA_SERVER": "/nonexistent", "BODHI_HOME": directory]
+        // Engines never start (no binary), the Hub is an address where nothing listens, and the
+        // bootstrap's cache (the docs' assets) is an empty folder of this app's.
+        let environment = [
+            "HOME": NSHomeDirectory(), "BODHI_LLAMA_SERVER": "/nonexistent", "BODHI_HOME": directory, "BODHI_CACHE": directory + "/cache", "HF_HOME": URL(fileURLWithPath: hub).deletingLastPathComponent().path,
+            "HF_ENDPOINT": "http://127.0.0.1:9",
+        ]
             .merging(environment) { _, new in new }
         let settings = try Settings.resolve(environment: environment)
         let store = try await Store.openSQLite(path: directory + "/bodhi.sqlite")
@@ -38,30 +43,13 @@ struct TestApp: Sendable {
             _ = try await identity.setup(username: "root", password: "root password")
             rootToken = try await identity.createToken(forUser: "root", name: "tests", scope: .powerUser, models: nil, expiresIn: nil).token
         }
-        let catalog = ModelCatalog(hubDirectory: hub)
+        let services = try await BodhiAssembly.assemble(
+            settings: settings, store: store, databasePing: { try await store.ping() },
+            secrets: try SecretBox.load(environment: environment, home: directory), engineHTTP: .shared, backendHTTP: .shared,
+            hubHTTP: .shared, logger: Logger(label: "test"), environment: environment, bcryptCost: 4, maxRequestBodyBytes: maxBody,
+            readinessEngineBinary: "/bin/sh"
+        ).services
         let logger = Logger(label: "test")
-        let supervisor = EngineSupervisor(configuration: EngineConfiguration(settings: settings), http: .shared, logger: logger)
-        let backends = BackendRegistry(
-            repository: store, sealer: try SecretBox.load(environment: environment, home: directory), http: .shared, logger: logger)
-        try await backends.load()
-        let aliases = AliasRegistry(repository: store, catalog: catalog, remote: backends, routers: store)
-        let gateway = Gateway(settings: settings)
-        let services = BodhiServices(
-            catalog: catalog, aliases: aliases, backends: backends, supervisor: supervisor,
-            inference: InferenceService(
-                models: aliases, supervisor: supervisor, engines: EngineClient(), logger: logger, admission: gateway.admission,
-                observers: gateway.observers, remotes: backends),
-            pulls: PullManager(
-                hub: HubClient(endpoint: "http://127.0.0.1:9", token: nil, http: .shared),
-                cache: HuggingFaceCache(hubDirectory: hub), repository: nil, maxConcurrent: 1, logger: logger),
-            identity: identity, chats: ChatService(repository: store),
-            settings: SettingsEditor(settings: settings, environment: environment) { changed in
-                await supervisor.reconfigure(changed)
-                gateway.apply(changed)
-            },
-            readiness: Readiness(
-                databasePing: { try await store.ping() }, hubDirectory: hub, engineBinary: "/bin/sh", supervisor: supervisor),
-            enginePlan: EnginePlan(slots: 4, contextSize: nil), gateway: gateway, maxRequestBodyBytes: maxBody)
         let app = TestApp(services: services, store: store, rootToken: rootToken, home: directory)
         // The real server on a free port, so that every request crosses the real pipeline: the
         // fast path for inference requests with a remembered token, the router for the rest.
@@ -79,16 +67,16 @@ struct TestApp: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    /// A temporary, empty Hugging Face cache.
+    /// A temporary, empty Hugging Face cache (a `hub` folder: `HF_HOME/hub`).
     static func emptyHub(_ label: String) throws -> String {
-        let hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-\(label)-\(UUID().uuidString)").path
+        let hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-\(label)-\(UUID().uuidString)/hub").path
         try FileManager.default.createDirectory(atPath: hub, withIntermediateDirectories: true)
         return hub
     }
 
     /// A temporary Hugging Face cache holding one tiny model, `org/tiny-GGUF:Q4_K_M`.
     static func hubWithTinyModel(_ label: String) throws -> String {
-        let hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-\(label)-\(UUID().uuidString)").path
+        let hub = FileManager.default.temporaryDirectory.appendingPathComponent("bodhi-\(label)-\(UUID().uuidString)/hub").path
         let snapshot = hub + "/models--org--tiny-GGUF/snapshots/abc"
         try FileManager.default.createDirectory(atPath: snapshot, withIntermediateDirectories: true)
         try Data(count: 64).write(to: URL(fileURLWithPath: snapshot + "/tiny.Q4_K_M.gguf"))
