@@ -46,10 +46,7 @@ struct AnthropicBackend: RemoteBackend {
         let upstream = try Self.messagesRequest(chat, model: model.id)
         let reply = try await transport.send(.POST, base + "/messages", headers: headers, body: JSONBody.buffer(upstream), client: request.caller.connection)
         let chunks = ChatChunks(model: request.served.name)
-        guard reply.status == 200 else {
-            let failed = try await reply.translatingWhole(upTo: 1 << 20) { OpenAIError.translated($0, status: reply.status, backend: name) }
-            return BackendExchange(reply: failed, model: model.name)
-        }
+        guard reply.status == 200 else { return BackendExchange(reply: try await reply.translatingError(backend: name), model: model.name) }
         if chat.stream {
             return BackendExchange(reply: reply.translatingEvents(with: StreamTranslator(chunks: chunks)), model: model.name)
         }

@@ -50,7 +50,7 @@ struct GeminiBackend: RemoteBackend {
             let url = modelPath + (chat.stream ? ":streamGenerateContent?alt=sse" : ":generateContent")
             let reply = try await transport.send(
                 .POST, url, headers: headers, body: JSONBody.buffer(Self.generateRequest(chat)), client: request.caller.connection)
-            guard reply.status == 200 else { return BackendExchange(reply: try await failed(reply), model: model.name) }
+            guard reply.status == 200 else { return BackendExchange(reply: try await reply.translatingError(backend: name), model: model.name) }
             if chat.stream {
                 return BackendExchange(reply: reply.translatingEvents(with: StreamTranslator(chunks: chunks)), model: model.name)
             }
@@ -71,7 +71,7 @@ struct GeminiBackend: RemoteBackend {
             let requests = inputs.map { ["model": "models/" + model.id, "content": ["parts": [["text": $0]]]] as JSONObject }
             let reply = try await transport.send(
                 .POST, modelPath + ":batchEmbedContents", headers: headers, body: JSONBody.buffer(["requests": requests]), client: request.caller.connection)
-            guard reply.status == 200 else { return BackendExchange(reply: try await failed(reply), model: model.name) }
+            guard reply.status == 200 else { return BackendExchange(reply: try await reply.translatingError(backend: name), model: model.name) }
             let name = request.served.name
             let whole = try await reply.translatingWhole(upTo: InferenceService.maxResponseBytes) { bytes in
                 let embeddings = JSONBody.parsed(bytes)?["embeddings"] as? [JSONObject] ?? []
@@ -86,10 +86,6 @@ struct GeminiBackend: RemoteBackend {
             throw BodhiError.invalidRequest(
                 "'\(request.served.name)' is a model of the backend '\(name)' (Gemini), which serves chat completions and embeddings only.", param: "model")
         }
-    }
-
-    private func failed(_ reply: EngineReply) async throws -> EngineReply {
-        try await reply.translatingWhole(upTo: 1 << 20) { OpenAIError.translated($0, status: reply.status, backend: name) }
     }
 
     // MARK: Translation

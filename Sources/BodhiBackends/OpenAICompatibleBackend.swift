@@ -69,14 +69,13 @@ struct OpenAICompatibleBackend: RemoteBackend {
         let (body, model) = try upstreamBody(request)
         let path = String(request.operation.rawValue.dropFirst("/v1".count))
         let reply = try await transport.send(.POST, base + path, headers: .bearer(apiKey), body: JSONBody.buffer(body), client: request.caller.connection)
+        guard reply.status == 200 else { return BackendExchange(reply: try await reply.translatingError(backend: self.name), model: model.name) }
         let name = request.served.name
-        let streams = reply.status == 200 && reply.contentType?.hasPrefix("text/event-stream") == true
-        if streams {
+        if reply.contentType?.hasPrefix("text/event-stream") == true {
             return BackendExchange(reply: reply.translatingEvents(with: Renaming(from: model.id, to: name)), model: model.name)
         }
         let renamed = try await reply.translatingWhole(upTo: InferenceService.maxResponseBytes) { bytes in
             guard var object = JSONBody.parsed(bytes) else { return bytes }
-            if reply.status != 200 { return OpenAIError.translated(bytes, status: reply.status, backend: self.name) }
             if object["model"] != nil { object["model"] = name }
             return JSONBody.buffer(object)
         }

@@ -53,6 +53,12 @@ extension EngineReply {
         }))
     }
 
+    /// A backend's error answer (any status but 200) as OpenAI's error JSON: its status kept, its
+    /// message quoted, the backend named.
+    func translatingError(backend: String) async throws -> EngineReply {
+        try await translatingWhole(upTo: 1 << 20) { OpenAIError.translated($0, status: status, backend: backend) }
+    }
+
     /// This reply with its whole body replaced by `transform`'s.
     func translatingWhole(upTo limit: Int, status: Int? = nil, _ transform: (ByteBuffer) throws -> ByteBuffer) async throws -> EngineReply {
         let bytes = try await body.collect(upTo: limit)

@@ -30,6 +30,8 @@ class StandIn:
         self.fail_status: int | None = None
         self.retry_after: int | None = None
         self.drop = False
+        # With `fail_status`: answer this text as HTML instead, as a proxy in front of a server does.
+        self.fail_html: str | None = None
         handler = type("Handler", (_Handler,), {"standin": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -136,6 +138,14 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(0.2)
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
+            return
+        if self.standin.fail_status and self.standin.fail_html is not None:
+            page = self.standin.fail_html.encode()
+            self.send_response(self.standin.fail_status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
             return
         if self.standin.fail_status:
             retry = {"Retry-After": str(self.standin.retry_after)} if self.standin.retry_after else None

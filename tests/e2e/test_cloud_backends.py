@@ -142,6 +142,18 @@ def test_a_provider_at_its_rate_limit_answers_429_naming_the_backend(gateway: Bo
             assert f"backend '{kind}'" in refused.value.message
 
 
+def test_an_error_page_that_is_not_json_comes_back_in_openais_shape(gateway: BodhiServer, providers):
+    openai_standin = providers["openai"]
+    openai_standin.fail_status, openai_standin.fail_html = 502, "<html><body>Bad gateway</body></html>"
+    try:
+        with openai_client(gateway) as client, pytest.raises(openai.APIStatusError) as failed:
+            client.chat.completions.create(model="openai/" + MODELS["openai"], messages=HELLO)
+    finally:
+        openai_standin.fail_status, openai_standin.fail_html = None, None
+    assert failed.value.status_code == 502
+    assert "backend 'openai'" in failed.value.message and "Bad gateway" in failed.value.message
+
+
 def test_gemini_embeddings_through_the_openai_client(gateway: BodhiServer):
     with openai_client(gateway) as client:
         embedded = client.embeddings.create(model="gemini/text-embedding-004", input=["a", "abc"])
