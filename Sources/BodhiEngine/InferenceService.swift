@@ -281,11 +281,9 @@ public struct InferenceService: Sendable {
     ) async throws -> HeldResult {
         let started = ContinuousClock.now
         let head = try Self.parseHead(body)
-        let name = try Self.modelName(head)
-        if let router = models.routerNow(name) {
-            return try await route(operation, body: body, through: router, allowedModels: allowedModels)
-        }
-        let prepared = try Self.prepare(operation, body: body, head: head, served: try await resolve(name, allowedBy: allowedModels))
+        let served = try await resolve(try Self.modelName(head), allowedBy: allowedModels)
+        if case .router(let router) = served.source { return try await route(operation, body: body, through: router) }
+        let prepared = try Self.prepare(operation, body: body, head: head, served: served)
         let caller = InferenceCaller.current
         var onWhole: WholeReplyReceiver?
         if !prepared.wantsEvents, let deliverWhole {
@@ -330,14 +328,8 @@ public struct InferenceService: Sendable {
     /// timeout, 429 or 5xx before the first byte of an answer) as far as breakers and retry
     /// budgets allow. Any other answer, 400s included, is the answer. When every target failed,
     /// the last failure is the answer; when every breaker is open, a 503 says for how long.
-    private func route(
-        _ operation: InferenceOperation, body: ByteBuffer, through router: ModelRouter, allowedModels: [String]?
-    ) async throws -> HeldResult {
-        if let allowedModels, !allowedModels.contains(where: { $0.lowercased() == router.name.lowercased() }) {
-            throw BodhiError(.forbidden, status: 403,
-                             "This API token may not use the model '\(router.name)'; it may use: \(allowedModels.joined(separator: ", ")).",
-                             param: "model")
-        }
+    /// The caller's allow-list was checked on the router's name, which is what it grants.
+    private func route(_ operation: InferenceOperation, body: ByteBuffer, through router: ModelRouter) async throws -> HeldResult {
         guard var request = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
             throw BodhiError.invalidRequest("The request body must be a JSON object.")
         }

@@ -84,10 +84,12 @@ public final class RouterBreakers: Sendable {
 
     public func state(of target: String) -> BreakerState {
         let now = now()
-        return state.withLock { state in
-            guard let breaker = state.breakers[target], let openUntil = breaker.openUntil else { return .closed }
-            return now < openUntil ? .open : .halfOpen
-        }
+        return state.withLock { state in Self.state(of: state.breakers[target], now: now) }
+    }
+
+    private static func state(of breaker: Breaker?, now: ContinuousClock.Instant) -> BreakerState {
+        guard let openUntil = breaker?.openUntil else { return .closed }
+        return now < openUntil ? .open : .halfOpen
     }
 
     /// Whether a request another target failed may be sent on to `target`, within its budget.
@@ -125,8 +127,11 @@ public final class RouterBreakers: Sendable {
     /// `target` answered: its breaker closes. Returns the state it left, if it changed.
     @discardableResult
     public func succeeded(_ target: String) -> BreakerState? {
-        let before = state(of: target)
-        state.withLock { state in state.breakers[target] = Breaker() }
+        let now = now()
+        let before = state.withLock { state in
+            defer { state.breakers[target] = Breaker() }
+            return Self.state(of: state.breakers[target], now: now)
+        }
         return before == .closed ? nil : before
     }
 

@@ -7,10 +7,6 @@ import Hummingbird
 struct AliasRoutes {
     let services: BodhiServices
 
-    struct AliasList: Encodable {
-        let data: [Alias]
-    }
-
     /// The body of a create or replace; on replace the name comes from the path.
     struct AliasBody: Decodable {
         let name: String?
@@ -27,16 +23,11 @@ struct AliasRoutes {
         let name: String
     }
 
-    struct Deleted: Encodable {
-        let name: String
-        let deleted = true
-    }
-
     func register(on router: Router<BodhiRequestContext>) {
         let base = "/bodhi/v1/aliases"
         let limit = services.maxRequestBodyBytes
         router.get(RouterPath(base)) { _, _ in
-            try Response.json(AliasList(data: await services.aliases.list()))
+            try Response.json(DataList(data: await services.aliases.list()))
         }
         router.post(RouterPath(base)) { request, _ in
             let body = try await request.decodeJSON(AliasBody.self, limit: limit)
@@ -66,7 +57,7 @@ struct AliasRoutes {
             let name = try context.parameters.decoded("name")
             try await services.aliases.delete(name)
             await services.models.aliasChanged(name)
-            return try Response.json(Deleted(name: name))
+            return try Response.json(DeletedName(name: name))
         }
     }
 }

@@ -8,10 +8,6 @@ import Hummingbird
 struct BackendRoutes {
     let services: BodhiServices
 
-    struct BackendList: Encodable {
-        let data: [BackendStatus]
-    }
-
     /// The body of an add. The key is write-only: no answer ever carries it.
     struct AddBody: Decodable {
         let name: String
@@ -32,7 +28,7 @@ struct BackendRoutes {
         router.get(RouterPath(base)) { _, _ in
             // What the database says now: `bodhi backends add` writes there, then asks here.
             try await backends.load(waitForModels: true)
-            return try Response.json(BackendList(data: backends.list()))
+            return try Response.json(DataList(data: backends.list()))
         }
         router.post(RouterPath(base)) { request, _ in
             let body = try await request.decodeJSON(AddBody.self, limit: 64 * 1024)

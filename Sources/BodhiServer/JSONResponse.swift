@@ -2,6 +2,17 @@ import BodhiCore
 import Foundation
 import Hummingbird
 
+/// A list as Bodhi's APIs answer one: `{"data": [...]}`.
+struct DataList<Item: Encodable>: Encodable {
+    let data: [Item]
+}
+
+/// What deleting a named thing (an alias, a router) answers.
+struct DeletedName: Encodable {
+    let name: String
+    let deleted = true
+}
+
 extension Response {
     /// A JSON response with `value` encoded as Bodhi's APIs write it.
     static func json<Value: Encodable>(_ value: Value, status: HTTPResponse.Status = .ok) throws -> Response {

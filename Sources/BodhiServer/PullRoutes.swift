@@ -15,10 +15,6 @@ struct PullRoutes {
         let stream: Bool?
     }
 
-    struct PullList: Encodable {
-        let data: [PullRecord]
-    }
-
     func register(on router: Router<BodhiRequestContext>) {
         let base = "/bodhi/v1/models/pull"
         router.post(RouterPath(base)) { request, _ in
@@ -30,7 +26,7 @@ struct PullRoutes {
             return try Response.json(record, status: .accepted)
         }
         router.get(RouterPath(base)) { _, _ in
-            try Response.json(PullList(data: await services.pulls.list()))
+            try Response.json(DataList(data: await services.pulls.list()))
         }
         router.get(RouterPath(base + "/:id")) { _, context in
             try Response.json(await services.pulls.pull(id: context.parameters.decoded("id")))

@@ -7,10 +7,6 @@ import Hummingbird
 struct RouterRoutes {
     let services: BodhiServices
 
-    struct RouterList: Encodable {
-        let data: [ModelRouter]
-    }
-
     /// The body of a set; the name comes from the path. The cooldown as `cooldown` ("30s") or
     /// `cooldown_seconds`.
     struct SetBody: Decodable {
@@ -37,16 +33,11 @@ struct RouterRoutes {
         }
     }
 
-    struct Deleted: Encodable {
-        let name: String
-        let deleted = true
-    }
-
     func register(on router: Router<BodhiRequestContext>) {
         let base = "/bodhi/v1/routers"
         let aliases = services.aliases
         router.get(RouterPath(base)) { _, _ in
-            try Response.json(RouterList(data: await aliases.routers()))
+            try Response.json(DataList(data: await aliases.routers()))
         }
         router.get(RouterPath(base + "/:name")) { _, context in
             try Response.json(await aliases.router(named: context.parameters.decoded("name")))
@@ -59,7 +50,7 @@ struct RouterRoutes {
         router.delete(RouterPath(base + "/:name")) { _, context in
             let name = try context.parameters.decoded("name")
             try await aliases.deleteRouter(name)
-            return try Response.json(Deleted(name: name))
+            return try Response.json(DeletedName(name: name))
         }
     }
 }

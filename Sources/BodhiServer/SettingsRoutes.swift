@@ -6,17 +6,13 @@ import Hummingbird
 struct SettingsRoutes {
     let services: BodhiServices
 
-    struct SettingList: Encodable {
-        let data: [SettingView]
-    }
-
     struct NewValue: Decodable {
         let value: String
     }
 
     func register(on router: Router<BodhiRequestContext>) {
         router.get("/bodhi/v1/settings") { _, _ in
-            try Response.json(SettingList(data: await services.settings.list()))
+            try Response.json(DataList(data: await services.settings.list()))
         }
         router.put("/bodhi/v1/settings/:key") { request, context in
             let body = try await request.decodeJSON(NewValue.self, limit: 64 * 1024)

@@ -119,14 +119,33 @@ protocol AliasBackend: Sendable {
 
 /// Runs `body` against the server when it runs, else against the database directly.
 private func withAliases<T: Sendable>(_ server: ServerOptions, _ body: (any AliasBackend) async throws -> T) async throws -> T {
+    try await withNamedModels(
+        server, remote: { try await body(RemoteAliases(client: $0)) }, local: { try await body(LocalAliases(registry: $0)) })
+}
+
+/// Runs `remote` with the server when it runs, else `local` with the aliases and routers read
+/// from the database (they share one namespace, so one registry holds both).
+func withNamedModels<T: Sendable>(
+    _ server: ServerOptions, remote: (BodhiClient) async throws -> T, local: (AliasRegistry) async throws -> T
+) async throws -> T {
     let settings = try server.settings()
     let client = BodhiClient(settings: settings)
-    if await client.isRunning() { return try await body(RemoteAliases(client: client)) }
+    if await client.isRunning() { return try await remote(client) }
     return try await settings.withStore { store in
         let registry = AliasRegistry(repository: store, catalog: ModelCatalog(hubDirectory: settings.hubDirectory), routers: store)
         try await registry.load()
-        return try await body(LocalAliases(registry: registry))
+        return try await local(registry)
     }
+}
+
+/// A list as the server answers one: `{"data": [...]}`.
+struct DataPage<Item: Decodable>: Decodable {
+    let data: [Item]
+}
+
+/// What the server answers the delete of an alias or a router with.
+struct DeletedName: Decodable {
+    let name: String
 }
 
 struct LocalAliases: AliasBackend {
@@ -148,8 +167,7 @@ struct RemoteAliases: AliasBackend {
     private var base: String { client.settings.clientBaseURL + "/bodhi/v1/aliases" }
 
     func list() async throws -> [Alias] {
-        struct Page: Decodable { let data: [Alias] }
-        return try await client.call(.GET, base, decoding: Page.self).data
+        try await client.call(.GET, base, decoding: DataPage<Alias>.self).data
     }
 
     func get(_ name: String) async throws -> Alias {
@@ -171,8 +189,7 @@ struct RemoteAliases: AliasBackend {
     }
 
     func delete(_ name: String) async throws {
-        struct Deleted: Decodable { let name: String }
-        _ = try await client.call(.DELETE, base + "/" + BodhiClient.pathSegment(name), decoding: Deleted.self)
+        _ = try await client.call(.DELETE, base + "/" + BodhiClient.pathSegment(name), decoding: DeletedName.self)
     }
 }
 

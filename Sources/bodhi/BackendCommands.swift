@@ -96,8 +96,6 @@ struct BackendsCommand: AsyncParsableCommand {
 
 extension BackendFormat: ExpressibleByArgument {}
 
-private struct BackendPage: Decodable { let data: [BackendStatus] }
-
 /// Runs `body` on the database, where backends are kept (the key sealed with this machine's
 /// secret key; adding one takes an admin's rights, which the database's owner has), then has a
 /// running Bodhi read them again: at once with a token in BODHI_TOKEN, else within seconds.
@@ -119,7 +117,7 @@ private func withBackends<T: Sendable>(_ server: ServerOptions, _ body: (Backend
     }
     let client = BodhiClient(settings: settings)
     if await client.isRunning() {
-        _ = try? await client.call(.GET, settings.clientBaseURL + "/bodhi/v1/backends", decoding: BackendPage.self)
+        _ = try? await client.call(.GET, settings.clientBaseURL + "/bodhi/v1/backends", decoding: DataPage<BackendStatus>.self)
     }
     return result
 }

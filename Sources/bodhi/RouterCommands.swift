@@ -89,14 +89,8 @@ protocol RouterManagement: Sendable {
 
 /// Runs `body` against the server when it runs, else against the database directly.
 private func withRouters<T: Sendable>(_ server: ServerOptions, _ body: (any RouterManagement) async throws -> T) async throws -> T {
-    let settings = try server.settings()
-    let client = BodhiClient(settings: settings)
-    if await client.isRunning() { return try await body(RemoteRouters(client: client)) }
-    return try await settings.withStore { store in
-        let registry = AliasRegistry(repository: store, catalog: ModelCatalog(hubDirectory: settings.hubDirectory), routers: store)
-        try await registry.load()
-        return try await body(LocalRouters(registry: registry))
-    }
+    try await withNamedModels(
+        server, remote: { try await body(RemoteRouters(client: $0)) }, local: { try await body(LocalRouters(registry: $0)) })
 }
 
 struct LocalRouters: RouterManagement {
@@ -113,7 +107,7 @@ struct RemoteRouters: RouterManagement {
     private var base: String { client.settings.clientBaseURL + "/bodhi/v1/routers" }
 
     func list() async throws -> [ModelRouter] {
-        try await client.call(.GET, base, decoding: RouterPage.self).data
+        try await client.call(.GET, base, decoding: DataPage<ModelRouter>.self).data
     }
 
     func set(_ router: ModelRouter) async throws -> ModelRouter {
@@ -125,9 +119,7 @@ struct RemoteRouters: RouterManagement {
     }
 
     func delete(_ name: String) async throws {
-        struct Deleted: Decodable { let name: String }
-        _ = try await client.call(.DELETE, base + "/" + BodhiClient.pathSegment(name), decoding: Deleted.self)
+        _ = try await client.call(.DELETE, base + "/" + BodhiClient.pathSegment(name), decoding: DeletedName.self)
     }
 }
 
-private struct RouterPage: Decodable { let data: [ModelRouter] }

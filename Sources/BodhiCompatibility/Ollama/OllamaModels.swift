@@ -79,9 +79,7 @@ extension OllamaService {
     /// A backend's model: no file here, so no size or digest.
     static func tag(name: String, remote: RemoteModel, modified: Date) -> JSONObject {
         ["name": name, "model": name, "modified_at": OllamaJSON.timestamp(modified), "size": 0, "digest": "",
-         "details": ["parent_model": "", "format": "", "family": "", "families": [String](), "parameter_size": "",
-                     "quantization_level": ""] as JSONObject,
-         "remote_host": remote.backend]
+         "details": detailsWithoutFile(family: ""), "remote_host": remote.backend]
     }
 
     /// The blob's SHA-256: the Hugging Face cache names blobs by it.
@@ -89,6 +87,11 @@ extension OllamaService {
         let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: entry.path)) ?? entry.path
         let name = (target as NSString).lastPathComponent
         return name.count == 64 && name.allSatisfy(\.isHexDigit) ? name : ""
+    }
+
+    /// Ollama's `details` of a model Bodhi has no file of (a backend's model, a router).
+    static func detailsWithoutFile(family: String) -> JSONObject {
+        ["parent_model": "", "format": "", "family": family, "families": [String](), "parameter_size": "", "quantization_level": ""]
     }
 
     static func details(_ description: ModelDescription) -> JSONObject {
@@ -123,8 +126,7 @@ extension OllamaService {
         for line in parameters.split(separator: "\n") { modelfile += "PARAMETER \(line)\n" }
         var reply: JSONObject = [
             "modelfile": modelfile, "parameters": parameters, "template": "",
-            "details": ["parent_model": "", "format": "", "family": family, "families": [String](), "parameter_size": "",
-                        "quantization_level": ""] as JSONObject,
+            "details": detailsWithoutFile(family: family),
             "model_info": JSONObject(), "capabilities": ["completion"],
             "modified_at": OllamaJSON.timestamp(served.alias?.updatedAt ?? Date()),
         ]
