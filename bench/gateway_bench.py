@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -234,45 +235,36 @@ def probe_latencies(server: BodhiServer, seconds: float) -> dict:
 
 
 def unknown_names_phase(server: BodhiServer, args: argparse.Namespace) -> dict:
+    """/ping and a chat, quiet and then while about 200 requests a second name models that do not
+    exist. The names come from wrk in a process of its own (bench/wrk_unknown_names.lua): a load
+    generator in this process would take the GIL from the probes, and Python's HTTP client the CPU
+    the engine needs, both counted against Bodhi."""
     seconds = 5 if args.quick else 15
-    rate = 200
+    rate, connections = 200, 4
+    # One such request answered as a user would see it: a 404 that names the model.
+    sample = httpx.post(f"{server.api_url}/chat/completions", headers=server.auth, timeout=30,
+                        json={"model": "nobody/missing:Q4_0", "messages": HELLO})
     before = cpu_seconds(server.proc.pid)
     quiet = probe_latencies(server, seconds)
     quiet_cpu = cpu_seconds(server.proc.pid) - before
-    sent: list[int] = []
-    stop = threading.Event()
-
-    def asker(worker: int, workers: int) -> None:
-        # Each of `workers` threads keeps its share of the rate; bounded by the phase's length.
-        interval = workers / rate
-        with httpx.Client(headers=server.auth, timeout=30) as http:
-            next_at = time.perf_counter()
-            count = 0
-            while not stop.is_set() and count < rate * seconds // workers + 1:
-                response = http.post(f"{server.api_url}/chat/completions",
-                                     json={"model": f"nobody/missing-{worker}-{count}:Q4_0", "messages": HELLO})
-                sent.append(response.status_code)
-                count += 1
-                next_at += interval
-                time.sleep(max(0.0, next_at - time.perf_counter()))
-
-    askers = [threading.Thread(target=asker, args=(index, 4)) for index in range(4)]
-    started = time.perf_counter()
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(HERE / "wrk_unknown_names.lua"),
+               f"{server.base_url}/v1/chat/completions"]
+    env = {**os.environ, "BODHI_TOKEN": server.token, "BODHI_DELAY_MS": str(max(1, round(1000 * connections / rate) - 1))}
     before = cpu_seconds(server.proc.pid)
-    for thread in askers:
-        thread.start()
+    load = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     loaded = probe_latencies(server, seconds)
-    stop.set()
-    for thread in askers:
-        thread.join(60)
+    output, _ = load.communicate(timeout=seconds + 60)
     loaded_cpu = cpu_seconds(server.proc.pid) - before
-    elapsed = time.perf_counter() - started
+    report = json.loads(output[output.index("WRK_JSON ") + 9:].splitlines()[0])
     return {
-        "seconds": seconds, "unknown_requests": len(sent), "unknown_per_s": len(sent) / elapsed,
-        "unknown_statuses": sorted(set(sent)), "quiet": quiet, "loaded": loaded,
+        "seconds": seconds, "unknown_requests": report["requests"], "unknown_per_s": report["requests"] / report["duration_s"],
+        # wrk counts answers that are not 2xx/3xx; every one should be (the sample says which).
+        "unknown_statuses": sorted({sample.status_code, *([200] if report["non_2xx"] < report["requests"] else [])}),
+        "unknown_p50_ms": report["p50_us"] / 1000, "unknown_p99_ms": report["p99_us"] / 1000,
+        "quiet": quiet, "loaded": loaded,
         # Bodhi's own CPU: what the unknown names cost it, beyond the probes both phases send.
         "bodhi_cpu_quiet_s": quiet_cpu, "bodhi_cpu_loaded_s": loaded_cpu,
-        "bodhi_cpu_us_per_unknown_request": (loaded_cpu - quiet_cpu) / max(1, len(sent)) * 1e6,
+        "bodhi_cpu_us_per_unknown_request": (loaded_cpu - quiet_cpu) / max(1, report["requests"]) * 1e6,
         "ping_p99_ratio": loaded["ping_p99_ms"] / quiet["ping_p99_ms"],
         "chat_p50_ratio": loaded["chat_p50_ms"] / quiet["chat_p50_ms"],
     }

@@ -206,16 +206,24 @@ public final class BackendRegistry: RemoteModelDirectory, RemoteBackends {
 
     public func remoteModel(named name: String) async -> RemoteModel? {
         if let model = remoteModelNow(named: name) { return model }
+        guard let stale = staleBackend(for: name) else { return nil }
+        await refresh(stale)
+        return remoteModelNow(named: name)
+    }
+
+    public func servesNoModelNow(named name: String) -> Bool {
+        remoteModelNow(named: name) == nil && staleBackend(for: name) == nil
+    }
+
+    /// The backend whose prefix `name` has, when its list was not read in the last few seconds.
+    private func staleBackend(for name: String) -> String? {
         guard let slash = name.firstIndex(of: "/") else { return nil }
         let prefix = String(name[..<slash])
-        let stale: String? = state.withLock { state in
+        return state.withLock { state in
             guard let backend = state.byPrefix[prefix], let entry = state.entries[backend] else { return nil }
             if let attempted = entry.attemptedAt, ContinuousClock.now - attempted < Self.unknownNameRefresh { return nil }
             return backend
         }
-        guard let stale else { return nil }
-        await refresh(stale)
-        return remoteModelNow(named: name)
     }
 
     public func remoteModels() -> [RemoteModel] {

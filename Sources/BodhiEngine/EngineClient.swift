@@ -26,38 +26,79 @@ public struct EngineReply: Sendable {
 
 /// The body of an engine's answer, in the chunks the engine sent. Giving it up before its end
 /// (`cancel()`, or dropping it) closes the connection, which makes llama-server stop generating.
+/// A task reads it as an async sequence; a local engine's can also be pushed, without a task, to
+/// a receiver on the event loop where it is read (`push`).
 public final class EngineReplyBody: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
-    private let chunks: AsyncThrowingStream<ByteBuffer, any Error>
-    /// The whole body, when it was asked for whole and so came after the engine's last byte.
-    private let whole: ByteBuffer?
+
+    private enum Source: Sendable {
+        case chunks(AsyncThrowingStream<ByteBuffer, any Error>)
+        /// Read by an engine connection's handler, on the relay's event loop.
+        case relayed(NIOLoopBoundBox<ReplyRelay>)
+        /// The whole body, when it was asked for whole and so came after the engine's last byte.
+        case whole(ByteBuffer)
+    }
+
+    private let source: Source
     private let abandon: @Sendable () -> Void
 
-    init(chunks: AsyncThrowingStream<ByteBuffer, any Error>, whole: ByteBuffer?, abandon: @escaping @Sendable () -> Void) {
-        self.chunks = chunks
-        self.whole = whole
+    private init(source: Source, abandon: @escaping @Sendable () -> Void) {
+        self.source = source
         self.abandon = abandon
+    }
+
+    convenience init(relay: NIOLoopBoundBox<ReplyRelay>, abandon: @escaping @Sendable () -> Void) {
+        self.init(source: .relayed(relay), abandon: abandon)
     }
 
     /// A body read from elsewhere (a backend's answer): `cancel` stops that exchange.
     public convenience init(chunks: AsyncThrowingStream<ByteBuffer, any Error>, cancel: @escaping @Sendable () -> Void) {
-        self.init(chunks: chunks, whole: nil, abandon: cancel)
+        self.init(source: .chunks(chunks), abandon: cancel)
     }
 
     /// A body already read whole.
     public convenience init(whole: ByteBuffer) {
-        self.init(chunks: AsyncThrowingStream { $0.finish() }, whole: whole, abandon: {})
+        self.init(source: .whole(whole), abandon: {})
     }
 
     deinit { abandon() }
 
     public func makeAsyncIterator() -> AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator {
-        // A whole body does not travel through `chunks` (one buffered event less per request).
-        guard let whole else { return chunks.makeAsyncIterator() }
-        return AsyncThrowingStream { parts in
-            parts.yield(whole)
-            parts.finish()
-        }.makeAsyncIterator()
+        switch source {
+        case .chunks(let chunks):
+            return chunks.makeAsyncIterator()
+        case .whole(let whole):
+            // A whole body does not travel through an engine's stream (one buffered event less per request).
+            return AsyncThrowingStream { parts in
+                parts.yield(whole)
+                parts.finish()
+            }.makeAsyncIterator()
+        case .relayed(let relay):
+            let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+            continuation.onTermination = { [abandon] termination in
+                if case .cancelled = termination { abandon() }
+            }
+            if relay.eventLoop.inEventLoop {
+                relay.value.attach(continuation)
+            } else {
+                relay.eventLoop.execute { relay.value.attach(continuation) }
+            }
+            return chunks.makeAsyncIterator()
+        }
+    }
+
+    /// The event loop a local engine's reply is read on, where `push` can take it; nil for any other.
+    public var pushLoop: (any EventLoop)? {
+        if case .relayed(let relay) = source { return relay.eventLoop }
+        return nil
+    }
+
+    /// Hands the reply's parts to `receive` as they are read, on `pushLoop`, where this must be
+    /// called; false, with nothing done, for a reply read elsewhere (iterate it instead).
+    public func push(to receive: @escaping ReplyReceiver) -> Bool {
+        guard case .relayed(let relay) = source, relay.eventLoop.inEventLoop else { return false }
+        relay.value.attach(receive)
+        return true
     }
 
     /// Stops the exchange unless it already ended: the connection is closed, not reused.
@@ -65,7 +106,7 @@ public final class EngineReplyBody: AsyncSequence, Sendable {
 
     /// The whole body, refused (and the exchange stopped) beyond `limit` bytes.
     public func collect(upTo limit: Int) async throws -> ByteBuffer {
-        if let whole {
+        if case .whole(let whole) = source {
             guard whole.readableBytes <= limit else { throw EngineClientError.replyTooLarge(limit: limit) }
             return whole
         }
@@ -202,14 +243,11 @@ public final class EngineClient: Sendable {
         return true
     }
 
-    private static func requestHead(_ path: String, to endpoint: EngineEndpoint, bodyBytes: Int) -> HTTPRequestHead {
-        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
-        head.headers.reserveCapacity(4)
-        head.headers.add(name: "Host", value: endpoint.hostHeader)
-        head.headers.add(name: "Authorization", value: endpoint.authorization)
-        head.headers.add(name: "Content-Type", value: "application/json")
-        head.headers.add(name: "Content-Length", value: String(bodyBytes))
-        return head
+    private static func requestHead(_ path: String, to endpoint: EngineEndpoint, bodyBytes: Int) -> ByteBuffer {
+        ByteBuffer(string: """
+            POST \(path) HTTP/1.1\r\nHost: \(endpoint.hostHeader)\r\nAuthorization: \(endpoint.authorization)\r\n\
+            Content-Type: application/json\r\nContent-Length: \(bodyBytes)\r\n\r\n
+            """)
     }
 
     /// Kept-alive connections waiting for a request, to all engines.
@@ -229,12 +267,13 @@ public final class EngineClient: Sendable {
     }
 
     private func exchange(
-        on connection: EngineConnection, head: HTTPRequestHead, body: ByteBuffer, client: ClientConnection?, wholeUpTo: Int?,
+        on connection: EngineConnection, head: ByteBuffer, body: ByteBuffer, client: ClientConnection?, wholeUpTo: Int?,
         onWhole: WholeReplyReceiver?
     ) async throws -> EngineReply {
         // A caller already gone (cancelled while queued, or between tries) sends nothing.
         try Task.checkCancellation()
-        let started = start(on: connection, head: head, body: body, client: client, wholeUpTo: wholeUpTo, onWhole: onWhole)
+        let started = start(
+            on: connection, head: head, body: body, client: client, wholeUpTo: wholeUpTo, onWhole: onWhole, streaming: wholeUpTo == nil)
         // A caller that goes away (its client hung up) while the engine works on the request
         // closes the connection, which stops the engine; it is not sent again.
         let response: EngineExchange.ReplyStart
@@ -249,12 +288,17 @@ public final class EngineClient: Sendable {
         }
         let ended = started.ended
         let id = started.id
-        return EngineReply(
-            status: Int(response.head.status.code), contentType: response.head.headers.first(name: "Content-Type"),
-            body: EngineReplyBody(chunks: started.chunks ?? AsyncThrowingStream { $0.finish() }, whole: response.whole, abandon: {
-                // Once the reply has ended there is nothing to stop (and no event to send).
-                if !ended.isSet { connection.abandon(id) }
-            }))
+        // Once the reply has ended there is nothing to stop (and no event to send).
+        let abandon: @Sendable () -> Void = { if !ended.isSet { connection.abandon(id) } }
+        let body: EngineReplyBody
+        if let whole = response.whole {
+            body = EngineReplyBody(whole: whole)
+        } else if let relay = started.relay {
+            body = EngineReplyBody(relay: relay, abandon: abandon)
+        } else {
+            body = EngineReplyBody(whole: ByteBuffer())
+        }
+        return EngineReply(status: Int(response.head.status.code), contentType: response.head.headers.first(name: "Content-Type"), body: body)
     }
 
     /// An exchange on its way: its reply's start, and the reply's parts as they come.
@@ -262,47 +306,44 @@ public final class EngineClient: Sendable {
         let id: UInt64
         let replyHead: EventLoopFuture<EngineExchange.ReplyStart>
         /// Nil unless streaming.
-        let chunks: AsyncThrowingStream<ByteBuffer, any Error>?
+        let relay: NIOLoopBoundBox<ReplyRelay>?
         let ended: OnceFlag
     }
 
     /// Writes the request on `connection`; a client hang-up from here on abandons it. With
-    /// `streaming`, the reply's parts come through `chunks` (whose end, or whose reader giving
+    /// `streaming`, the reply's parts come through `relay` (whose end, or whose reader giving
     /// it up, ends the exchange); without, only through the reply's start, which a whole reply
     /// needs alone.
     private func start(
-        on connection: EngineConnection, head: HTTPRequestHead, body: ByteBuffer, client: ClientConnection?, wholeUpTo: Int?,
-        onWhole: WholeReplyReceiver?, streaming: Bool = true
+        on connection: EngineConnection, head: ByteBuffer, body: ByteBuffer, client: ClientConnection?, wholeUpTo: Int?,
+        onWhole: WholeReplyReceiver?, streaming: Bool
     ) -> Started {
         let id = exchangeIDs.wrappingAdd(1, ordering: .relaxed).newValue
-        let stream = streaming ? AsyncThrowingStream<ByteBuffer, any Error>.makeStream() : nil
-        let continuation = stream?.continuation
-        let replyHead = connection.channel.eventLoop.makePromise(of: EngineExchange.ReplyStart.self)
-        let exchange = EngineExchange(
-            id: id, head: head, body: body, wholeUpTo: wholeUpTo, onWhole: onWhole, replyHead: replyHead, replyBody: continuation,
-            finished: { [self] keepAlive in
-                if keepAlive { giveBack(connection) } else { connection.channel.close(promise: nil) }
-            })
+        let channel = connection.channel
         // Abandoning is safe at any time: the handler ignores it once the exchange ended, and
         // remembers it when it comes before the exchange started.
         let watch = client?.onHangUp { connection.abandon(id) }
-        if let continuation {
-            continuation.onTermination = { termination in
-                watch?.end()
-                if case .cancelled = termination { connection.abandon(id) }
-            }
-        } else {
-            replyHead.futureResult.whenComplete { _ in watch?.end() }
-        }
-        let written = connection.channel.eventLoop.makePromise(of: Void.self)
+        let relay = streaming
+            ? NIOLoopBoundBox.makeBoxSendingValue(
+                ReplyRelay(eventLoop: channel.eventLoop, resumeReading: { channel.read() }, ended: { watch?.end() }),
+                as: ReplyRelay.self, eventLoop: channel.eventLoop)
+            : nil
+        let replyHead = channel.eventLoop.makePromise(of: EngineExchange.ReplyStart.self)
+        let exchange = EngineExchange(
+            id: id, head: head, body: body, wholeUpTo: wholeUpTo, onWhole: onWhole, replyHead: replyHead, replyBody: relay,
+            finished: { [self] keepAlive in
+                if keepAlive { giveBack(connection) } else { channel.close(promise: nil) }
+            })
+        if relay == nil { replyHead.futureResult.whenComplete { _ in watch?.end() } }
+        let written = channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.whenFailure { _ in
             // A connection closed before the request reached the handler (completing twice is a no-op).
             let closed = EngineClientError.connectionClosed(replyStarted: false)
             replyHead.fail(closed)
-            continuation?.finish(throwing: closed)
+            relay?.value.finish(closed)
         }
-        connection.channel.writeAndFlush(exchange, promise: written)
-        return Started(id: id, replyHead: replyHead.futureResult, chunks: stream?.stream, ended: exchange.ended)
+        channel.writeAndFlush(exchange, promise: written)
+        return Started(id: id, replyHead: replyHead.futureResult, relay: relay, ended: exchange.ended)
     }
 
     private func connect(_ address: Address, on loop: any EventLoop) async throws -> EngineConnection {
@@ -310,9 +351,6 @@ public final class EngineClient: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // The request heads are Bodhi's own (fixed names, a hex key, a number): checking
-                    // them again on every request showed in the profile.
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
                     try channel.pipeline.syncOperations.addHandler(EngineExchangeHandler())
                 }
             }
@@ -386,7 +424,8 @@ struct EngineExchange: Sendable {
     }
 
     let id: UInt64
-    let head: HTTPRequestHead
+    /// The request's head, in HTTP/1.1's bytes.
+    let head: ByteBuffer
     let body: ByteBuffer
     /// Collect the reply whole, refusing more than this many bytes; nil streams it.
     let wholeUpTo: Int?
@@ -394,25 +433,25 @@ struct EngineExchange: Sendable {
     let onWhole: WholeReplyReceiver?
     let replyHead: EventLoopPromise<ReplyStart>
     /// Where a streamed reply's parts go; nil when the reply is wanted whole only.
-    let replyBody: AsyncThrowingStream<ByteBuffer, any Error>.Continuation?
+    let replyBody: NIOLoopBoundBox<ReplyRelay>?
     /// Set once the reply has ended.
     let ended = OnceFlag()
     /// Called on the event loop once the reply ended; whether the connection may be reused.
     let finished: @Sendable (_ keepAlive: Bool) -> Void
 }
 
-/// Turns an `EngineExchange` into request parts, and the reply's parts into its head promise and
-/// body stream. One exchange at a time per connection.
+/// Writes an `EngineExchange`'s request on the connection, and reads its reply (`EngineReplyParser`)
+/// into its head promise and its body's relay. One exchange at a time per connection.
 final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = EngineExchange
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
 
     struct Abandon: Sendable { let id: UInt64 }
 
     private var current: EngineExchange?
+    private var parser = EngineReplyParser()
     private var replyStarted = false
-    private var keepAlive = true
     /// The head and body so far of a reply wanted whole.
     private var wholeReply: (head: HTTPResponseHead, body: ByteBuffer)?
     /// The newest exchange started here; ids only grow, so an abandon with a higher id is for an
@@ -424,7 +463,7 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
         let exchange = unwrapOutboundIn(data)
         guard current == nil else {
             exchange.replyHead.fail(ChannelError.inappropriateOperationForState)
-            exchange.replyBody?.finish(throwing: ChannelError.inappropriateOperationForState)
+            exchange.replyBody?.value.finish(ChannelError.inappropriateOperationForState)
             promise?.fail(ChannelError.inappropriateOperationForState)
             return
         }
@@ -433,7 +472,7 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
             // Given up before it was sent: nothing went out, so the connection is as good as new.
             abandonedAhead = nil
             exchange.replyHead.fail(EngineClientError.abandoned)
-            exchange.replyBody?.finish(throwing: EngineClientError.abandoned)
+            exchange.replyBody?.value.finish(EngineClientError.abandoned)
             exchange.finished(true)
             promise?.succeed()
             return
@@ -441,17 +480,32 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
         current = exchange
         replyStarted = false
         wholeReply = nil
-        context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(exchange.body))), promise: nil)
-        context.write(wrapOutboundOut(.end(nil)), promise: promise)
+        context.write(wrapOutboundOut(exchange.head), promise: nil)
+        context.write(wrapOutboundOut(exchange.body), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let exchange = current else { return }
-        switch unwrapInboundIn(data) {
+        parser.append(unwrapInboundIn(data))
+        do {
+            while let part = try parser.next() {
+                guard let exchange = current else {
+                    // A reply to no request: whatever sent it, the connection is not to be used.
+                    context.close(promise: nil)
+                    return
+                }
+                take(part, of: exchange, context: context)
+            }
+        } catch {
+            // A reply that does not parse: the engine's own failure, never a reason to send the request again.
+            fail(error)
+            context.close(promise: nil)
+        }
+    }
+
+    private func take(_ part: EngineReplyParser.Part, of exchange: EngineExchange, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head):
             replyStarted = true
-            keepAlive = head.isKeepAlive
             if exchange.wholeUpTo != nil {
                 wholeReply = (head, ByteBuffer())
             } else {
@@ -459,7 +513,7 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
             }
         case .body(var chunk):
             guard let limit = exchange.wholeUpTo, var whole = wholeReply else {
-                exchange.replyBody?.yield(chunk)
+                exchange.replyBody?.value.received(chunk)
                 return
             }
             guard whole.body.readableBytes + chunk.readableBytes <= limit else {
@@ -470,7 +524,7 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
             wholeReply = nil  // so that the body grows in place
             whole.body.writeBuffer(&chunk)
             wholeReply = whole
-        case .end:
+        case .end(let keepAlive):
             current = nil
             exchange.ended.set()
             if let whole = wholeReply {
@@ -480,14 +534,20 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
                 // start, not through the stream.
                 exchange.onWhole?(Int(whole.head.status.code), whole.head.headers.first(name: "Content-Type"), whole.body)
                 exchange.finished(keepAlive)
-                exchange.replyBody?.finish()
+                exchange.replyBody?.value.finish(nil)
                 exchange.replyHead.succeed(.init(head: whole.head, whole: whole.body))
             } else {
                 // Pooled before the reader learns of the end, so that its next request finds it.
                 exchange.finished(keepAlive)
-                exchange.replyBody?.finish()
+                exchange.replyBody?.value.finish(nil)
             }
         }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        // Held while a streamed reply's reader waits for its client to take what it was sent.
+        if current?.replyBody?.value.holdsReads == true { return }
+        context.read()
     }
 
     func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
@@ -505,8 +565,8 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A reset or broken pipe is the engine closing the connection; anything else (a reply
-        // that does not parse) is its own failure, and never a reason to send the request again.
+        // A reset or broken pipe is the engine closing the connection; anything else is its own
+        // failure, and never a reason to send the request again.
         if let error = error as? IOError, [ECONNRESET, EPIPE].contains(error.errnoCode) {
             fail(EngineClientError.connectionClosed(replyStarted: replyStarted))
         } else {
@@ -516,6 +576,8 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // A reply without a length ends with its connection.
+        if let exchange = current, let end = try? parser.closed() { take(end, of: exchange, context: context) }
         fail(EngineClientError.connectionClosed(replyStarted: replyStarted))
         context.fireChannelInactive()
     }
@@ -526,6 +588,6 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
         // A reply wanted whole has not been handed over yet, even when it has begun.
         if !replyStarted || wholeReply != nil { exchange.replyHead.fail(error) }
         wholeReply = nil
-        exchange.replyBody?.finish(throwing: error)
+        exchange.replyBody?.value.finish(error)
     }
 }

@@ -50,58 +50,107 @@ public struct EventStream: Sendable {
     /// (the client went away), which cancels the engine request and so its generation.
     public func forward(to receiver: (ByteBuffer) async throws -> Void) async {
         await RequestScope.$requestID.withValue(requestID) {
-            let timing = await pump { event in
-                do { try await receiver(event) } catch { throw EmitFailure(underlying: error) }
+            var pump = EventPump(nativeFormat: nativeFormat)
+            let body = reply.body
+            let registration = cutoff.register { body.cancel() }
+            defer { registration.map(cutoff.unregister) }
+            var stop: (any Error)?
+            do {
+                if registration == nil { throw EngineClientError.abandoned }
+                for try await chunk in body {
+                    for event in pump.events(in: chunk) {
+                        do { try await receiver(event) } catch {
+                            body.cancel()
+                            logger.debug("client went away mid-stream; engine generation stopped", metadata: ["error": "\(error)"])
+                            slot.finish(status: 200, timing: pump.timing)
+                            return
+                        }
+                    }
+                }
+            } catch {
+                stop = error
             }
-            slot.finish(status: 200, timing: timing)
+            if let last = closingEvent(pump, stoppedBy: stop) { try? await receiver(last) }
+            slot.finish(status: 200, timing: pump.timing)
         }
     }
 
-    private func pump(_ emit: (ByteBuffer) async throws -> Void) async -> StreamTiming {
-        var framer = SSEFramer()
-        var finished = false
-        var lastWasError = false
-        var timing = StreamTiming()
+    /// `forward` without a task, for a local engine's reply: its events go to `sink` on the
+    /// event loop where the reply is read, as they are read (and reads wait while the sink's
+    /// client is backed up). False, with nothing done, for a reply read anywhere else (a
+    /// backend's), or on a loop other than `loop`: `forward` it then.
+    ///
+    /// Why: moving each event through a task and back cost more than the rest of its way
+    /// through Bodhi (docs/PERFORMANCE.md).
+    public func push(on loop: any EventLoop, to sink: some StreamEventSink) -> Bool {
+        guard canPush(on: loop) else { return false }
+        if loop.inEventLoop {
+            pushHere(to: sink)
+        } else {
+            loop.execute { pushHere(to: sink) }
+        }
+        return true
+    }
+
+    /// Whether `push` takes this stream on `loop`.
+    public func canPush(on loop: any EventLoop) -> Bool {
+        reply.body.pushLoop === loop
+    }
+
+    private func pushHere(to sink: some StreamEventSink) {
+        sink.begin()
+        var pump = EventPump(nativeFormat: nativeFormat)
+        var clientGone = false
         let body = reply.body
         let registration = cutoff.register { body.cancel() }
-        defer { registration.map(cutoff.unregister) }
-        do {
-            if registration == nil { throw EngineClientError.abandoned }
-            for try await chunk in reply.body {
-                for event in framer.append(chunk) {
-                    switch SSEFramer.kind(of: event) {
-                    case .done: finished = true
-                    case .error: lastWasError = true
-                    case .other:
-                        lastWasError = false
-                        timing.generated(event)
-                        if nativeFormat, SSEFramer.data(of: event)?.contains(#""stop":true"#) == true { finished = true }
+        let pushed = body.push { part in
+            switch part {
+            case .chunk(let chunk):
+                guard !clientGone else { return nil }
+                var wait: EventLoopFuture<Void>?
+                for event in pump.events(in: chunk) {
+                    do { wait = try sink.send(event) ?? wait } catch {
+                        clientGone = true
+                        body.cancel()
+                        RequestScope.$requestID.withValue(requestID) {
+                            logger.debug("client went away mid-stream; engine generation stopped", metadata: ["error": "\(error)"])
+                        }
+                        return nil
                     }
-                    try await emit(event)
                 }
+                return wait
+            case .end(let stop):
+                // Log lines from here on carry the request's id (a chunk's way has none to write).
+                RequestScope.$requestID.withValue(requestID) {
+                    registration.map(cutoff.unregister)
+                    if !clientGone, let last = closingEvent(pump, stoppedBy: stop) { _ = try? sink.send(last) }
+                    slot.finish(status: 200, timing: pump.timing)
+                }
+                sink.end()
+                return nil
             }
-        } catch let error as EmitFailure {
-            reply.body.cancel()
-            logger.debug("client went away mid-stream; engine generation stopped", metadata: ["error": "\(error.underlying)"])
-            return timing
-        } catch EngineClientError.abandoned {
-            if let reason = cutoff.reason {
-                // Bodhi stops: the client hears why its stream ends here.
-                reply.body.cancel()
-                try? await emit(EventStream.errorEvent(reason))
-                return timing
-            }
-            logger.debug("client hung up mid-stream; engine generation stopped")
-            return timing
-        } catch {
-            logger.warning("engine failed mid-stream", metadata: ["model": "\(slot.model)", "error": "\(error)"])
         }
-        if finished || lastWasError { return timing }
-        let failure = BodhiError(
+        assert(pushed, "push runs on the reply's own loop")
+        // Streams were cut before this one began: its end (abandoned) says so.
+        if registration == nil { body.cancel() }
+    }
+
+    /// The event that ends a stream that stopped with `stop` (nil: the engine ended it), when its
+    /// client is to hear why: Bodhi stopping, or an engine that failed or ended without finishing.
+    private func closingEvent(_ pump: EventPump, stoppedBy stop: (any Error)?) -> ByteBuffer? {
+        if let stop {
+            if stop as? EngineClientError == .abandoned {
+                // Bodhi stops: the client hears why its stream ends here.
+                if let reason = cutoff.reason { return EventStream.errorEvent(reason) }
+                logger.debug("client hung up mid-stream; engine generation stopped")
+                return nil
+            }
+            logger.warning("engine failed mid-stream", metadata: ["model": "\(slot.model)", "error": "\(stop)"])
+        }
+        if pump.finished { return nil }
+        return EventStream.errorEvent(BodhiError(
             .engineFailed, status: 500,
-            "The engine for model '\(slot.model)' stopped before finishing the reply; it is being restarted. Retry the request.")
-        try? await emit(EventStream.errorEvent(failure))
-        return timing
+            "The engine for model '\(slot.model)' stopped before finishing the reply; it is being restarted. Retry the request."))
     }
 
     /// An SSE event carrying `error` in OpenAI's shape, which ends a stream.
@@ -109,6 +158,50 @@ public struct EventStream: Sendable {
         let body = OpenAIErrorBody(error)
         let json = (try? JSONEncoder().encode(body)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
         return ByteBuffer(string: "data: \(json)\n\n")
+    }
+}
+
+/// Takes a stream's events where its engine's reply is read (`EventStream.push`), on that event loop.
+public protocol StreamEventSink: Sendable {
+    /// Before the first event: the response's head goes out.
+    func begin()
+    /// Sends an event on to the client: nil when it is on its way, or a future to wait for
+    /// before more is read (the client is backed up). Throws when the client is gone.
+    func send(_ event: ByteBuffer) throws -> EventLoopFuture<Void>?
+    /// The stream is over: its last event was sent, and its slot given back.
+    func end()
+}
+
+/// A stream's events cut from its engine's chunks, each classified and timed as it passes,
+/// whichever way they are sent on (`EventStream.forward` or `push`).
+struct EventPump {
+    private var framer = SSEFramer()
+    /// llama-server's own stream format (no `[DONE]`; the last event says `"stop":true`).
+    let nativeFormat: Bool
+    private(set) var timing = StreamTiming()
+    private var sawEnd = false
+    private var lastWasError = false
+
+    init(nativeFormat: Bool) {
+        self.nativeFormat = nativeFormat
+    }
+
+    /// Whether the stream ended as it should: with its end marker, or with an error event.
+    var finished: Bool { sawEnd || lastWasError }
+
+    mutating func events(in chunk: ByteBuffer) -> [ByteBuffer] {
+        let events = framer.append(chunk)
+        for event in events {
+            switch SSEFramer.kind(of: event) {
+            case .done: sawEnd = true
+            case .error: lastWasError = true
+            case .other:
+                lastWasError = false
+                timing.generated(event)
+                if nativeFormat, SSEFramer.data(of: event)?.contains(#""stop":true"#) == true { sawEnd = true }
+            }
+        }
+        return events
     }
 }
 
@@ -157,10 +250,6 @@ struct InferenceSlot: Sendable {
     func giveBack() {
         release()
     }
-}
-
-private struct EmitFailure: Error {
-    let underlying: any Error
 }
 
 /// OpenAI's error JSON: `{"error": {"message", "type", "param", "code"}}`.
@@ -476,8 +565,10 @@ public struct InferenceService: Sendable {
     /// for: its model resolved within the last second, a slot free, its engine ready, and a
     /// kept-alive connection to that on the client's event loop, where this runs. The request is
     /// then sent before this returns; the engine's answer goes to `deliver` where its reply is
-    /// read, and then the slot is given back. False, with nothing done, when any of that is not
-    /// so, or the request is refused: `handleHoldingSlot` then serves it, or says why not.
+    /// read, and then the slot is given back. A request (streamed or not) for a model known to be
+    /// missing (`AliasRegistry.isMissingNow`) is refused through `unserved` before this returns.
+    /// False, with nothing done, when none of that is so, or the request is refused otherwise:
+    /// `handleHoldingSlot` then serves it, or says why not.
     ///
     /// Why: on a small machine, the task, the actors and the async exchange this skips cost a
     /// fifth of Bodhi's time on such a request (docs/PERFORMANCE.md).
@@ -486,8 +577,16 @@ public struct InferenceService: Sendable {
         deliver: @escaping WholeAnswerReceiver, unserved: @escaping @Sendable (Unserved) -> Void
     ) -> Bool {
         let started = ContinuousClock.now
-        guard let connection = caller.connection, let head = try? Self.parseHead(body), let name = try? Self.modelName(head),
-              let served = models.resolveNow(name), Self.allows(allowedModels, name, served),
+        guard let connection = caller.connection, let head = try? Self.parseHead(body), let name = try? Self.modelName(head)
+        else { return false }
+        guard let served = models.resolveNow(name) else {
+            // A name known to be missing is refused now, as `resolve` would refuse it (a caller
+            // with an allow-list is left to `resolve`, which words the refusal by the list).
+            guard allowedModels == nil, models.isMissingNow(name) else { return false }
+            unserved(.failed(BodhiError.modelNotFound(name)))
+            return true
+        }
+        guard Self.allows(allowedModels, name, served),
               let prepared = try? Self.prepare(operation, body: body, head: head, served: served), !prepared.wantsEvents,
               let model = EngineTarget(served)
         else { return false }

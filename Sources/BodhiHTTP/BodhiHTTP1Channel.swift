@@ -5,7 +5,7 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 
-/// Hummingbird's HTTP/1.1 connection, with Bodhi's handlers in its pipeline: `ClientHangUpHandler`
+/// Hummingbird's HTTP/1.1 connection, with Bodhi's handlers in its pipeline: `SocketEnd` first, `ClientHangUpHandler`
 /// before Hummingbird's connection state handler (idle timeout, graceful shutdown), and
 /// `FastPathHandler` after it, so that the state handler counts the requests the fast path
 /// answers as it counts the router's. The pipeline is otherwise the one `HTTP1Channel.setup`
@@ -27,6 +27,7 @@ public struct BodhiHTTP1Channel<Route: FastPathRoute>: ServerChildChannel {
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let pipeline = channel.pipeline.syncOperations
+            try pipeline.addHandler(SocketEnd())
             try pipeline.configureHTTPServerPipeline(
                 withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
                 withEncoderConfiguration: .init(), withDecoderLimitConfiguration: .init())

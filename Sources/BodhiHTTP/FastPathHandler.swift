@@ -62,8 +62,12 @@ final class FastPathHandler<Route: FastPathRoute>: ChannelDuplexHandler, Removab
         state = route.makeConnectionState()
     }
 
+    /// Where a response's chunks can be written to the socket directly (`SocketEnd`).
+    private var socketEnd: ChannelHandlerContext?
+
     func handlerAdded(context: ChannelHandlerContext) {
         clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        socketEnd = try? context.pipeline.syncOperations.context(handlerType: SocketEnd.self)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -156,7 +160,7 @@ final class FastPathHandler<Route: FastPathRoute>: ChannelDuplexHandler, Removab
         phase = .serving
         let route = route
         let connection = ClientConnection.of(context.channel)
-        let writer = ChannelResponseWriter(context: context)
+        let writer = ChannelResponseWriter(context: context, socketEnd: socketEnd)
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         route.serve(request, connection: connection, to: writer) {
             writer.onLoop { context in handler.value.served(context: context) }
@@ -186,15 +190,26 @@ final class FastPathHandler<Route: FastPathRoute>: ChannelDuplexHandler, Removab
     }
 }
 
+/// Marks the socket's end of a connection's pipeline, first of its handlers: what is written from
+/// its context goes to the socket with no handler on the way (`ChannelResponseWriter.writeChunkNow`).
+/// It only passes on what it reads (NIO wants every handler to be inbound or outbound; reads are
+/// the rarer on a connection that streams).
+public final class SocketEnd: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public init() {}
+}
+
 /// Writes a response through a channel handler's context from any task, each part on the
 /// context's event loop (directly when the task already runs there, as it does with NIO's loops
 /// as the concurrency executor).
 public struct ChannelResponseWriter: Sendable {
     private let context: NIOLoopBound<ChannelHandlerContext>
+    private let socketEnd: NIOLoopBound<ChannelHandlerContext?>
     public let eventLoop: any EventLoop
 
-    init(context: ChannelHandlerContext) {
+    init(context: ChannelHandlerContext, socketEnd: ChannelHandlerContext?) {
         self.context = NIOLoopBound(context, eventLoop: context.eventLoop)
+        self.socketEnd = NIOLoopBound(socketEnd, eventLoop: context.eventLoop)
         eventLoop = context.eventLoop
     }
 
@@ -226,6 +241,44 @@ public struct ChannelResponseWriter: Sendable {
                 context.writeAndFlush(NIOAny(HTTPResponsePart.end(nil)), promise: nil)
             }
             then()
+        }
+    }
+
+    /// Writes one part now, on the context's event loop, where this must run: nil once it is on its
+    /// way, or its completion when the channel is backed up (a slow reader) and it is worth waiting
+    /// for. Throws once the connection is closed.
+    public func writeNow(_ part: HTTPResponsePart, flush: Bool) throws -> EventLoopFuture<Void>? {
+        try Self.write(part, flush: flush, on: context.value)
+    }
+
+    /// Writes one chunk of a chunked body now, as `writeNow(.body(bytes), flush: true)` does, but
+    /// framed here and handed to the socket directly, past the HTTP handlers (which only pass
+    /// it on). For a response whose head went out without a length (so chunked, as HTTP/1.1
+    /// responses of unknown length are); its end goes through `writeNow(.end)` as ever.
+    ///
+    /// Why: a stream's events took as long through those handlers as through the socket.
+    public func writeChunkNow(_ bytes: ByteBuffer) throws -> EventLoopFuture<Void>? {
+        guard let socketEnd = socketEnd.value else { return try writeNow(.body(bytes), flush: true) }
+        guard socketEnd.channel.isActive else { throw ChannelError.ioOnClosedChannel }
+        guard bytes.readableBytes > 0 else { return nil }  // an empty chunk would end the body
+        var chunk = socketEnd.channel.allocator.buffer(capacity: bytes.readableBytes + 20)
+        Self.writeHex(bytes.readableBytes, to: &chunk)
+        chunk.writeStaticString("\r\n")
+        var bytes = bytes
+        chunk.writeBuffer(&bytes)
+        chunk.writeStaticString("\r\n")
+        let promise: EventLoopPromise<Void>? = socketEnd.channel.isWritable ? nil : socketEnd.eventLoop.makePromise()
+        socketEnd.writeAndFlush(NIOAny(chunk), promise: promise)
+        return promise?.futureResult
+    }
+
+    private static func writeHex(_ value: Int, to buffer: inout ByteBuffer) {
+        let digits: StaticString = "0123456789abcdef"
+        var shift = (Int.bitWidth - value.leadingZeroBitCount + 3) / 4 * 4 - 4
+        if shift < 0 { shift = 0 }
+        while shift >= 0 {
+            buffer.writeInteger(digits.utf8Start[(value >> shift) & 0xF])
+            shift -= 4
         }
     }
 

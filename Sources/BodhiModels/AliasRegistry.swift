@@ -207,6 +207,14 @@ public actor AliasRegistry {
         return sourceNow(of: name).map { ServedModel(name: $0.name, source: $0, alias: nil) }
     }
 
+    /// Whether `resolve` would refuse `name` as missing, known without waiting for anything: no
+    /// router, alias or backend's model has the name, and the model cache was looked at within
+    /// the last second without finding it (`ModelCatalog.isMissingNow`).
+    public nonisolated func isMissingNow(_ name: String) -> Bool {
+        routerNow(name) == nil && current.withLock({ $0[name] }) == nil && (remote?.servesNoModelNow(named: name) ?? true)
+            && catalog.isMissingNow(name)
+    }
+
     private nonisolated func sourceNow(of name: String) -> ServedModel.Source? {
         if let model = remote?.remoteModelNow(named: name) { return .remote(model) }
         return catalog.resolveNow(name).map { .file($0) }

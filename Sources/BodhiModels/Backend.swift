@@ -111,6 +111,9 @@ public protocol RemoteModelDirectory: Sendable {
     /// known, the backend's list is read again first (at most every few seconds). Nil when no
     /// backend serves it.
     func remoteModel(named name: String) async -> RemoteModel?
+    /// Whether `remoteModel(named:)` would find nothing for `name` without reading any backend's
+    /// list again: no backend serves it, and none that might was read in the last few seconds.
+    func servesNoModelNow(named name: String) -> Bool
     /// Every remote model, by name.
     func remoteModels() -> [RemoteModel]
 }

@@ -9,8 +9,9 @@ import Synchronization
 ///
 /// The disk is read on NIO's thread pool, never on the actor (whose executor is an event loop).
 /// A rescan happens only when the cache's folders changed since the last one (their times, a few
-/// `stat` calls), and callers that need one while another runs wait for that one: a client asking
-/// for unknown names in a loop costs those `stat` calls, not a scan each.
+/// `stat` calls), and callers that need one while another runs wait for that one; for a moment
+/// after such a look a name it did not find is missing without another (`isMissingNow`): a client
+/// asking for unknown names in a loop costs a few `stat` calls a second, not a scan each.
 public actor ModelCatalog {
     public nonisolated let cache: HuggingFaceCache
     private var byID: [String: ModelEntry] = [:]
@@ -20,6 +21,9 @@ public actor ModelCatalog {
     /// Names resolved within that second, by the name asked for, with when their file was seen:
     /// `resolveNow` answers them without waiting for the actor, as `resolve` would without a stat.
     private let recentlyResolved = Mutex<[String: (entry: ModelEntry, seen: ContinuousClock.Instant)]>([:])
+    /// When the disk was last looked at (the folders' times checked, or a scan), and the models
+    /// then: `isMissingNow` answers from it for a moment.
+    private let lastLook = Mutex<(at: ContinuousClock.Instant, byID: [String: ModelEntry])?>(nil)
     /// The cache's folder times at the last scan; listing rescans only when they moved.
     private var scannedFingerprint: [String: Int64]?
     /// Headers read so far, by path; an entry is reused while the file's size and date hold.
@@ -33,8 +37,12 @@ public actor ModelCatalog {
         let result: Result<GGUFModelInfo, GGUFError>
     }
 
-    public init(hubDirectory: String) {
+    /// How long after a look at the disk a name it did not find is missing without another.
+    private let missingFor: Duration
+
+    public init(hubDirectory: String, missingFor: Duration = .milliseconds(500)) {
         cache = HuggingFaceCache(hubDirectory: hubDirectory)
+        self.missingFor = missingFor
     }
 
     /// All models, sorted by name.
@@ -61,6 +69,16 @@ public actor ModelCatalog {
         recentlyResolved.withLock { recent in
             guard let hit = recent[name], ContinuousClock.now - hit.seen < Self.recheckAfter else { return nil }
             return hit.entry
+        }
+    }
+
+    /// Whether `name` is missing, known without looking at the disk: the cache was looked at within
+    /// `missingFor` and had no model by that name. False when that needs a look (`resolve` then
+    /// says). A file that lands in the cache just then is served once that time is over.
+    public nonisolated func isMissingNow(_ name: String) -> Bool {
+        lastLook.withLock { look in
+            guard let look, ContinuousClock.now - look.at < missingFor else { return false }
+            return Self.lookup(name, in: look.byID) == nil
         }
     }
 
@@ -130,6 +148,10 @@ public actor ModelCatalog {
     }
 
     private func lookup(_ name: String) -> ModelEntry? {
+        Self.lookup(name, in: byID)
+    }
+
+    private static func lookup(_ name: String, in byID: [String: ModelEntry]) -> ModelEntry? {
         if let entry = byID[name] { return entry }
         let folded = name.lowercased()
         if let entry = byID.values.first(where: { $0.id.lowercased() == folded }) { return entry }
@@ -146,8 +168,17 @@ public actor ModelCatalog {
     /// way); otherwise what the last scan found stands.
     private func rescanIfChanged() async {
         if let running = scanning { return await running.value }
+        let looked = ContinuousClock.now
         let fingerprint = await offLoop { [cache] in cache.fingerprint() }
-        if fingerprint != scannedFingerprint { await rescan() }
+        if fingerprint != scannedFingerprint {
+            await rescan()
+        } else {
+            noteLook(at: looked)
+        }
+    }
+
+    private func noteLook(at instant: ContinuousClock.Instant) {
+        lastLook.withLock { $0 = (instant, byID) }
     }
 
     /// Reads the cache (on the thread pool), or waits for the scan under way. `fresh`: one that
@@ -158,6 +189,7 @@ public actor ModelCatalog {
             if !fresh { return }
         }
         let scan = Task {
+            let looked = ContinuousClock.now
             // The folders' times are taken first: what changes during the scan shows next time.
             let (fingerprint, entries) = await offLoop { [cache] in (cache.fingerprint(), cache.scan()) }
             recentlyResolved.withLock { $0.removeAll() }
@@ -165,6 +197,7 @@ public actor ModelCatalog {
             let now = ContinuousClock.now
             seenAt = byID.mapValues { _ in now }
             scannedFingerprint = fingerprint
+            noteLook(at: looked)
         }
         scanning = scan
         await scan.value

@@ -38,6 +38,12 @@ struct ErrorRenderingMiddleware: RouterMiddleware {
     }
 
     static func render(_ error: BodhiError, path: String) -> Response {
+        let (headers, body) = rendered(error, path: path)
+        return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: body))
+    }
+
+    /// `render`'s headers and body, in the shape of the API `path` belongs to.
+    static func rendered(_ error: BodhiError, path: String) -> (HTTPFields, ByteBuffer) {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let retryAfter = error.retryAfterSeconds { headers[.retryAfter] = String(retryAfter) }
         let body: Data
@@ -48,7 +54,7 @@ struct ErrorRenderingMiddleware: RouterMiddleware {
         case .ollama: body = (try? JSONEncoder().encode(["error": error.message])) ?? Data()
         case .bodhi: body = (try? JSONEncoder().encode(BodhiErrorBody(error))) ?? Data()
         }
-        return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        return (headers, ByteBuffer(bytes: body))
     }
 }
 

@@ -168,12 +168,9 @@ struct FastInferenceRoute: FastPathRoute {
                 request.operation, body: request.body, allowedModels: request.principal.allowedModels, caller: exchange.caller,
                 deliver: exchange.deliverWhole,
                 unserved: { [self] outcome in
-                    Task {
-                        switch outcome {
-                        case .retry: await serve(exchange)
-                        case .failed(let error):
-                            await RequestScope.$requestID.withValue(exchange.requestID) { await exchange.fail(error) }
-                        }
+                    switch outcome {
+                    case .retry: Task { await serve(exchange) }
+                    case .failed(let error): exchange.failNow(error)
                     }
                 })
         }
@@ -202,8 +199,9 @@ struct FastInferenceRoute: FastPathRoute {
             await exchange.fail(error)
             return
         }
-        // A whole answer is out already, from the engine's side; a stream (or an answer to a
-        // request that streams) is sent from here.
+        // A whole answer is out already, from the engine's side; a local engine's stream goes
+        // from its side too; any other (or an answer to a request that streams) is sent from here.
+        if case .events(let stream) = held.result, exchange.push(stream) { return }
         if !exchange.delivered.isSet {
             var response = OpenAIRoutes.response(for: held.result)
             if case .allowed(let quotas) = request.limits { RateLimitMiddleware.stamp(&response.headers, quotas) }
@@ -260,6 +258,20 @@ struct FastInferenceRoute: FastPathRoute {
             }
         }
 
+        /// Sends a local engine's stream from where its reply is read (`EventStream.push`); false,
+        /// with nothing done, for any other.
+        func push(_ stream: EventStream) -> Bool {
+            guard stream.canPush(on: writer.eventLoop) else { return false }
+            var headers = OpenAIRoutes.eventStreamHeaders
+            if case .allowed(let quotas) = request.limits { RateLimitMiddleware.stamp(&headers, quotas) }
+            let encoding = route.finishing.finishStream(status: .ok, headers: &headers, finishing)
+            FastInferenceRoute.stampServer(&headers)
+            let sink = PushedStream(
+                head: HTTPResponse(status: .ok, headerFields: headers), encoding: encoding, writer: writer, whenSent: whenSent,
+                compressor: .makeEmptyBox(valueType: StreamCompressor.self, eventLoop: writer.eventLoop))
+            return stream.push(on: writer.eventLoop, to: sink)
+        }
+
         func send(_ response: Response) async {
             var response = await route.finishing.finish(response, finishing)
             FastInferenceRoute.stampServer(&response.headers)
@@ -267,11 +279,57 @@ struct FastInferenceRoute: FastPathRoute {
             whenSent()
         }
 
+        /// `fail` without a task: the error's response written at once (from the event loop).
+        func failNow(_ error: any Error) {
+            let bodhiError = ErrorRenderingMiddleware.bodhiError(
+                from: error, method: request.method, path: request.operation.rawValue, maxBodyBytes: route.services.maxRequestBodyBytes)
+            var (headers, body) = ErrorRenderingMiddleware.rendered(bodhiError, path: request.operation.rawValue)
+            headers[.contentLength] = String(body.readableBytes)
+            let status = HTTPResponse.Status(code: bodhiError.status)
+            // The outer stamps only: an error answer has no rate-limit headers, as on the router's way.
+            var outer = HTTPFields()
+            route.finishing.stamp(&outer, finishing)
+            FastInferenceRoute.stampServer(&outer)
+            route.finishing.finishWhole(status: status, headers: &headers, body: &body, stamps: outer, finishing)
+            writer.sendWhole(HTTPResponse(status: status, headerFields: headers), body, then: whenSent)
+        }
+
         /// The error's response, as the error middleware renders it.
         func fail(_ error: any Error) async {
             let bodhiError = ErrorRenderingMiddleware.bodhiError(
                 from: error, method: request.method, path: request.operation.rawValue, maxBodyBytes: route.services.maxRequestBodyBytes)
             await send(ErrorRenderingMiddleware.render(bodhiError, path: request.operation.rawValue))
+        }
+    }
+
+    /// A stream's way to its client from where the engine's reply is read, on the client's event loop.
+    private struct PushedStream: StreamEventSink {
+        let head: HTTPResponse
+        let encoding: ResponseCompression.Encoding?
+        let writer: ChannelResponseWriter
+        let whenSent: @Sendable () -> Void
+        /// Made by `begin`, on the loop.
+        let compressor: NIOLoopBoundBox<StreamCompressor?>
+
+        func begin() {
+            var head = head
+            if let encoding {
+                do { compressor.value = try StreamCompressor(encoding) } catch {
+                    head.headerFields[.contentEncoding] = nil
+                }
+            }
+            // A client already gone finds out at the first event.
+            _ = try? writer.writeNow(.head(head), flush: true)
+        }
+
+        func send(_ event: ByteBuffer) throws -> EventLoopFuture<Void>? {
+            try writer.writeChunkNow(compressor.value?.compress(event) ?? event)
+        }
+
+        func end() {
+            if let tail = try? compressor.value?.finish() { _ = try? writer.writeChunkNow(tail) }
+            _ = try? writer.writeNow(.end(nil), flush: true)
+            whenSent()
         }
     }
 

@@ -93,13 +93,15 @@ struct OpenAIRoutes {
     }
 
     /// An engine's answer as the client gets it: a whole body, or Server-Sent Events as they come.
+    /// The head's headers of a stream of events.
+    static let eventStreamHeaders: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+
     static func response(for result: InferenceResult) -> Response {
         switch result {
         case .complete(let status, let contentType, let bytes):
             return Response(status: .init(code: status), headers: [.contentType: contentType], body: .init(byteBuffer: bytes))
         case .events(let stream):
-            let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
-            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            return Response(status: .ok, headers: eventStreamHeaders, body: ResponseBody { writer in
                 await stream.forward { event in try await writer.write(event) }
                 try await writer.finish(nil)
             })

@@ -33,10 +33,15 @@ enum ResponseCompression {
             response.body = .init(byteBuffer: try compressWhole(body, &response.headers, encoding: encoding))
         } else {
             response.body = Self.streaming(response.body, encoding: encoding)
-            response.headers[.contentLength] = nil
-            Self.label(&response.headers, encoding)
+            labelStream(&response.headers, encoding)
         }
         return response
+    }
+
+    /// The headers of a stream compressed event by event.
+    static func labelStream(_ headers: inout HTTPFields, _ encoding: Encoding) {
+        headers[.contentLength] = nil
+        label(&headers, encoding)
     }
 
     /// How a response with `status` and `headers` is to be compressed for a request's
@@ -109,14 +114,12 @@ enum ResponseCompression {
 
     private static func streaming(_ body: ResponseBody, encoding: Encoding) -> ResponseBody {
         ResponseBody { writer in
-            let compressor = encoding.algorithm.compressor
-            try compressor.startStream()
-            try await body.write(CompressingWriter(parent: writer, compressor: compressor))
+            try await body.write(CompressingWriter(parent: writer, compressor: try StreamCompressor(encoding)))
         }
     }
 
     /// `input` deflated into a fresh buffer, grown until it fits.
-    fileprivate static func deflate(_ compressor: any NIOCompressor, _ input: ByteBuffer, flush: CompressNIOFlush) throws -> ByteBuffer {
+    static func deflate(_ compressor: any NIOCompressor, _ input: ByteBuffer, flush: CompressNIOFlush) throws -> ByteBuffer {
         var source = input
         var result = ByteBuffer()
         result.reserveCapacity(max(64, compressor.maxSize(from: source)))
@@ -128,6 +131,28 @@ enum ResponseCompression {
                 result.reserveCapacity(result.capacity * 2)
             }
         }
+    }
+}
+
+/// One stream's compression, part by part, each part flushed so that it can be decompressed as
+/// soon as it arrives (an event reaches the client when it is sent).
+final class StreamCompressor {
+    private let compressor: any NIOCompressor
+
+    init(_ encoding: ResponseCompression.Encoding) throws {
+        compressor = encoding.algorithm.compressor
+        try compressor.startStream()
+    }
+
+    func compress(_ part: ByteBuffer) throws -> ByteBuffer {
+        try ResponseCompression.deflate(compressor, part, flush: .sync)
+    }
+
+    /// The stream's last bytes.
+    func finish() throws -> ByteBuffer {
+        let tail = try ResponseCompression.deflate(compressor, ByteBuffer(), flush: .finish)
+        try compressor.finishStream()
+        return tail
     }
 }
 
@@ -151,16 +176,14 @@ private struct CollectingWriter: ResponseBodyWriter {
 /// Compresses each write and flushes it, so that a stream's events reach the client as they come.
 private struct CompressingWriter: ResponseBodyWriter {
     var parent: any ResponseBodyWriter
-    let compressor: any NIOCompressor
+    let compressor: StreamCompressor
 
     mutating func write(_ part: ByteBuffer) async throws {
-        try await parent.write(ResponseCompression.deflate(compressor, part, flush: .sync))
+        try await parent.write(compressor.compress(part))
     }
 
     consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
-        let tail = try ResponseCompression.deflate(compressor, ByteBuffer(), flush: .finish)
-        try compressor.finishStream()
-        try await parent.write(tail)
+        try await parent.write(compressor.finish())
         try await parent.finish(trailingHeaders)
     }
 }

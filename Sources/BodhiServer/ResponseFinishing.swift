@@ -52,6 +52,16 @@ struct ResponseFinishing: Sendable {
         headers.append(contentsOf: stamps)
     }
 
+    /// `finish` for a stream the fast path sends itself (`EventStream.push`): its head's headers,
+    /// and how its events are to be compressed (nil: not at all).
+    func finishStream(status: HTTPResponse.Status, headers: inout HTTPFields, _ exchange: Exchange) -> ResponseCompression.Encoding? {
+        let encoding = ResponseCompression.encoding(for: status, headers, accepting: exchange.acceptEncoding, method: exchange.method)
+        if let encoding { ResponseCompression.labelStream(&headers, encoding) }
+        record(Int(status.code), exchange)
+        stamp(&headers, exchange)
+        return encoding
+    }
+
     /// A request whose handling threw (what the error middleware did not turn into a response).
     func failed(status: Int, _ exchange: Exchange) {
         record(status, exchange)

@@ -19,6 +19,27 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
         case endlessStream(firstChunk: String)
         /// A reply cut off: fewer bytes than its Content-Length says, then a close.
         case truncated(String)
+        /// A chunked stream: its head and first chunk at once, each other chunk and then its end
+        /// when the test calls `step()`.
+        case streamInSteps([String])
+    }
+
+    /// The stream in steps under way: where to write, and what is left to write.
+    private let steps = Mutex<(context: NIOLoopBound<ChannelHandlerContext>, left: [String], ended: Bool)?>(nil)
+
+    /// Sends a stream in steps its next chunk, or its end once no chunk is left.
+    func step() {
+        guard let (context, chunk) = steps.withLock({ steps -> (NIOLoopBound<ChannelHandlerContext>, String?)? in
+            guard var current = steps, !current.ended else { return nil }
+            let chunk = current.left.isEmpty ? nil : current.left.removeFirst()
+            current.ended = chunk == nil
+            steps = current
+            return (current.context, chunk)
+        }) else { return }
+        context.eventLoop.execute {
+            let bytes = chunk.map { String($0.utf8.count, radix: 16) + "\r\n" + $0 + "\r\n" } ?? "0\r\n\r\n"
+            context.value.writeAndFlush(NIOAny(ByteBuffer(string: bytes)), promise: nil)
+        }
     }
 
     private struct Counts {
@@ -66,6 +87,11 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
             let reply = "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count + 100)\r\n\r\n\(body)"
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply)), promise: nil)
             context.close(promise: nil)
+        case .streamInSteps(let chunks):
+            let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n"
+            let first = String(chunks[0].utf8.count, radix: 16) + "\r\n" + chunks[0] + "\r\n"
+            steps.withLock { $0 = (NIOLoopBound(context, eventLoop: context.eventLoop), Array(chunks.dropFirst()), false) }
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: head + first)), promise: nil)
         case .endlessStream(let chunk):
             let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n"
             let first = String(chunk.utf8.count, radix: 16) + "\r\n" + chunk + "\r\n"
@@ -242,6 +268,111 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
             #expect(String(buffer: try await next.body.collect(upTo: 1024)) == "ok")
         }
         #expect(engine.connections == 2)
+    }
+
+    /// What a receiver of a pushed reply got, in order.
+    final class Received: Sendable {
+        enum Part: Equatable { case chunk(String), end(failed: Bool), offLoop }
+        private let parts = Mutex<[Part]>([])
+        var all: [Part] { parts.withLock { $0 } }
+        func add(_ part: Part) { parts.withLock { $0.append(part) } }
+    }
+
+    /// A receiver on `loop` that records what it gets there, and has the engine wait for `holds`
+    /// (by chunk) before it reads more.
+    static func recorder(_ received: Received, on loop: any EventLoop, holds: [String: EventLoopFuture<Void>] = [:]) -> ReplyReceiver {
+        { part in
+            if !loop.inEventLoop { received.add(.offLoop) }
+            switch part {
+            case .chunk(let chunk):
+                received.add(.chunk(String(buffer: chunk)))
+                return holds[String(buffer: chunk)]
+            case .end(let error):
+                received.add(.end(failed: error != nil))
+                return nil
+            }
+        }
+    }
+
+    @Test func aStreamPushedToAReceiverGetsEveryChunkAndItsEndOnItsLoopAndKeepsTheConnection() async throws {
+        let engine = ScriptedEngine { $0 == 1 ? .streamInSteps(["a", "b", "c"]) : .reply("ok") }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        let received = Received()
+        try await Self.withClient { loop, connection in try await engine.serve { endpoint in
+            let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body, client: connection)
+            #expect(reply.body.pushLoop === loop)
+            let recorder = Self.recorder(received, on: loop)
+            // Chunks that came before the receiver are kept for it (the first came with the head).
+            #expect(try await loop.submit { reply.body.push(to: recorder) }.get())
+            engine.step()
+            engine.step()
+            engine.step()
+            try await waitUntil { received.all.count == 4 }
+            #expect(received.all == [.chunk("a"), .chunk("b"), .chunk("c"), .end(failed: false)])
+            // The connection went back to the pool.
+            let next = try await client.post("/v1/chat/completions", to: endpoint, body: body, client: connection)
+            #expect(String(buffer: try await next.body.collect(upTo: 1024)) == "ok")
+        } }
+        #expect(engine.connections == 1)
+    }
+
+    @Test func aReceiverWaitingForItsClientHoldsTheEnginesReads() async throws {
+        let engine = ScriptedEngine { _ in .streamInSteps(["a", "b", "c"]) }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        let received = Received()
+        try await Self.withClient { loop, connection in try await engine.serve { endpoint in
+            let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body, client: connection)
+            let backedUp = loop.makePromise(of: Void.self)
+            let recorder = Self.recorder(received, on: loop, holds: ["b": backedUp.futureResult])
+            #expect(try await loop.submit { reply.body.push(to: recorder) }.get())
+            engine.step()
+            try await waitUntil { received.all.count == 2 }
+            // While "b" waits, "c" stays unread.
+            engine.step()
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(received.all == [.chunk("a"), .chunk("b")])
+            backedUp.succeed()
+            try await waitUntil { received.all.count == 3 }
+            engine.step()
+            try await waitUntil { received.all.count == 4 }
+            #expect(received.all == [.chunk("a"), .chunk("b"), .chunk("c"), .end(failed: false)])
+        } }
+    }
+
+    @Test func aPushedStreamGivenUpEndsAsAFailureAndClosesItsConnection() async throws {
+        let engine = ScriptedEngine { $0 == 1 ? .endlessStream(firstChunk: "data: {}\n\n") : .reply("ok") }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        let received = Received()
+        try await Self.withClient { loop, connection in try await engine.serve { endpoint in
+            let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body, client: connection)
+            let recorder = Self.recorder(received, on: loop)
+            #expect(try await loop.submit { reply.body.push(to: recorder) }.get())
+            reply.body.cancel()
+            try await waitUntil { received.all.count == 2 }
+            #expect(received.all == [.chunk("data: {}\n\n"), .end(failed: true)])
+            try await waitUntil { engine.closedConnections == 1 }
+        } }
+    }
+
+    @Test func aReplyIsPushedOnlyOnItsOwnLoop() async throws {
+        let engine = ScriptedEngine { _ in .streamInSteps(["a"]) }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        let received = Received()
+        try await Self.withClient { loop, connection in try await engine.serve { endpoint in
+            let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body, client: connection)
+            if let other = MultiThreadedEventLoopGroup.singleton.makeIterator().first(where: { $0 !== loop }) {
+                #expect(try await other.submit { reply.body.push(to: Self.recorder(received, on: other)) }.get() == false)
+            }
+            // Not on the loop at all: refused too, and the reply is read as a sequence instead.
+            #expect(reply.body.push(to: Self.recorder(received, on: loop)) == false)
+            engine.step()
+            #expect(String(buffer: try await reply.body.collect(upTo: 1024)) == "a")
+            #expect(received.all.isEmpty)
+        } }
     }
 
     enum Departure: CaseIterable, Sendable {

@@ -71,6 +71,7 @@ import Testing
         ]
         func remoteModelNow(named name: String) -> RemoteModel? { models.first { $0.name == name } }
         func remoteModel(named name: String) async -> RemoteModel? { remoteModelNow(named: name) }
+        func servesNoModelNow(named name: String) -> Bool { remoteModelNow(named: name) == nil }
         func remoteModels() -> [RemoteModel] { models }
     }
 

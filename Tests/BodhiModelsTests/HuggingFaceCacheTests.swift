@@ -113,6 +113,26 @@ struct FakeHub {
         }
     }
 
+    @Test func aNameTheLastLookDidNotFindIsMissingForAMoment() async throws {
+        let hub = FakeHub()
+        try hub.add(repo: "org/a-GGUF", file: "a-Q4_0.gguf")
+        let catalog = ModelCatalog(hubDirectory: hub.hub, missingFor: .seconds(600))
+        // Nothing is known to be missing before the disk was looked at.
+        #expect(!catalog.isMissingNow("org/missing:Q4_0"))
+        #expect(await catalog.list().count == 1)
+        #expect(catalog.isMissingNow("org/missing:Q4_0"))
+        #expect(!catalog.isMissingNow("org/a-GGUF:Q4_0"))
+        #expect(!catalog.isMissingNow("org/a-gguf"))
+        // A new file, once a look found it, is no longer missing.
+        try hub.add(repo: "org/b-GGUF", file: "b-Q5_K_M.gguf")
+        _ = try await catalog.resolve("org/b-GGUF:Q5_K_M")
+        #expect(!catalog.isMissingNow("org/b-GGUF:Q5_K_M"))
+        // Past the moment, every name needs a look again.
+        let forgetful = ModelCatalog(hubDirectory: hub.hub, missingFor: .zero)
+        #expect(await forgetful.list().count == 2)
+        #expect(!forgetful.isMissingNow("org/missing:Q4_0"))
+    }
+
     @Test func deletingTheOnlyModelRemovesTheRepository() throws {
         let hub = FakeHub()
         try hub.add(repo: "org/a-GGUF", file: "a-Q4_0.gguf")
