@@ -7,8 +7,9 @@
      against the same request with nobody else -> ratio, and how many heavy requests it waited for;
   3. compression: /openapi.json and a 128-token SSE stream with and without gzip -> bytes ratio and
      added latency (p50);
-  4. unknown model names: /ping and a small chat while 200 requests a second name models that do
-     not exist (each a cache lookup that finds nothing), against the same with nobody asking ->
+  4. unknown model names: /ping and a small chat while 200 requests a second (from wrk) name models
+     that do not exist (each a lookup that finds nothing), against the same with nobody asking and
+     with as many GET /ping a second (what that much traffic costs the machine anyway) ->
      p50/p99 of each and their ratios.
 
 Run from the repository root with the test virtualenv and wrk installed (`make bench` does both):
@@ -234,39 +235,49 @@ def probe_latencies(server: BodhiServer, seconds: float) -> dict:
             "chat_p50_ms": statistics.median(chats), "chat_p99_ms": percentile(chats, 0.99), "chats": len(chats)}
 
 
-def unknown_names_phase(server: BodhiServer, args: argparse.Namespace) -> dict:
-    """/ping and a chat, quiet and then while about 200 requests a second name models that do not
-    exist. The names come from wrk in a process of its own (bench/wrk_unknown_names.lua): a load
-    generator in this process would take the GIL from the probes, and Python's HTTP client the CPU
-    the engine needs, both counted against Bodhi."""
-    seconds = 5 if args.quick else 15
+def paced_load(server: BodhiServer, seconds: int, unknown_names: bool) -> tuple[dict, dict, float]:
+    """The probes while wrk, in a process of its own, keeps up about 200 requests a second: chats
+    naming models that do not exist, or GET /ping (the baseline: what that many requests cost the
+    machine whatever they ask). A load generator in this process would take the GIL from the
+    probes, and Python's HTTP client the CPU the engine needs, both counted against Bodhi.
+    Returns the probes' latencies, wrk's summary, and Bodhi's CPU seconds meanwhile."""
     rate, connections = 200, 4
+    url = f"{server.base_url}/v1/chat/completions" if unknown_names else f"{server.base_url}/ping"
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(HERE / "wrk_paced.lua"), url]
+    env = {**os.environ, "BODHI_TOKEN": server.token, "BODHI_UNKNOWN_NAMES": "1" if unknown_names else "0",
+           "BODHI_DELAY_MS": str(max(1, round(1000 * connections / rate) - 1))}
+    before = cpu_seconds(server.proc.pid)
+    load = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    probes = probe_latencies(server, seconds)
+    output, _ = load.communicate(timeout=seconds + 60)
+    cpu = cpu_seconds(server.proc.pid) - before
+    return probes, json.loads(output[output.index("WRK_JSON ") + 9:].splitlines()[0]), cpu
+
+
+def unknown_names_phase(server: BodhiServer, args: argparse.Namespace) -> dict:
+    seconds = 5 if args.quick else 15
     # One such request answered as a user would see it: a 404 that names the model.
     sample = httpx.post(f"{server.api_url}/chat/completions", headers=server.auth, timeout=30,
                         json={"model": "nobody/missing:Q4_0", "messages": HELLO})
     before = cpu_seconds(server.proc.pid)
     quiet = probe_latencies(server, seconds)
     quiet_cpu = cpu_seconds(server.proc.pid) - before
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(HERE / "wrk_unknown_names.lua"),
-               f"{server.base_url}/v1/chat/completions"]
-    env = {**os.environ, "BODHI_TOKEN": server.token, "BODHI_DELAY_MS": str(max(1, round(1000 * connections / rate) - 1))}
-    before = cpu_seconds(server.proc.pid)
-    load = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    loaded = probe_latencies(server, seconds)
-    output, _ = load.communicate(timeout=seconds + 60)
-    loaded_cpu = cpu_seconds(server.proc.pid) - before
-    report = json.loads(output[output.index("WRK_JSON ") + 9:].splitlines()[0])
+    pinged, ping_load, _ = paced_load(server, seconds, unknown_names=False)
+    loaded, unknown_load, loaded_cpu = paced_load(server, seconds, unknown_names=True)
     return {
-        "seconds": seconds, "unknown_requests": report["requests"], "unknown_per_s": report["requests"] / report["duration_s"],
+        "seconds": seconds, "unknown_requests": unknown_load["requests"],
+        "unknown_per_s": unknown_load["requests"] / unknown_load["duration_s"],
+        "ping_load_per_s": ping_load["requests"] / ping_load["duration_s"],
         # wrk counts answers that are not 2xx/3xx; every one should be (the sample says which).
-        "unknown_statuses": sorted({sample.status_code, *([200] if report["non_2xx"] < report["requests"] else [])}),
-        "unknown_p50_ms": report["p50_us"] / 1000, "unknown_p99_ms": report["p99_us"] / 1000,
-        "quiet": quiet, "loaded": loaded,
+        "unknown_statuses": sorted({sample.status_code, *([200] if unknown_load["non_2xx"] < unknown_load["requests"] else [])}),
+        "unknown_p50_ms": unknown_load["p50_us"] / 1000, "unknown_p99_ms": unknown_load["p99_us"] / 1000,
+        "quiet": quiet, "ping_loaded": pinged, "loaded": loaded,
         # Bodhi's own CPU: what the unknown names cost it, beyond the probes both phases send.
         "bodhi_cpu_quiet_s": quiet_cpu, "bodhi_cpu_loaded_s": loaded_cpu,
-        "bodhi_cpu_us_per_unknown_request": (loaded_cpu - quiet_cpu) / max(1, report["requests"]) * 1e6,
+        "bodhi_cpu_us_per_unknown_request": (loaded_cpu - quiet_cpu) / max(1, unknown_load["requests"]) * 1e6,
         "ping_p99_ratio": loaded["ping_p99_ms"] / quiet["ping_p99_ms"],
         "chat_p50_ratio": loaded["chat_p50_ms"] / quiet["chat_p50_ms"],
+        "chat_p50_ratio_ping_load": pinged["chat_p50_ms"] / quiet["chat_p50_ms"],
     }
 
 
@@ -302,10 +313,11 @@ def markdown(report: dict) -> str:
         "| | /ping p50 ms | /ping p99 ms | chat p50 ms | chat p99 ms |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name in ("quiet", "loaded"):
+    for name, label in (("quiet", "quiet"), ("ping_loaded", f"{u['ping_load_per_s']:.0f} /ping a second"), ("loaded", "unknown names")):
         r = u[name]
-        lines.append(f"| {name} | {r['ping_p50_ms']:.2f} | {r['ping_p99_ms']:.2f} | {r['chat_p50_ms']:.1f} | {r['chat_p99_ms']:.1f} |")
-    lines.append(f"ratios loaded/quiet: /ping p99 {u['ping_p99_ratio']:.2f}, chat p50 {u['chat_p50_ratio']:.2f}; "
+        lines.append(f"| {label} | {r['ping_p50_ms']:.2f} | {r['ping_p99_ms']:.2f} | {r['chat_p50_ms']:.1f} | {r['chat_p99_ms']:.1f} |")
+    lines.append(f"ratios loaded/quiet: /ping p99 {u['ping_p99_ratio']:.2f}, chat p50 {u['chat_p50_ratio']:.2f} "
+                 f"(under as many /ping requests: {u['chat_p50_ratio_ping_load']:.2f}); "
                  f"Bodhi CPU per unknown-name request {u['bodhi_cpu_us_per_unknown_request']:.0f} µs")
     return "\n".join(lines)
 

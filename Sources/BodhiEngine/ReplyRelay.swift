@@ -74,7 +74,9 @@ final class ReplyRelay {
         if let ending {
             self.ending = nil
             if case .failure(let error) = ending { continuation.finish(throwing: error) } else { continuation.finish() }
-        } else if !over {
+        } else if over {
+            continuation.finish()  // its end went to a reader before this one
+        } else {
             reader = .task(continuation)
         }
     }
