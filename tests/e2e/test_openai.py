@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from urllib.parse import quote
 
 import httpx
@@ -271,6 +272,32 @@ def test_requests_pipelined_behind_a_stream_are_answered_in_order(bodhi: BodhiSe
     assert [headers.get("x-request-id") for _, headers, _ in replies] == ["first", "second", "third"]
     assert b"data: [DONE]" in replies[0][2]
     assert json.loads(replies[1][2])["choices"]
+
+
+def test_a_stream_read_slowly_arrives_whole(bodhi: BodhiServer, client: openai.OpenAI, http: httpx.Client):
+    """A client that reads a stream slowly, through a small socket buffer that fills while it
+    waits, still gets every event and the end, and Bodhi answers others meanwhile: the events wait
+    for the client (NIO's writes, and the engine's reads behind them) instead of being lost."""
+    for _ in range(2):  # the token checked, so that the fast path (which pushes streams) takes it
+        client.chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, max_tokens=1)
+    body = json.dumps({"model": DEFAULT_MODEL, "messages": LONG_STORY, "max_tokens": 200, "ignore_eos": True, "stream": True})
+    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bodhi.token}\r\n"
+               f"Accept-Encoding: identity\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as conn:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        conn.settimeout(60)
+        conn.connect(("127.0.0.1", bodhi.port))
+        conn.sendall(request)
+        time.sleep(3)  # the stream runs on, nobody reading it
+        assert http.get(f"{bodhi.base_url}/ping").status_code == 200
+        [(status, _, stream)] = read_http_replies(conn, 1)
+    events = [line[len(b"data: "):] for line in stream.split(b"\n") if line.startswith(b"data: ")]
+    assert status == 200
+    assert events[-1] == b"[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+    generated = [chunk for chunk in chunks if chunk["choices"] and chunk["choices"][0]["delta"].get("content") is not None]
+    assert len(generated) >= 190, f"{len(generated)} of 200 tokens arrived"
 
 
 def read_http_replies(conn: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
