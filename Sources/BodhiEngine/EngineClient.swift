@@ -576,8 +576,17 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        // A reply without a length ends with its connection.
-        if let exchange = current, let end = try? parser.closed() { take(end, of: exchange, context: context) }
+        if let exchange = current {
+            do {
+                // A reply without a length ends with its connection.
+                if let end = try parser.closed() { take(end, of: exchange, context: context) }
+            } catch EngineReplyParser.Failure.closedEarly(replyStarted: false) {
+                // Part of a head came: the engine read the request, so it is not to be sent again.
+                fail(EngineReplyParser.Failure.closedEarly(replyStarted: false))
+            } catch {
+                // Cut off mid-body: said below.
+            }
+        }
         fail(EngineClientError.connectionClosed(replyStarted: replyStarted))
         context.fireChannelInactive()
     }

@@ -50,9 +50,6 @@ struct EngineReplyParser {
     private var state = State.head
     private var keepAlive = true
 
-    /// Whether a reply has begun (its head read) and not ended.
-    var inReply: Bool { state != .head }
-
     mutating func append(_ bytes: ByteBuffer) {
         if pending.readableBytes == 0 {
             pending = bytes
@@ -71,7 +68,8 @@ struct EngineReplyParser {
                 return try head()
             case .ending:
                 state = .head
-                if pending.readableBytes == 0 { pending.clear() }
+                // Let go of the storage the body's slices share, rather than clear it in place (a copy).
+                if pending.readableBytes == 0 { pending = ByteBuffer() }
                 return .end(keepAlive: keepAlive)
             case .fixed(let remaining):
                 guard let slice = bodySlice(upTo: remaining) else { return nil }
@@ -188,16 +186,21 @@ struct EngineReplyParser {
         let size = line.withUnsafeReadableBytes { bytes -> Int? in
             var size = 0
             var digits = 0
+            var trailingSpace = false
             for byte in bytes {
                 let value: Int
                 switch byte {
                 case UInt8(ascii: "0")...UInt8(ascii: "9"): value = Int(byte - UInt8(ascii: "0"))
                 case UInt8(ascii: "a")...UInt8(ascii: "f"): value = Int(byte - UInt8(ascii: "a")) + 10
                 case UInt8(ascii: "A")...UInt8(ascii: "F"): value = Int(byte - UInt8(ascii: "A")) + 10
-                case UInt8(ascii: " "), UInt8(ascii: "\t"): continue
+                case UInt8(ascii: " "), UInt8(ascii: "\t"):
+                    trailingSpace = digits > 0
+                    continue
                 case UInt8(ascii: ";"): return digits > 0 ? size : nil
                 default: return nil
                 }
+                // Spaces may follow the digits (before an extension), not part them.
+                guard !trailingSpace else { return nil }
                 digits += 1
                 guard digits <= 15 else { return nil }
                 size = size << 4 | value

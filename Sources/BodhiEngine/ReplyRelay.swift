@@ -26,9 +26,9 @@ final class ReplyRelay {
     private var reader = Reader.none
     /// Parts that came before a reader.
     private var waiting = CircularBuffer<ByteBuffer>()
-    /// Set once the reply ended before a reader took its end.
-    private var ending: Result<Void, any Error>?
-    private var over = false
+    /// How the reply ended, once it did: nil error for its end, else why it stopped.
+    private var ending: (any Error)??
+    private var over: Bool { ending != nil }
     /// While set, the connection reads nothing more (its reader's client is backed up).
     private(set) var holdsReads = false
     private let resumeReading: @Sendable () -> Void
@@ -56,11 +56,11 @@ final class ReplyRelay {
     /// The reply ended (nil) or stopped (`error`); only the first call counts.
     func finish(_ error: (any Error)?) {
         guard !over else { return }
-        over = true
+        ending = .some(error)
         holdsReads = false
         ended()
         switch reader {
-        case .none: ending = error.map { .failure($0) } ?? .success(())
+        case .none: break
         case .task(let continuation): continuation.finish(throwing: error)
         case .receiver(let receive): _ = receive(.end(error))
         }
@@ -69,25 +69,29 @@ final class ReplyRelay {
 
     // MARK: The reader's side
 
+    /// A reader comes once; a second one while the first reads hears only that it is refused.
+    private static let secondReader = ChannelError.inappropriateOperationForState
+
     func attach(_ continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation) {
+        guard case .none = reader else { return continuation.finish(throwing: Self.secondReader) }
         while let chunk = waiting.popFirst() { continuation.yield(chunk) }
         if let ending {
-            self.ending = nil
-            if case .failure(let error) = ending { continuation.finish(throwing: error) } else { continuation.finish() }
-        } else if over {
-            continuation.finish()  // its end went to a reader before this one
+            continuation.finish(throwing: ending)
         } else {
             reader = .task(continuation)
         }
     }
 
     func attach(_ receive: @escaping ReplyReceiver) {
+        guard case .none = reader else {
+            _ = receive(.end(Self.secondReader))
+            return
+        }
         var wait: EventLoopFuture<Void>?
         while let chunk = waiting.popFirst() { wait = receive(.chunk(chunk)) ?? wait }
         if let ending {
-            self.ending = nil
-            if case .failure(let error) = ending { _ = receive(.end(error)) } else { _ = receive(.end(nil)) }
-        } else if !over {
+            _ = receive(.end(ending))
+        } else {
             reader = .receiver(receive)
             hold(until: wait)
         }

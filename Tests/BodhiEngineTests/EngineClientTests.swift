@@ -19,6 +19,8 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
         case endlessStream(firstChunk: String)
         /// A reply cut off: fewer bytes than its Content-Length says, then a close.
         case truncated(String)
+        /// The start of a head, then a close.
+        case headCutOff
         /// A chunked stream: its head and first chunk at once, each other chunk and then its end
         /// when the test calls `step()`.
         case streamInSteps([String])
@@ -86,6 +88,9 @@ final class ScriptedEngine: ChannelInboundHandler, Sendable {
         case .truncated(let body):
             let reply = "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count + 100)\r\n\r\n\(body)"
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply)), promise: nil)
+            context.close(promise: nil)
+        case .headCutOff:
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 O")), promise: nil)
             context.close(promise: nil)
         case .streamInSteps(let chunks):
             let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n"
@@ -357,6 +362,41 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
         } }
     }
 
+    @Test func aKeptConnectionWhoseReplyIsCutOffInItsHeadIsAnErrorNotARetry() async throws {
+        let engine = ScriptedEngine { $0 == 1 ? .reply("ok") : .headCutOff }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        try await engine.serve { endpoint in
+            _ = try await client.post("/v1/chat/completions", to: endpoint, body: body, wholeUpTo: 1024)
+            do {
+                _ = try await client.post("/v1/chat/completions", to: endpoint, body: body, wholeUpTo: 1024)
+                Issue.record("a reply cut off in its head was taken")
+            } catch {
+                #expect(error as? EngineReplyParser.Failure == .closedEarly(replyStarted: false))
+            }
+        }
+        // The engine had read it: it is not sent a second time.
+        #expect(engine.requests == 2)
+    }
+
+    @Test func aReaderThatComesAfterAFailedEndHearsTheFailure() async throws {
+        let engine = ScriptedEngine { _ in .endlessStream(firstChunk: "data: {}\n\n") }
+        let client = EngineClient()
+        defer { client.shutdown() }
+        let received = Received()
+        try await Self.withClient { loop, connection in try await engine.serve { endpoint in
+            let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body, client: connection)
+            reply.body.cancel()
+            try await waitUntil { engine.closedConnections == 1 }
+            // The end came before any reader: the first hears the chunk and the failure.
+            #expect(try await loop.submit { reply.body.push(to: Self.recorder(received, on: loop)) }.get())
+            #expect(received.all == [.chunk("data: {}\n\n"), .end(failed: true)])
+            // A second reader is refused; neither is left waiting.
+            #expect(try await loop.submit { reply.body.push(to: Self.recorder(received, on: loop)) }.get())
+            #expect(received.all == [.chunk("data: {}\n\n"), .end(failed: true), .end(failed: true)])
+        } }
+    }
+
     @Test func aReplyIsPushedOnlyOnItsOwnLoop() async throws {
         let engine = ScriptedEngine { _ in .streamInSteps(["a"]) }
         let client = EngineClient()
@@ -364,9 +404,8 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
         let received = Received()
         try await Self.withClient { loop, connection in try await engine.serve { endpoint in
             let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body, client: connection)
-            if let other = MultiThreadedEventLoopGroup.singleton.makeIterator().first(where: { $0 !== loop }) {
-                #expect(try await other.submit { reply.body.push(to: Self.recorder(received, on: other)) }.get() == false)
-            }
+            let other = try #require(MultiThreadedEventLoopGroup.singleton.makeIterator().first { $0 !== loop }, "a second event loop")
+            #expect(try await other.submit { reply.body.push(to: Self.recorder(received, on: other)) }.get() == false)
             // Not on the loop at all: refused too, and the reply is read as a sequence instead.
             #expect(reply.body.push(to: Self.recorder(received, on: loop)) == false)
             engine.step()
