@@ -534,7 +534,6 @@ final class EngineExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
                 // start, not through the stream.
                 exchange.onWhole?(Int(whole.head.status.code), whole.head.headers.first(name: "Content-Type"), whole.body)
                 exchange.finished(keepAlive)
-                exchange.replyBody?.value.finish(nil)
                 exchange.replyHead.succeed(.init(head: whole.head, whole: whole.body))
             } else {
                 // Pooled before the reader learns of the end, so that its next request finds it.

@@ -72,10 +72,7 @@ struct EngineReplyParser {
                 if pending.readableBytes == 0 { pending = ByteBuffer() }
                 return .end(keepAlive: keepAlive)
             case .fixed(let remaining):
-                guard let slice = bodySlice(upTo: remaining) else { return nil }
-                let left = remaining - slice.readableBytes
-                state = left == 0 ? .ending : .fixed(remaining: left)
-                return .body(slice)
+                return body(remaining, more: State.fixed, done: .ending)
             case .untilClose:
                 return bodySlice(upTo: pending.readableBytes).map { .body($0) }
             case .chunkSize:
@@ -83,10 +80,7 @@ struct EngineReplyParser {
                 let size = try Self.chunkSize(line)
                 state = size == 0 ? .trailers : .chunkData(remaining: size)
             case .chunkData(let remaining):
-                guard let slice = bodySlice(upTo: remaining) else { return nil }
-                let left = remaining - slice.readableBytes
-                state = left == 0 ? .chunkDataEnd : .chunkData(remaining: left)
-                return .body(slice)
+                return body(remaining, more: State.chunkData, done: .chunkDataEnd)
             case .chunkDataEnd:
                 guard let line = try line() else { return nil }
                 guard line.readableBytes == 0 else { throw Failure.malformed("a chunk longer than its size") }
@@ -113,15 +107,7 @@ struct EngineReplyParser {
     }
 
     private mutating func head() throws -> Part? {
-        let found = pending.withUnsafeReadableBytes { bytes -> Int? in
-            guard bytes.count >= 4 else { return nil }
-            for index in 0...(bytes.count - 4)
-            where bytes[index] == 13 && bytes[index + 1] == 10 && bytes[index + 2] == 13 && bytes[index + 3] == 10 {
-                return index
-            }
-            return nil
-        }
-        guard let length = found else {
+        guard let length = offset(of: Self.blankLine) else {
             guard pending.readableBytes <= Self.maxHeadBytes else { throw Failure.malformed("a head larger than \(Self.maxHeadBytes) bytes") }
             return nil
         }
@@ -158,6 +144,15 @@ struct EngineReplyParser {
         return .head(head)
     }
 
+    /// Up to `remaining` bytes of a body of known length, the state going on to `more` with what is
+    /// left, or to `done` once nothing is; nil when no bytes are there yet.
+    private mutating func body(_ remaining: Int, more: (Int) -> State, done: State) -> Part? {
+        guard let slice = bodySlice(upTo: remaining) else { return nil }
+        let left = remaining - slice.readableBytes
+        state = left == 0 ? done : more(left)
+        return .body(slice)
+    }
+
     /// Up to `limit` bytes of body from what was read, without copying; nil when none are there.
     private mutating func bodySlice(upTo limit: Int) -> ByteBuffer? {
         let count = min(limit, pending.readableBytes)
@@ -167,18 +162,27 @@ struct EngineReplyParser {
 
     /// The next CRLF-terminated line, without its terminator; nil until it is complete.
     private mutating func line() throws -> ByteBuffer? {
-        let end = pending.withUnsafeReadableBytes { bytes -> Int? in
-            guard bytes.count >= 2 else { return nil }
-            for index in 0...(bytes.count - 2) where bytes[index] == 13 && bytes[index + 1] == 10 { return index }
-            return nil
-        }
-        guard let end else {
+        guard let end = offset(of: Self.lineEnd) else {
             guard pending.readableBytes <= Self.maxLineBytes else { throw Failure.malformed("a line longer than \(Self.maxLineBytes) bytes") }
             return nil
         }
         let line = pending.readSlice(length: end)!
         pending.moveReaderIndex(forwardBy: 2)
         return line
+    }
+
+    private static let lineEnd: [UInt8] = [13, 10]
+    /// The end of a head: an empty line.
+    private static let blankLine: [UInt8] = [13, 10, 13, 10]
+
+    /// Where `terminator` first starts in what is unread, from its reader index; nil when it is not there yet.
+    private func offset(of terminator: [UInt8]) -> Int? {
+        pending.withUnsafeReadableBytes { bytes -> Int? in
+            guard bytes.count >= terminator.count else { return nil }
+            return (0...(bytes.count - terminator.count)).first { start in
+                terminator.indices.allSatisfy { bytes[start + $0] == terminator[$0] }
+            }
+        }
     }
 
     /// A chunk-size line's size: hex digits, with any extension after `;` ignored.

@@ -248,7 +248,7 @@ public struct ChannelResponseWriter: Sendable {
     /// way, or its completion when the channel is backed up (a slow reader) and it is worth waiting
     /// for. Throws once the connection is closed.
     public func writeNow(_ part: HTTPResponsePart, flush: Bool) throws -> EventLoopFuture<Void>? {
-        try Self.write(part, flush: flush, on: context.value)
+        try Self.write(NIOAny(part), flush: flush, on: context.value)
     }
 
     /// Writes one chunk of a chunked body now, as `writeNow(.body(bytes), flush: true)` does, but
@@ -267,9 +267,7 @@ public struct ChannelResponseWriter: Sendable {
         var bytes = bytes
         chunk.writeBuffer(&bytes)
         chunk.writeStaticString("\r\n")
-        let promise: EventLoopPromise<Void>? = socketEnd.channel.isWritable ? nil : socketEnd.eventLoop.makePromise()
-        socketEnd.writeAndFlush(NIOAny(chunk), promise: promise)
-        return promise?.futureResult
+        return try Self.write(NIOAny(chunk), flush: true, on: socketEnd)
     }
 
     private static func writeHex(_ value: Int, to buffer: inout ByteBuffer) {
@@ -286,13 +284,13 @@ public struct ChannelResponseWriter: Sendable {
     /// Hummingbird's writer does, and fails once the connection is closed.
     func write(_ part: HTTPResponsePart, flush: Bool) async throws {
         if eventLoop.inEventLoop {
-            try await Self.write(part, flush: flush, on: context.value)?.get()
+            try await Self.write(NIOAny(part), flush: flush, on: context.value)?.get()
         } else {
             // Not on the connection's loop (there are several): hop there.
             try await eventLoop.flatSubmit { [context] in
                 let context = context.value
                 do {
-                    return try Self.write(part, flush: flush, on: context) ?? context.eventLoop.makeSucceededVoidFuture()
+                    return try Self.write(NIOAny(part), flush: flush, on: context) ?? context.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return context.eventLoop.makeFailedFuture(error)
                 }
@@ -300,11 +298,12 @@ public struct ChannelResponseWriter: Sendable {
         }
     }
 
-    /// The write's completion when it must be waited for.
-    private static func write(_ part: HTTPResponsePart, flush: Bool, on context: ChannelHandlerContext) throws -> EventLoopFuture<Void>? {
+    /// Writes `data` from `context`: the write's completion when it must be waited for (the channel
+    /// is backed up), nil otherwise; throws once the connection is closed.
+    private static func write(_ data: NIOAny, flush: Bool, on context: ChannelHandlerContext) throws -> EventLoopFuture<Void>? {
         guard context.channel.isActive else { throw ChannelError.ioOnClosedChannel }
         let promise: EventLoopPromise<Void>? = context.channel.isWritable ? nil : context.eventLoop.makePromise()
-        if flush { context.writeAndFlush(NIOAny(part), promise: promise) } else { context.write(NIOAny(part), promise: promise) }
+        if flush { context.writeAndFlush(data, promise: promise) } else { context.write(data, promise: promise) }
         return promise?.futureResult
     }
 

@@ -170,7 +170,7 @@ struct FastInferenceRoute: FastPathRoute {
                 unserved: { [self] outcome in
                     switch outcome {
                     case .retry: Task { await serve(exchange) }
-                    case .failed(let error): exchange.failNow(error)
+                    case .failed(let error): exchange.fail(error)
                     }
                 })
         }
@@ -196,7 +196,7 @@ struct FastInferenceRoute: FastPathRoute {
                 }
             }
         } catch {
-            await exchange.fail(error)
+            exchange.fail(error)
             return
         }
         // A whole answer is out already, from the engine's side; a local engine's stream goes
@@ -279,8 +279,8 @@ struct FastInferenceRoute: FastPathRoute {
             whenSent()
         }
 
-        /// `fail` without a task: the error's response written at once (from the event loop).
-        func failNow(_ error: any Error) {
+        /// The error's response, as the error middleware renders it, written at once (no task needed).
+        func fail(_ error: any Error) {
             let bodhiError = ErrorRenderingMiddleware.bodhiError(
                 from: error, method: request.method, path: request.operation.rawValue, maxBodyBytes: route.services.maxRequestBodyBytes)
             var (headers, body) = ErrorRenderingMiddleware.rendered(bodhiError, path: request.operation.rawValue)
@@ -292,13 +292,6 @@ struct FastInferenceRoute: FastPathRoute {
             FastInferenceRoute.stampServer(&outer)
             route.finishing.finishWhole(status: status, headers: &headers, body: &body, stamps: outer, finishing)
             writer.sendWhole(HTTPResponse(status: status, headerFields: headers), body, then: whenSent)
-        }
-
-        /// The error's response, as the error middleware renders it.
-        func fail(_ error: any Error) async {
-            let bodhiError = ErrorRenderingMiddleware.bodhiError(
-                from: error, method: request.method, path: request.operation.rawValue, maxBodyBytes: route.services.maxRequestBodyBytes)
-            await send(ErrorRenderingMiddleware.render(bodhiError, path: request.operation.rawValue))
         }
     }
 
