@@ -117,11 +117,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Other vendors' APIs (Ollama, Anthropic) translated to the engines' OpenAI-compatible one.
+        // Other vendors' APIs (Ollama, Anthropic) and OpenAI's Responses API, translated to the engines' chat
+        // completions; stored responses through BodhiChats' repository.
         .target(
             name: "BodhiCompatibility",
             dependencies: [
-                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub",
+                "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiChats",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],

@@ -1,3 +1,4 @@
+import BodhiEngine
 import NIOCore
 
 /// What a translated request answers: one JSON object, or chunks (NDJSON lines, SSE events)
@@ -13,5 +14,16 @@ public struct ChunkStream: Sendable {
 
     public func forward(to emit: (ByteBuffer) async throws -> Void) async {
         await produce(emit)
+    }
+}
+
+/// Server-sent events named by their `type`, as Anthropic's and OpenAI's Responses streams send them.
+enum NamedEvent {
+    static func sse(_ event: [String: Any]) -> ByteBuffer {
+        var buffer = ByteBuffer(string: "event: \(event["type"] as? String ?? "message")\ndata: ")
+        var payload = JSONBody.buffer(event)
+        buffer.writeBuffer(&payload)
+        buffer.writeString("\n\n")
+        return buffer
     }
 }

@@ -10,7 +10,7 @@ import Logging
 
 /// Where Bodhi keeps its data, as the services need it: the store, seen through its repositories.
 public typealias BodhiRepositories = AliasRepository & RouterRepository & BackendRepository & PullRepository
-    & IdentityRepository & ChatRepository
+    & IdentityRepository & ChatRepository & ResponseRepository
 
 /// Bodhi, assembled: every service built and wired in one place, from the settings and what the
 /// caller owns and closes (the store, the HTTP clients). `bodhi serve` assembles it here, and so do
@@ -53,6 +53,7 @@ public struct BodhiAssembly: Sendable {
                 models: aliases, supervisor: supervisor, engines: engines, logger: logger, admission: gateway.admission,
                 observers: gateway.observers, streams: streams, remotes: backends),
             pulls: pulls, identity: IdentityService(repository: store, bcryptCost: bcryptCost), chats: ChatService(repository: store),
+            storedResponses: store,
             settings: SettingsEditor(settings: settings, flags: flags, environment: environment) { changed in
                 await supervisor.reconfigure(changed)
                 gateway.apply(changed)

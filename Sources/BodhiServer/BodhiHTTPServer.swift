@@ -28,6 +28,7 @@ public enum BodhiHTTPServer {
         OpenAIRoutes(services: services).register(on: router)
         OllamaRoutes(services: services).register(on: router)
         AnthropicRoutes(services: services).register(on: router)
+        ResponsesRoutes(services: services).register(on: router)
         PullRoutes(services: services).register(on: router)
         AliasRoutes(services: services).register(on: router)
         BackendRoutes(services: services).register(on: router)

@@ -22,6 +22,8 @@ public struct BodhiServices: Sendable {
     public let settings: SettingsEditor
     public let ollama: OllamaService
     public let anthropic: AnthropicService
+    /// OpenAI's Responses API, its stored responses kept per user.
+    public let responses: ResponsesService
     public let readiness: Readiness
     public let gateway: Gateway
     public var metrics: BodhiMetrics { gateway.metrics }
@@ -36,7 +38,7 @@ public struct BodhiServices: Sendable {
 
     public init(
         catalog: ModelCatalog, aliases: AliasRegistry, backends: BackendRegistry, supervisor: EngineSupervisor, inference: InferenceService,
-        pulls: PullManager, identity: IdentityService, chats: ChatService, settings: SettingsEditor, readiness: Readiness, enginePlan: EnginePlan,
+        pulls: PullManager, identity: IdentityService, chats: ChatService, storedResponses: any ResponseRepository, settings: SettingsEditor, readiness: Readiness, enginePlan: EnginePlan,
         gateway: Gateway, maxRequestBodyBytes: Int = 32 * 1024 * 1024, docsAssetsDirectory: String? = nil
     ) {
         self.gateway = gateway
@@ -56,6 +58,7 @@ public struct BodhiServices: Sendable {
             inference: inference, aliases: aliases, catalog: catalog, supervisor: supervisor, models: models, pulls: pulls,
             plan: enginePlan)
         anthropic = AnthropicService(inference: inference)
+        responses = ResponsesService(inference: inference, repository: storedResponses)
         self.enginePlan = enginePlan
         self.maxRequestBodyBytes = maxRequestBodyBytes
     }

@@ -62,6 +62,11 @@ enum RouteTable {
         "POST /v1/completions": .init(.user, .inference),
         "POST /v1/embeddings": .init(.user, .inference),
         "POST /v1/messages": .init(.user, .inference),
+        // Responses API answers kept for their user; another user's do not exist for the caller.
+        "POST /v1/responses": .init(.user, .inference),
+        "GET /v1/responses/{id}": .init(.user),
+        "DELETE /v1/responses/{id}": .init(.user),
+        "GET /v1/responses/{id}/input_items": .init(.user),
         "GET /bodhi/v1/models": .init(.user),
         "GET /bodhi/v1/models/**": .init(.user),
         "GET /bodhi/v1/engines": .init(.user),

@@ -154,6 +154,19 @@ extension Migration {
         }, down: { database in
             try await database.drop(table: "routers").run()
         }),
+        // Responses API answers kept for their users (`store: true`); a user's go with them.
+        Migration(version: 7, name: "responses", up: { database in
+            try await database.create(table: "responses")
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("user_id", type: .text, .notNull, .references("users", "id", onDelete: .cascade))
+                .column("previous_response_id", type: .text)
+                .column("response", type: .text, .notNull)
+                .column("input_items", type: .text, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .run()
+        }, down: { database in
+            try await database.drop(table: "responses").run()
+        }),
     ]
 }
 

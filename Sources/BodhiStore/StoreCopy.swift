@@ -35,6 +35,7 @@ extension Store {
         TableCopy("access_requests", as: AccessRequestRow.self),
         TableCopy("chats", as: ChatRow.self),
         TableCopy("chat_messages", as: ChatMessageRow.self),
+        TableCopy("responses", as: ResponseRow.self),
     ]
 
     /// The number of rows in `table`.

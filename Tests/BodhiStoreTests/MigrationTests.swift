@@ -21,8 +21,8 @@ import Testing
         try await store.migrate()
         #expect(try await store.appliedMigrations() == all)
         #expect(try await store.tableNames() == [
-            "access_requests", "aliases", "api_tokens", "backends", "chat_messages", "chats", "pulls", "routers", "schema_migrations",
-            "sessions", "users",
+            "access_requests", "aliases", "api_tokens", "backends", "chat_messages", "chats", "pulls", "responses", "routers",
+            "schema_migrations", "sessions", "users",
         ])
     }
 
@@ -163,8 +163,9 @@ import Testing
         let counts = try await source.copy(into: target)
         #expect(counts.map(\.table) == [
             "aliases", "backends", "routers", "pulls", "users", "sessions", "api_tokens", "access_requests", "chats", "chat_messages",
+            "responses",
         ])
-        #expect(counts.map(\.rows) == [450, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+        #expect(counts.map(\.rows) == [450, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
         let copiedRouter = try await target.allRouters().first
         #expect(copiedRouter?.targets == router.targets && copiedRouter?.weights == [3, 1] && copiedRouter?.cooldownSeconds == 12)
         #expect(try await target.allBackends().first?.sameSettings(as: backend) == true)

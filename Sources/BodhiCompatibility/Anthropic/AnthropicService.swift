@@ -45,34 +45,25 @@ public struct AnthropicService: Sendable {
             return .stream(ChunkStream { emit in
                 var message = Message(id: String(id), model: name)
                 do {
-                    for event in message.start() { try await emit(Self.sse(event)) }
+                    for event in message.start() { try await emit(NamedEvent.sse(event)) }
                     await events.forward { event in
                         guard let data = SSEFramer.data(of: event), data != "[DONE]",
                               let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? JSONObject else { return }
                         if let error = object["error"] as? JSONObject {
                             message.failed = true
-                            try await emit(Self.sse(["type": "error", "error": ["type": "api_error", "message": error["message"] ?? "the engine failed"]]))
+                            try await emit(NamedEvent.sse(["type": "error", "error": ["type": "api_error", "message": error["message"] ?? "the engine failed"]]))
                             return
                         }
-                        for translated in message.absorb(object) { try await emit(Self.sse(translated)) }
+                        for translated in message.absorb(object) { try await emit(NamedEvent.sse(translated)) }
                     }
                     if !message.failed {
-                        for event in message.finish() { try await emit(Self.sse(event)) }
+                        for event in message.finish() { try await emit(NamedEvent.sse(event)) }
                     }
                 } catch {
                     return
                 }
             })
         }
-    }
-
-    /// One server-sent event, named by its type as Anthropic's stream names them.
-    static func sse(_ event: JSONObject) -> ByteBuffer {
-        var buffer = ByteBuffer(string: "event: \(event["type"] as? String ?? "message")\ndata: ")
-        var payload = JSONBody.buffer(event)
-        buffer.writeBuffer(&payload)
-        buffer.writeString("\n\n")
-        return buffer
     }
 
     // MARK: Requests
