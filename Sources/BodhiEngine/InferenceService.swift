@@ -43,6 +43,8 @@ public struct EventStream: Sendable {
     fileprivate let cutoff: StreamCutoff
     /// llama-server's own stream format (no `[DONE]`; the last event says `"stop":true`).
     fileprivate var nativeFormat = false
+    /// A tool choice Bodhi binds: the answer's text goes out as a tool call.
+    fileprivate var toolBinding: ToolChoiceBinding?
     /// The request it answers, for log lines written while it streams.
     fileprivate let requestID = RequestScope.requestID
 
@@ -51,6 +53,7 @@ public struct EventStream: Sendable {
     public func forward(to receiver: (ByteBuffer) async throws -> Void) async {
         await RequestScope.$requestID.withValue(requestID) {
             var pump = EventPump(nativeFormat: nativeFormat)
+            var rewriter = toolBinding?.streamRewriter()
             let body = reply.body
             let registration = cutoff.register { body.cancel() }
             defer { registration.map(cutoff.unregister) }
@@ -58,8 +61,14 @@ public struct EventStream: Sendable {
             do {
                 if registration == nil { throw EngineClientError.abandoned }
                 for try await chunk in body {
-                    for event in pump.events(in: chunk) {
-                        do { try await receiver(event) } catch {
+                    for engineEvent in pump.events(in: chunk) {
+                        do {
+                            if rewriter == nil {
+                                try await receiver(engineEvent)
+                            } else {
+                                for event in rewriter!.rewrite(engineEvent) { try await receiver(event) }
+                            }
+                        } catch {
                             body.cancel()
                             logger.debug("client went away mid-stream; engine generation stopped", metadata: ["error": "\(error)"])
                             slot.finish(status: 200, timing: pump.timing)
@@ -94,7 +103,7 @@ public struct EventStream: Sendable {
 
     /// Whether `push` takes this stream on `loop`.
     public func canPush(on loop: any EventLoop) -> Bool {
-        reply.body.pushLoop === loop
+        reply.body.pushLoop === loop && toolBinding == nil
     }
 
     private func pushHere(to sink: some StreamEventSink) {
@@ -375,7 +384,7 @@ public struct InferenceService: Sendable {
         let prepared = try Self.prepare(operation, body: body, head: head, served: served)
         let caller = InferenceCaller.current
         var onWhole: WholeReplyReceiver?
-        if !prepared.wantsEvents, let deliverWhole {
+        if !prepared.wantsEvents, prepared.toolBinding == nil, let deliverWhole {
             onWhole = { status, contentType, body in deliverWhole(status, contentType ?? Self.defaultContentType, body) }
         }
         let backend = try backend(serving: prepared.served)
@@ -397,12 +406,14 @@ public struct InferenceService: Sendable {
         let reply = exchange.reply
         let contentType = reply.contentType ?? Self.defaultContentType
         if prepared.wantsEvents, reply.status == 200, contentType.hasPrefix("text/event-stream") {
-            return HeldResult(
-                result: .events(EventStream(reply: reply, slot: slot, logger: logger, cutoff: streams, nativeFormat: operation == .infill)), finish: nil)
+            var stream = EventStream(reply: reply, slot: slot, logger: logger, cutoff: streams, nativeFormat: operation == .infill)
+            stream.toolBinding = prepared.toolBinding
+            return HeldResult(result: .events(stream), finish: nil)
         }
         do {
-            let bytes = try await reply.body.collect(upTo: Self.maxResponseBytes)
+            let collected = try await reply.body.collect(upTo: Self.maxResponseBytes)
             let status = reply.status
+            let bytes = status == 200 ? prepared.toolBinding.map { $0.reply(collected) } ?? collected : collected
             return HeldResult(result: .complete(status: status, contentType: contentType, body: bytes), finish: {
                 slot.finish(status: status, body: bytes)
             }, retryAfterSeconds: reply.retryAfterSeconds)
@@ -506,6 +517,8 @@ public struct InferenceService: Sendable {
         let served: ServedModel
         let body: ByteBuffer
         let wantsEvents: Bool
+        /// A tool choice Bodhi binds itself (a local engine's), whose answer it turns into the call.
+        var toolBinding: ToolChoiceBinding?
     }
 
     /// The name a request's head gives its model; a 400 when it gives none.
@@ -519,9 +532,14 @@ public struct InferenceService: Sendable {
     /// The steps between resolving a request's model (which `handleHoldingSlot` and `serveNow` each
     /// do their own way: looked up, or answered from what is known now) and admitting it.
     static func prepare(_ operation: InferenceOperation, body: ByteBuffer, head: RequestHead, served: ServedModel) throws -> PreparedRequest {
-        PreparedRequest(
+        var prepared = PreparedRequest(
             served: served, body: try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body,
             wantsEvents: operation.streams && head.stream == true)
+        // Backends' APIs follow tool choices themselves.
+        if operation == .chatCompletions, served.remote == nil, let bound = try ToolChoiceBinding.bind(prepared.body) {
+            prepared = PreparedRequest(served: served, body: bound.body, wantsEvents: prepared.wantsEvents, toolBinding: bound.binding)
+        }
+        return prepared
     }
 
     /// The model `name` serves, if the caller's allow-list (nil: everything) has it. The list
@@ -588,6 +606,7 @@ public struct InferenceService: Sendable {
         }
         guard Self.allows(allowedModels, name, served),
               let prepared = try? Self.prepare(operation, body: body, head: head, served: served), !prepared.wantsEvents,
+              prepared.toolBinding == nil,
               let model = EngineTarget(served)
         else { return false }
         let body = prepared.body

@@ -307,9 +307,8 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
         try await Self.withClient { loop, connection in try await engine.serve { endpoint in
             let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body, client: connection)
             #expect(reply.body.pushLoop === loop)
-            let recorder = Self.recorder(received, on: loop)
             // Chunks that came before the receiver are kept for it (the first came with the head).
-            #expect(try await loop.submit { reply.body.push(to: recorder) }.get())
+            #expect(try await loop.submit { reply.body.push(to: Self.recorder(received, on: loop)) }.get())
             engine.step()
             engine.step()
             engine.step()
@@ -330,8 +329,8 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
         try await Self.withClient { loop, connection in try await engine.serve { endpoint in
             let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body, client: connection)
             let backedUp = loop.makePromise(of: Void.self)
-            let recorder = Self.recorder(received, on: loop, holds: ["b": backedUp.futureResult])
-            #expect(try await loop.submit { reply.body.push(to: recorder) }.get())
+            let holds = ["b": backedUp.futureResult]
+            #expect(try await loop.submit { reply.body.push(to: Self.recorder(received, on: loop, holds: holds)) }.get())
             engine.step()
             try await waitUntil { received.all.count == 2 }
             // While "b" waits, "c" stays unread.
@@ -353,8 +352,7 @@ func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourc
         let received = Received()
         try await Self.withClient { loop, connection in try await engine.serve { endpoint in
             let reply = try await client.post("/v1/chat/completions", to: endpoint, body: body, client: connection)
-            let recorder = Self.recorder(received, on: loop)
-            #expect(try await loop.submit { reply.body.push(to: recorder) }.get())
+            #expect(try await loop.submit { reply.body.push(to: Self.recorder(received, on: loop)) }.get())
             reply.body.cancel()
             try await waitUntil { received.all.count == 2 }
             #expect(received.all == [.chunk("data: {}\n\n"), .end(failed: true)])

@@ -110,7 +110,6 @@ def test_a_function_call_and_its_output_reach_the_model(client: openai.OpenAI):
     assert thanks.usage.input_tokens > answered.usage.input_tokens
 
 
-@pytest.mark.xfail(strict=True, reason="tool_choice that binds on templates without tools (issue 18, point 6)")
 def test_a_required_tool_choice_yields_a_call_and_its_answer_closes_the_loop(client: openai.OpenAI):
     asked = client.responses.create(model=DEFAULT_MODEL, input="What is the weather in Paris?", tools=[WEATHER],
                                     tool_choice="required", max_output_tokens=60, temperature=0)
@@ -125,7 +124,6 @@ def test_a_required_tool_choice_yields_a_call_and_its_answer_closes_the_loop(cli
     assert answered.status in ("completed", "incomplete") and answered.output
 
 
-@pytest.mark.xfail(strict=True, reason="tool_choice that binds on templates without tools (issue 18, point 6)")
 def test_a_named_function_choice_is_followed_streamed(client: openai.OpenAI):
     with client.responses.stream(model=DEFAULT_MODEL, input="Weather in Rome?", tools=[WEATHER], max_output_tokens=60,
                                  tool_choice={"type": "function", "name": "get_weather"}, temperature=0) as stream:
