@@ -57,6 +57,16 @@ struct AccessMiddleware: RouterMiddleware {
     }
 
     static let apiKeyHeader = HTTPField.Name("x-api-key")!
+    /// Google's clients send the key here, or as `?key=` on the Gemini API.
+    static let googleAPIKeyHeader = HTTPField.Name("x-goog-api-key")!
+
+    /// The key a request sends without `Authorization`: Anthropic's header, Google's, or
+    /// (on Gemini's paths) Google's query parameter.
+    static func apiKey(of request: Request) -> String? {
+        if let key = request.headers[Self.apiKeyHeader] ?? request.headers[Self.googleAPIKeyHeader] { return key }
+        guard APIFamily.of(path: request.uri.path) == .gemini else { return nil }
+        return request.uri.queryParameters["key"].map(String.init)
+    }
 
     /// The API token a request carries (`Authorization: Bearer` or `x-api-key`); nil when it
     /// sends none, a 401 when `Authorization` is not a bearer token. Read as bytes: this runs
@@ -80,7 +90,7 @@ struct AccessMiddleware: RouterMiddleware {
 
     /// The principal the request's credentials name; nil when it carries none.
     static func principal(of request: Request, identity: IdentityService) async throws -> Principal? {
-        if let token = try Self.apiToken(authorization: request.headers[.authorization], apiKey: request.headers[Self.apiKeyHeader]) {
+        if let token = try Self.apiToken(authorization: request.headers[.authorization], apiKey: Self.apiKey(of: request)) {
             return try await identity.authenticate(token: token)
         }
         if let cookie = request.cookies[Self.sessionCookie] {

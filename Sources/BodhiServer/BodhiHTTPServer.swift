@@ -29,6 +29,7 @@ public enum BodhiHTTPServer {
         OllamaRoutes(services: services).register(on: router)
         AnthropicRoutes(services: services).register(on: router)
         ResponsesRoutes(services: services).register(on: router)
+        GeminiRoutes(services: services).register(on: router)
         PullRoutes(services: services).register(on: router)
         AliasRoutes(services: services).register(on: router)
         BackendRoutes(services: services).register(on: router)

@@ -24,6 +24,8 @@ public struct BodhiServices: Sendable {
     public let anthropic: AnthropicService
     /// OpenAI's Responses API, its stored responses kept per user.
     public let responses: ResponsesService
+    /// Google's Gemini API.
+    public let gemini: GeminiService
     public let readiness: Readiness
     public let gateway: Gateway
     public var metrics: BodhiMetrics { gateway.metrics }
@@ -59,6 +61,7 @@ public struct BodhiServices: Sendable {
             plan: enginePlan)
         anthropic = AnthropicService(inference: inference)
         responses = ResponsesService(inference: inference, repository: storedResponses)
+        gemini = GeminiService(inference: inference)
         self.enginePlan = enginePlan
         self.maxRequestBodyBytes = maxRequestBodyBytes
     }

@@ -52,6 +52,7 @@ struct ErrorRenderingMiddleware: RouterMiddleware {
         case .openAI: body = (try? JSONEncoder().encode(OpenAIErrorBody(error))) ?? Data()
         // Ollama's shape: a bare message.
         case .ollama: body = (try? JSONEncoder().encode(["error": error.message])) ?? Data()
+        case .gemini: body = (try? JSONSerialization.data(withJSONObject: googleError(error))) ?? Data()
         case .bodhi: body = (try? JSONEncoder().encode(BodhiErrorBody(error))) ?? Data()
         }
         return (headers, ByteBuffer(bytes: body))
@@ -71,6 +72,23 @@ func anthropicError(_ error: BodhiError) -> [String: Any] {
     default: "api_error"
     }
     return ["type": "error", "error": ["type": type, "message": error.message]]
+}
+
+/// Google's error JSON: `{"error": {"code", "message", "status"}}`, the status by gRPC's names.
+func googleError(_ error: BodhiError) -> [String: Any] {
+    let status = switch error.status {
+    case 400, 413, 422: "INVALID_ARGUMENT"
+    case 401: "UNAUTHENTICATED"
+    case 403: "PERMISSION_DENIED"
+    case 404: "NOT_FOUND"
+    case 409: "ALREADY_EXISTS"
+    case 429: "RESOURCE_EXHAUSTED"
+    case 501: "UNIMPLEMENTED"
+    case 503: "UNAVAILABLE"
+    case 504: "DEADLINE_EXCEEDED"
+    default: "INTERNAL"
+    }
+    return ["error": ["code": error.status, "message": error.message, "status": status]]
 }
 
 /// Bodhi's own error JSON: `{"error": {"code", "message"}}`.

@@ -73,13 +73,17 @@ struct OpenAIRoutes {
 
     /// Every model and alias, or those of a token's allow-list.
     func listModels(allowed: [String]?) async throws -> Response {
+        try .json(ModelList(data: await Self.visibleModels(services, allowed: allowed)))
+    }
+
+    /// Every model, remote model, alias and router a caller may use (nil: no allow-list).
+    static func visibleModels(_ services: BodhiServices, allowed: [String]?) async -> [ModelObject] {
         let models = await services.catalog.list().map(ModelObject.init)
         let aliases = await services.aliases.list().map(ModelObject.init)
         let remote = services.aliases.remoteModels().map(ModelObject.init)
         let routers = await services.aliases.routers().map(ModelObject.init)
         let allowedNames = allowed.map { Set($0.map { $0.lowercased() }) }
-        let visible = (models + remote + aliases + routers).filter { allowedNames?.contains($0.id.lowercased()) ?? true }
-        return try .json(ModelList(data: visible))
+        return (models + remote + aliases + routers).filter { allowedNames?.contains($0.id.lowercased()) ?? true }
     }
 
     func retrieveModel(_ request: Request, allowed: [String]?) async throws -> Response {

@@ -67,6 +67,10 @@ enum RouteTable {
         "GET /v1/responses/{id}": .init(.user),
         "DELETE /v1/responses/{id}": .init(.user),
         "GET /v1/responses/{id}/input_items": .init(.user),
+        // Google's Gemini API.
+        "GET /v1beta/models": .init(.user),
+        "GET /v1beta/models/**": .init(.user),
+        "POST /v1beta/models/**": .init(.user, .inference),
         "GET /bodhi/v1/models": .init(.user),
         "GET /bodhi/v1/models/**": .init(.user),
         "GET /bodhi/v1/engines": .init(.user),
@@ -138,9 +142,11 @@ enum APIFamily: String, Sendable {
     case openAI = "OpenAI"
     case anthropic = "Anthropic"
     case ollama = "Ollama"
+    case gemini = "Gemini"
     case bodhi = "Bodhi"
 
     static func of(path: String) -> APIFamily {
+        if path == "/v1beta" || path.hasPrefix("/v1beta/") { return .gemini }
         if path == "/v1/messages" || path.hasPrefix("/v1/messages/") { return .anthropic }
         if path == "/v1" || path.hasPrefix("/v1/") { return .openAI }
         if path == "/api" || path.hasPrefix("/api/") || path == "/" { return .ollama }
