@@ -63,7 +63,9 @@ struct LocalBackend: InferenceBackend {
     func send(_ request: BackendRequest) async throws -> BackendExchange {
         guard let entry = request.served.entry else { throw BodhiError.internalError("A backend's model reached the local engines.") }
         let model = EngineTarget(request.served, entry: entry)
-        let ticket = try await admission.admit(model.id, slots: supervisor.slots(for: model), caller: request.caller)
+        // The engine answers tokenizer requests at once, beside its slots: they never queue for one.
+        let ticket = request.operation.takesSlot
+            ? try await admission.admit(model.id, slots: supervisor.slots(for: model), caller: request.caller) : nil
         var lease = try await acquire(model, holding: ticket)
         var resends = 0
         var diedWithIt = false
@@ -73,9 +75,9 @@ struct LocalBackend: InferenceBackend {
                     request.operation.rawValue, to: lease.endpoint, body: request.body, client: request.caller.connection,
                     wholeUpTo: request.wantsEvents ? nil : InferenceService.maxResponseBytes, onWhole: request.onWhole)
                 let held = lease
-                return BackendExchange(reply: reply, model: model.id, queueWait: ticket.waited) {
+                return BackendExchange(reply: reply, model: model.id, queueWait: ticket?.waited ?? .zero) {
                     held.release()
-                    ticket.release()
+                    ticket?.release()
                 }
             } catch {
                 var resend = false
@@ -94,8 +96,8 @@ struct LocalBackend: InferenceBackend {
                 }
                 guard resend else {
                     lease.release()
-                    ticket.release()
-                    throw BackendFailure(model: model.id, waited: ticket.waited, underlying: error)
+                    ticket?.release()
+                    throw BackendFailure(model: model.id, waited: ticket?.waited ?? .zero, underlying: error)
                 }
                 resends += 1
                 lease = try await acquire(model, holding: ticket)
@@ -114,11 +116,11 @@ struct LocalBackend: InferenceBackend {
 
     /// `model`'s engine, loaded if need be, for a request that holds `ticket` (given back when
     /// there is none to be had).
-    private func acquire(_ model: EngineTarget, holding ticket: AdmissionTicket) async throws -> EngineLease {
+    private func acquire(_ model: EngineTarget, holding ticket: AdmissionTicket?) async throws -> EngineLease {
         do { return try await supervisor.acquire(model) } catch {
             // Those queued behind this request wait for the same load: they hear of its failure now.
             if (error as? BodhiError)?.code == .engineLoadFailed { admission.failWaiting(model.id, with: error) }
-            ticket.release()
+            ticket?.release()
             throw error
         }
     }

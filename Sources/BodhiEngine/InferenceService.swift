@@ -13,8 +13,17 @@ public enum InferenceOperation: String, Sendable, CaseIterable {
     case embeddings = "/v1/embeddings"
     /// llama-server's fill-in-the-middle (native format), for Ollama's `suffix`.
     case infill = "/infill"
+    /// llama-server's own tokenizer endpoints, and its chat template applied to messages (to count
+    /// a chat's tokens): answered at once, without a generation slot, for local models only.
+    case tokenize = "/tokenize"
+    case detokenize = "/detokenize"
+    case applyTemplate = "/apply-template"
 
-    var streams: Bool { self != .embeddings }
+    /// Whether it generates: it may stream, takes a slot, and gets an alias's sampling defaults.
+    var generates: Bool { self == .chatCompletions || self == .completions || self == .infill }
+    var streams: Bool { generates }
+    /// Whether it waits for one of the engine's slots (generating and embedding do).
+    var takesSlot: Bool { generates || self == .embeddings }
 
     /// A short name, for metric labels.
     public var name: String {
@@ -23,6 +32,9 @@ public enum InferenceOperation: String, Sendable, CaseIterable {
         case .completions: "completions"
         case .embeddings: "embeddings"
         case .infill: "infill"
+        case .tokenize: "tokenize"
+        case .detokenize: "detokenize"
+        case .applyTemplate: "apply_template"
         }
     }
 }
@@ -388,6 +400,11 @@ public struct InferenceService: Sendable {
             onWhole = { status, contentType, body in deliverWhole(status, contentType ?? Self.defaultContentType, body) }
         }
         let backend = try backend(serving: prepared.served)
+        guard operation.takesSlot || backend.name == local.name else {
+            throw BodhiError.invalidRequest(
+                "'\(prepared.served.name)' is a model of the backend '\(backend.name)'; tokens are counted for this machine's models only.",
+                param: "model")
+        }
         let exchange: BackendExchange
         do {
             exchange = try await backend.send(BackendRequest(

@@ -25,6 +25,15 @@ public enum JSONBody {
     }
 }
 
+extension BodhiError {
+    /// An engine's (or backend's) answer other than 200 to a request Bodhi made for its caller:
+    /// its message, as a 400 when the engine refused the request, else the failure it was.
+    public static func engineAnswered(_ status: Int, _ answer: JSONObject) -> BodhiError {
+        let message = (answer["error"] as? JSONObject)?["message"] as? String ?? "The engine answered \(status)."
+        return BodhiError(status >= 500 ? .engineFailed : .invalidRequest, status: status >= 500 ? status : 400, message)
+    }
+}
+
 extension JSONBody {
     /// `buffer` as an object; nil when it is not one (a backend's answer that is not JSON).
     public static func parsed(_ buffer: ByteBuffer) -> JSONObject? {

@@ -6,10 +6,10 @@ import NIOFoundationCompat
 
 extension RequestDefaults {
     /// The request body with these defaults in every field it leaves unset (absent or null);
-    /// the system prompt goes first in a chat that has no system message. Embeddings take no
-    /// sampling settings and pass untouched.
+    /// the system prompt goes first in a chat that has no system message. What does not generate
+    /// (embeddings, tokens) takes no sampling settings and passes untouched.
     func applied(to body: ByteBuffer, for operation: InferenceOperation) throws -> ByteBuffer {
-        guard operation != .embeddings, !isEmpty,
+        guard operation.generates, !isEmpty,
               var object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
             return body
         }

@@ -14,7 +14,7 @@ struct GeminiRoutes {
         [
             "name": "models/" + object.id, "baseModelId": object.id, "version": "1", "displayName": object.id,
             "description": "Served by Bodhi (owned by \(object.ownedBy)).",
-            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "embedContent", "batchEmbedContents"],
+            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents"],
         ]
     }
 
@@ -28,41 +28,30 @@ struct GeminiRoutes {
             let page = all.dropFirst(start).prefix(size)
             var body: JSONObject = ["models": page.map(Self.model)]
             if start + page.count < all.count { body["nextPageToken"] = String(start + page.count) }
-            return Self.json(JSONBody.buffer(body))
+            return Response.json(bytes: JSONBody.buffer(body))
         }
         router.get("/v1beta/models/**") { request, context in
             let name = request.decodedPath(after: "/v1beta/models/")
             let served = try await services.inference.resolve(name, allowedBy: context.principal?.allowedModels)
-            return Self.json(JSONBody.buffer(Self.model(OpenAIRoutes.ModelObject(served))))
+            return Response.json(bytes: JSONBody.buffer(Self.model(OpenAIRoutes.ModelObject(served))))
         }
         router.post("/v1beta/models/**") { request, context in
             let target = request.decodedPath(after: "/v1beta/models/")
             guard let colon = target.lastIndex(of: ":"), let method = GeminiService.Method(rawValue: String(target[target.index(after: colon)...]))
             else {
-                throw BodhiError.notFound("Send POST /v1beta/models/{model}:generateContent, :streamGenerateContent, :embedContent or :batchEmbedContents.")
+                throw BodhiError.notFound("Send POST /v1beta/models/{model}:generateContent, :streamGenerateContent, :countTokens, :embedContent or :batchEmbedContents.")
             }
             let model = String(target[..<colon])
             let body = try await request.body.collect(upTo: services.maxRequestBodyBytes)
             let allowed = context.principal?.allowedModels
             switch method {
             case .generateContent, .streamGenerateContent:
-                switch try await gemini.generate(model: model, body, stream: method == .streamGenerateContent, allowed: allowed) {
-                case .json(let bytes): return Self.json(bytes)
-                case .stream(let events):
-                    return Response(status: .ok, headers: OpenAIRoutes.eventStreamHeaders, body: ResponseBody { writer in
-                        await events.forward { event in try await writer.write(event) }
-                        try await writer.finish(nil)
-                    })
-                }
+                return Response.translated(try await gemini.generate(model: model, body, stream: method == .streamGenerateContent, allowed: allowed))
             case .embedContent, .batchEmbedContents:
-                return Self.json(try await gemini.embed(model: model, body, batch: method == .batchEmbedContents, allowed: allowed))
+                return Response.json(bytes: try await gemini.embed(model: model, body, batch: method == .batchEmbedContents, allowed: allowed))
             case .countTokens:
-                throw BodhiError.invalidRequest("countTokens is not served yet.")
+                return Response.json(bytes: try await gemini.countTokens(model: model, body, allowed: allowed))
             }
         }
-    }
-
-    private static func json(_ bytes: ByteBuffer) -> Response {
-        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: bytes))
     }
 }

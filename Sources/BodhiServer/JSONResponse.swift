@@ -1,3 +1,4 @@
+import BodhiCompatibility
 import BodhiCore
 import Foundation
 import Hummingbird
@@ -20,6 +21,24 @@ extension Response {
         return Response(
             status: status, headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// A JSON body already written (an answer translated from another API's).
+    static func json(bytes: ByteBuffer) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: bytes))
+    }
+
+    /// A translated answer for an API that streams Server-Sent Events: one JSON object, or its
+    /// events as they come.
+    static func translated(_ reply: TranslatedReply) -> Response {
+        switch reply {
+        case .json(let bytes): return json(bytes: bytes)
+        case .stream(let events):
+            return Response(status: .ok, headers: OpenAIRoutes.eventStreamHeaders, body: ResponseBody { writer in
+                await events.forward { event in try await writer.write(event) }
+                try await writer.finish(nil)
+            })
+        }
     }
 
     /// Server-sent events, one `data:` JSON line per element, until the sequence ends.

@@ -11,6 +11,15 @@ struct OpenAIRoutes {
     func register(on router: Router<BodhiRequestContext>) {
         router.get("/v1/models") { _, context in try await listModels(allowed: context.principal?.allowedModels) }
         router.get("/v1/models/**") { request, context in try await retrieveModel(request, allowed: context.principal?.allowedModels) }
+        // llama-server's (and vLLM's) tokenizer endpoints, for a model named in the body.
+        router.post("/tokenize") { request, context in
+            let body = try await request.body.collect(upTo: services.maxRequestBodyBytes)
+            return Response.json(bytes: try await services.inference.tokenize(body, allowed: context.principal?.allowedModels))
+        }
+        router.post("/detokenize") { request, context in
+            let body = try await request.body.collect(upTo: services.maxRequestBodyBytes)
+            return Response.json(bytes: try await services.inference.detokenize(body, allowed: context.principal?.allowedModels))
+        }
         for operation in InferenceOperation.allCases where operation.rawValue.hasPrefix("/v1/") {
             router.post(RouterPath(operation.rawValue)) { request, context in
                 try await infer(operation, request, allowed: context.principal?.allowedModels)

@@ -12,21 +12,13 @@ struct ResponsesRoutes {
         router.post("/v1/responses") { request, context in
             let body = try await request.body.collect(upTo: services.maxRequestBodyBytes)
             let principal = try context.requirePrincipal()
-            switch try await responses.create(body, userID: principal.user.id, allowed: principal.allowedModels) {
-            case .json(let bytes):
-                return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: bytes))
-            case .stream(let events):
-                return Response(status: .ok, headers: OpenAIRoutes.eventStreamHeaders, body: ResponseBody { writer in
-                    await events.forward { event in try await writer.write(event) }
-                    try await writer.finish(nil)
-                })
-            }
+            return Response.translated(try await responses.create(body, userID: principal.user.id, allowed: principal.allowedModels))
         }
         router.get("/v1/responses/:id") { _, context in
-            Self.json(try await responses.retrieve(id: context.parameters.decoded("id"), userID: try context.requirePrincipal().user.id))
+            Response.json(bytes: try await responses.retrieve(id: context.parameters.decoded("id"), userID: try context.requirePrincipal().user.id))
         }
         router.delete("/v1/responses/:id") { _, context in
-            Self.json(try await responses.delete(id: context.parameters.decoded("id"), userID: try context.requirePrincipal().user.id))
+            Response.json(bytes: try await responses.delete(id: context.parameters.decoded("id"), userID: try context.requirePrincipal().user.id))
         }
         router.get("/v1/responses/:id/input_items") { request, context in
             let parameters = request.queryValues
@@ -40,12 +32,8 @@ struct ResponsesRoutes {
             case "asc": query.ascending = true
             default: throw BodhiError.invalidRequest("order must be asc or desc.", param: "order")
             }
-            return Self.json(try await responses.inputItems(
+            return Response.json(bytes: try await responses.inputItems(
                 id: context.parameters.decoded("id"), userID: try context.requirePrincipal().user.id, query: query))
         }
-    }
-
-    private static func json(_ bytes: ByteBuffer) -> Response {
-        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: bytes))
     }
 }

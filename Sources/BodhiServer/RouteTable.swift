@@ -62,6 +62,10 @@ enum RouteTable {
         "POST /v1/completions": .init(.user, .inference),
         "POST /v1/embeddings": .init(.user, .inference),
         "POST /v1/messages": .init(.user, .inference),
+        "POST /v1/messages/count_tokens": .init(.user, .inference),
+        // llama-server's tokenizer, per model.
+        "POST /tokenize": .init(.user, .inference),
+        "POST /detokenize": .init(.user, .inference),
         // Responses API answers kept for their user; another user's do not exist for the caller.
         "POST /v1/responses": .init(.user, .inference),
         "GET /v1/responses/{id}": .init(.user),
@@ -148,7 +152,7 @@ enum APIFamily: String, Sendable {
     static func of(path: String) -> APIFamily {
         if path == "/v1beta" || path.hasPrefix("/v1beta/") { return .gemini }
         if path == "/v1/messages" || path.hasPrefix("/v1/messages/") { return .anthropic }
-        if path == "/v1" || path.hasPrefix("/v1/") { return .openAI }
+        if path == "/v1" || path.hasPrefix("/v1/") || path == "/tokenize" || path == "/detokenize" { return .openAI }
         if path == "/api" || path.hasPrefix("/api/") || path == "/" { return .ollama }
         return .bodhi
     }

@@ -34,10 +34,7 @@ public struct AnthropicService: Sendable {
         switch try await inference.handle(.chatCompletions, body: JSONBody.buffer(chat), allowedModels: nil) {
         case .complete(let status, _, let bytes):
             let object = (try? JSONBody.object(from: bytes)) ?? [:]
-            guard status == 200 else {
-                let message = (object["error"] as? JSONObject)?["message"] as? String ?? "the engine answered \(status)"
-                throw BodhiError(status >= 500 ? .engineFailed : .invalidRequest, status: status, message)
-            }
+            guard status == 200 else { throw BodhiError.engineAnswered(status, object) }
             var message = Message(id: String(id), model: name)
             message.absorb(object)
             return .json(JSONBody.buffer(message.whole()))
@@ -64,6 +61,16 @@ public struct AnthropicService: Sendable {
                 }
             })
         }
+    }
+
+    /// `POST /v1/messages/count_tokens`: the tokens the request's prompt takes, `{"input_tokens"}`.
+    public func countTokens(_ body: ByteBuffer, allowed: [String]?) async throws -> ByteBuffer {
+        let request = try JSONBody.object(from: body)
+        guard let name = request["model"] as? String, !name.isEmpty else {
+            throw BodhiError.invalidRequest("model: Field required", param: "model")
+        }
+        let count = try await inference.promptTokens(model: name, chat: try Self.chatRequest(request), allowed: allowed)
+        return JSONBody.buffer(["input_tokens": count])
     }
 
     // MARK: Requests

@@ -30,10 +30,7 @@ public struct GeminiService: Sendable {
         switch try await inference.handle(.chatCompletions, body: JSONBody.buffer(chat), allowedModels: nil) {
         case .complete(let status, _, let bytes):
             let object = JSONBody.parsed(bytes) ?? [:]
-            guard status == 200 else {
-                let message = (object["error"] as? JSONObject)?["message"] as? String ?? "The engine answered \(status)."
-                throw BodhiError(status >= 500 ? .engineFailed : .invalidRequest, status: status >= 500 ? status : 400, message)
-            }
+            guard status == 200 else { throw BodhiError.engineAnswered(status, object) }
             var candidate = Candidate()
             candidate.absorb(completion: object)
             return .json(JSONBody.buffer(candidate.response(model: model, id: responseID, final: true)))
@@ -93,12 +90,17 @@ public struct GeminiService: Sendable {
         guard case .complete(let status, _, let bytes) = try await inference.handle(.embeddings, body: JSONBody.buffer(embedding), allowedModels: nil)
         else { throw BodhiError.internalError("An embedding came back as a stream.") }
         let object = JSONBody.parsed(bytes) ?? [:]
-        guard status == 200 else {
-            let message = (object["error"] as? JSONObject)?["message"] as? String ?? "The engine answered \(status)."
-            throw BodhiError(status >= 500 ? .engineFailed : .invalidRequest, status: status >= 500 ? status : 400, message)
-        }
+        guard status == 200 else { throw BodhiError.engineAnswered(status, object) }
         let vectors = ((object["data"] as? [JSONObject]) ?? []).map { ["values": $0["embedding"] ?? [Any]()] as JSONObject }
         return JSONBody.buffer(batch ? ["embeddings": vectors] : ["embedding": vectors.first ?? ["values": [Any]()]])
+    }
+
+    /// `countTokens`: the tokens of `contents` (or of a whole `generateContentRequest`), `{"totalTokens"}`.
+    public func countTokens(model: String, _ body: ByteBuffer, allowed: [String]?) async throws -> ByteBuffer {
+        let request = try JSONBody.object(from: body)
+        let generate = request["generateContentRequest"] as? JSONObject ?? request
+        let count = try await inference.promptTokens(model: model, chat: try Self.chatRequest(generate), allowed: allowed)
+        return JSONBody.buffer(["totalTokens": count])
     }
 
     /// One server-sent event of Gemini's stream.

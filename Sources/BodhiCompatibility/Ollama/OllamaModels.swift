@@ -41,7 +41,7 @@ extension OllamaService {
         if let keepAlive, let engine = EngineTarget(served) { await supervisor.setKeepAlive(keepAlive, for: engine.id) }
         guard case .complete(let status, _, let bytes) = result else { throw BodhiError.internalError("The engine streamed embeddings.") }
         let object = (try? JSONBody.object(from: bytes)) ?? [:]
-        guard status == 200 else { throw Self.engineError(status: status, object) }
+        guard status == 200 else { throw BodhiError.engineAnswered(status, object) }
         let data = (object["data"] as? [JSONObject] ?? []).sorted { ($0["index"] as? Int ?? 0) < ($1["index"] as? Int ?? 0) }
         let tokens = (object["usage"] as? JSONObject)?["prompt_tokens"] as? Int ?? 0
         return (data.map { $0["embedding"] ?? [] }, tokens)

@@ -181,7 +181,7 @@ public struct OllamaService: Sendable {
         case .complete(let status, _, let body):
             let object = (try? JSONBody.object(from: body)) ?? [:]
             if operation == .infill, status == 501 { throw BodhiError.invalidRequest("\(name) does not support insert") }
-            guard status == 200 else { throw Self.engineError(status: status, object) }
+            guard status == 200 else { throw BodhiError.engineAnswered(status, object) }
             var reply = Translation(name: name, field: field, started: started, streaming: false)
             reply.absorb(object)
             return .json(JSONBody.buffer(reply.final()))
@@ -240,11 +240,6 @@ public struct OllamaService: Sendable {
         default:
             throw BodhiError.invalidRequest("keep_alive must be a duration such as \"5m\", a number of seconds, 0 or negative")
         }
-    }
-
-    static func engineError(status: Int, _ object: JSONObject) -> BodhiError {
-        let message = (object["error"] as? JSONObject)?["message"] as? String ?? "the engine answered \(status)"
-        return BodhiError(status >= 500 ? .engineFailed : .invalidRequest, status: status, message)
     }
 }
 

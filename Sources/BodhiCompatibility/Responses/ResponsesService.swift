@@ -44,7 +44,7 @@ public struct ResponsesService: Sendable {
         switch try await inference.handle(.chatCompletions, body: JSONBody.buffer(chat), allowedModels: nil) {
         case .complete(let status, _, let bytes):
             let object = JSONBody.parsed(bytes) ?? [:]
-            guard status == 200 else { throw Self.engineRefusal(status: status, object) }
+            guard status == 200 else { throw BodhiError.engineAnswered(status, object) }
             var builder = builder()
             builder.absorb(completion: object)
             let response = builder.response(status: builder.finalStatus)
@@ -173,12 +173,6 @@ public struct ResponsesService: Sendable {
     }
 
     // MARK: Wire
-
-    /// An engine's refusal in OpenAI's shape: its 4xx stay the caller's fault.
-    static func engineRefusal(status: Int, _ object: JSONObject) -> BodhiError {
-        let message = (object["error"] as? JSONObject)?["message"] as? String ?? "The engine answered \(status)."
-        return BodhiError(status >= 500 ? .engineFailed : .invalidRequest, status: status >= 500 ? status : 400, message)
-    }
 
     private static func chunk(_ event: ByteBuffer) -> JSONObject? {
         guard let data = SSEFramer.data(of: event), data != "[DONE]" else { return nil }
