@@ -64,7 +64,7 @@ public struct LlamaServerLauncher: EngineLauncher {
             throw BodhiError.engineUnavailable("No free local port for the engine: \(error)")
         }
         let arguments = EngineArguments.build(
-            modelPath: model.path, modelName: model.id, port: port, parallel: slots, extra: extraArguments)
+            modelPath: model.path, modelName: model.reportedName, port: port, parallel: slots, extra: extraArguments)
         return EngineLaunchPlan(port: port, apiKey: Self.randomKey(), arguments: arguments)
     }
 

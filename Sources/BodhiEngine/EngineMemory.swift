@@ -50,6 +50,12 @@ public protocol EngineMemoryEstimator: Sendable {
     /// Nil when it cannot be told (a file whose header cannot be read): such an engine counts
     /// its weights only.
     func estimate(_ model: EngineTarget, slots: Int, arguments: [String]) async -> EngineMemory?
+    /// The context the model was trained for (its GGUF's `context_length`); nil when unknown.
+    func trainedContext(_ model: EngineTarget) async -> Int?
+}
+
+extension EngineMemoryEstimator {
+    public func trainedContext(_ model: EngineTarget) async -> Int? { nil }
 }
 
 /// Estimates from the GGUF header (read once per file, on the thread pool): the same figures as
@@ -65,15 +71,22 @@ public final class GGUFMemoryEstimator: EngineMemoryEstimator {
 
     public init() {}
 
+    /// The file's header facts, read once.
+    private func info(_ entry: ModelEntry) async -> GGUFModelInfo? {
+        let key = Key(path: entry.path, size: entry.sizeBytes, modified: entry.modified)
+        if let known = headers.withLock({ $0[key] }) { return known }
+        let info = try? await NIOThreadPool.singleton.runIfActive { try GGUFModelInfo(GGUFReader.read(path: entry.path)) }
+        if let info { headers.withLock { $0[key] = info } }
+        return info
+    }
+
+    public func trainedContext(_ model: EngineTarget) async -> Int? {
+        await info(model.entry)?.contextLength
+    }
+
     public func estimate(_ model: EngineTarget, slots: Int, arguments: [String]) async -> EngineMemory? {
         let entry = model.entry
-        let key = Key(path: entry.path, size: entry.sizeBytes, modified: entry.modified)
-        var info = headers.withLock { $0[key] }
-        if info == nil {
-            info = try? await NIOThreadPool.singleton.runIfActive { try GGUFModelInfo(GGUFReader.read(path: entry.path)) }
-            if let info { headers.withLock { $0[key] = info } }
-        }
-        guard let info, let base = MemoryEstimate(model: entry, info: info, plan: EnginePlan(slots: slots, engineArguments: arguments))
+        guard let info = await info(entry), let base = MemoryEstimate(model: entry, info: info, plan: EnginePlan(slots: slots, engineArguments: arguments))
         else { return nil }
         if let chosen = EngineMemory.promptCacheBytes(setBy: arguments) {
             return EngineMemory(weightsBytes: base.weightsBytes, kvCacheBytes: base.kvCacheBytes, promptCacheBytes: chosen)

@@ -227,7 +227,7 @@ public actor EngineSupervisor {
     }
 
     private func unloadIfIdle(_ modelID: String) {
-        if leases.takeIfIdle(modelID) { unload(modelID) }
+        if leases.takeIfIdle(modelID) { unloadEngine(modelID) }
     }
 
     /// Drops a model's engine from the books (the caller stops its process, if any).
@@ -249,7 +249,12 @@ public actor EngineSupervisor {
     /// this waits (up to `BODHI_LOAD_TIMEOUT`) for them to go idle. A model that could not fit even
     /// alone is refused at once. Returns without loading when another caller started it meanwhile.
     private func makeRoomAndLoad(_ model: EngineTarget) async throws {
-        let baseArguments = configuration.extraArguments + model.overrides.arguments
+        var baseArguments = configuration.extraArguments + model.overrides.arguments
+        if model.forEmbeddings {
+            // One slot whose batch holds a whole input: llama-server embeds an input in one batch.
+            let context = String(await embeddingContext(model))
+            baseArguments += ["--ctx-size", context, "--batch-size", context, "--ubatch-size", context]
+        }
         let memory = await estimator.estimate(model, slots: slots(for: model), arguments: baseArguments)
         guard engines[model.id] == nil, !shuttingDown else { return }
         let needed = memory?.totalBytes ?? model.entry.sizeBytes
@@ -288,7 +293,7 @@ public actor EngineSupervisor {
                   let victim = idle.first(where: { leases.takeIfIdle($0.model.id) })
             else { return false }
             logger.info("unloading least recently used model to make room", metadata: ["model": "\(victim.model.id)"])
-            unload(victim.model.id)
+            unloadEngine(victim.model.id)
         }
     }
 
@@ -492,11 +497,27 @@ public actor EngineSupervisor {
 
     /// Stops every engine serving the file at `path`: the model's own and its aliases'.
     public func unload(usingFile path: String) {
-        for (id, engine) in engines where engine.model.path == path { unload(id) }
+        for (id, engine) in engines where engine.model.path == path { unloadEngine(id) }
     }
 
-    /// Stops a model's engine now; requests still running on it fail.
+    /// The longest input (in tokens) `model`'s embeddings engine takes: the model's trained context,
+    /// at most `maxEmbeddingContext`, or what an alias's context size says.
+    public func embeddingContext(_ model: EngineTarget) async -> Int {
+        if let chosen = model.overrides.contextSize { return chosen }
+        return min(await estimator.trainedContext(model) ?? Self.maxEmbeddingContext, Self.maxEmbeddingContext)
+    }
+
+    /// Embedding inputs beyond this many tokens are cut (or refused) even where a model was
+    /// trained for more: an engine's batch holds a whole input, and its buffers grow with it.
+    public static let maxEmbeddingContext = 8192
+
+    /// Stops a model's engine and its embeddings engine now; requests still running on them fail.
     public func unload(_ modelID: String) {
+        unloadEngine(modelID)
+        unloadEngine(EngineTarget.embeddingsID(of: modelID))
+    }
+
+    private func unloadEngine(_ modelID: String) {
         leases.remove(modelID)
         guard let engine = engines.removeValue(forKey: modelID) else { return }
         logger.info("unloading model", metadata: ["model": "\(modelID)"])
@@ -521,10 +542,11 @@ public actor EngineSupervisor {
     /// Sets the keep-alive of a loaded engine (until it unloads), as Ollama's `keep_alive` does;
     /// zero unloads it once idle, at once if it is idle now.
     public func setKeepAlive(_ keepAlive: KeepAlive, for engineID: String) {
-        guard engines[engineID] != nil else { return }
-        engines[engineID]!.keepAlive = keepAlive
-        refreshUnloadsWhenIdle()
-        if case .idle(.zero) = keepAlive { unloadIfIdle(engineID) }
+        for id in [engineID, EngineTarget.embeddingsID(of: engineID)] where engines[id] != nil {
+            engines[id]!.keepAlive = keepAlive
+            refreshUnloadsWhenIdle()
+            if case .idle(.zero) = keepAlive { unloadIfIdle(id) }
+        }
     }
 
     /// When an engine unloads for idleness; nil for never.

@@ -8,11 +8,16 @@ public struct EngineTarget: Sendable, Equatable {
     public let id: String
     public let entry: ModelEntry
     public let overrides: EngineOverrides
+    /// Whether it serves embeddings only: a model's embeddings get an engine of their own, with
+    /// one slot whose batch takes an input as long as its context, so that they never wait behind
+    /// the model's generations nor fail on a long input.
+    public let forEmbeddings: Bool
 
     public init(model entry: ModelEntry) {
         id = entry.id
         self.entry = entry
         overrides = EngineOverrides()
+        forEmbeddings = false
     }
 
     /// The engine of a local model; nil for a backend's, which has none here.
@@ -26,7 +31,31 @@ public struct EngineTarget: Sendable, Equatable {
         id = overrides.isEmpty ? entry.id : served.name
         self.entry = entry
         self.overrides = overrides
+        forEmbeddings = false
     }
+
+    private init(embeddingsOf target: EngineTarget) {
+        id = Self.embeddingsID(of: target.id)
+        entry = target.entry
+        var overrides = target.overrides
+        overrides.parallel = 1
+        self.overrides = overrides
+        forEmbeddings = true
+    }
+
+    /// The engine that serves this one's embeddings.
+    public var embeddings: EngineTarget { forEmbeddings ? self : EngineTarget(embeddingsOf: self) }
+
+    /// The key of the embeddings engine of the engine keyed `id`.
+    public static func embeddingsID(of id: String) -> String { id + embeddingsSuffix }
+
+    /// The key of the engine an engine keyed `id` serves embeddings for; `id` itself for others.
+    public static func servedID(of id: String) -> String { id.hasSuffix(embeddingsSuffix) ? String(id.dropLast(embeddingsSuffix.count)) : id }
+
+    private static let embeddingsSuffix = "#embeddings"
+
+    /// The name the engine reports its model by: the one its requests give.
+    public var reportedName: String { Self.servedID(of: id) }
 
     public var path: String { entry.path }
 }

@@ -62,17 +62,29 @@ struct LocalBackend: InferenceBackend {
 
     func send(_ request: BackendRequest) async throws -> BackendExchange {
         guard let entry = request.served.entry else { throw BodhiError.internalError("A backend's model reached the local engines.") }
-        let model = EngineTarget(request.served, entry: entry)
+        let served = EngineTarget(request.served, entry: entry)
+        // Embeddings have an engine of their own (`EngineTarget.forEmbeddings`).
+        let model = request.operation == .embeddings ? served.embeddings : served
         // The engine answers tokenizer requests at once, beside its slots: they never queue for one.
         let ticket = request.operation.takesSlot
             ? try await admission.admit(model.id, slots: supervisor.slots(for: model), caller: request.caller) : nil
         var lease = try await acquire(model, holding: ticket)
         var resends = 0
         var diedWithIt = false
+        var body = request.body
+        if model.forEmbeddings {
+            do {
+                body = try await fitEmbeddingInputs(body, model: model, on: lease.endpoint, client: request.caller.connection)
+            } catch {
+                lease.release()
+                ticket?.release()
+                throw error
+            }
+        }
         while true {
             do {
                 let reply = try await engines.post(
-                    request.operation.rawValue, to: lease.endpoint, body: request.body, client: request.caller.connection,
+                    request.operation.rawValue, to: lease.endpoint, body: body, client: request.caller.connection,
                     wholeUpTo: request.wantsEvents ? nil : InferenceService.maxResponseBytes, onWhole: request.onWhole)
                 let held = lease
                 return BackendExchange(reply: reply, model: model.id, queueWait: ticket?.waited ?? .zero) {
@@ -102,6 +114,21 @@ struct LocalBackend: InferenceBackend {
                 resends += 1
                 lease = try await acquire(model, holding: ticket)
             }
+        }
+    }
+
+    /// `body` with inputs fitted to the embeddings engine's context, counted by that engine.
+    private func fitEmbeddingInputs(_ body: ByteBuffer, model: EngineTarget, on endpoint: EngineEndpoint, client: ClientConnection?) async throws -> ByteBuffer {
+        let context = await supervisor.embeddingContext(model)
+        return try await EmbeddingInputs.fit(body, context: context) { text in
+            let reply = try await engines.post(
+                InferenceOperation.tokenize.rawValue, to: endpoint, body: JSONBody.buffer(["content": text, "add_special": true]),
+                client: client, wholeUpTo: InferenceService.maxResponseBytes)
+            let answer = JSONBody.parsed(try await reply.body.collect(upTo: InferenceService.maxResponseBytes))
+            guard reply.status == 200, let tokens = answer?["tokens"] as? [Int] else {
+                throw BodhiError.engineAnswered(reply.status == 200 ? 500 : reply.status, answer ?? [:])
+            }
+            return tokens
         }
     }
 

@@ -396,7 +396,7 @@ public struct InferenceService: Sendable {
         let prepared = try Self.prepare(operation, body: body, head: head, served: served)
         let caller = InferenceCaller.current
         var onWhole: WholeReplyReceiver?
-        if !prepared.wantsEvents, prepared.toolBinding == nil, let deliverWhole {
+        if !prepared.wantsEvents, prepared.toolBinding == nil, prepared.embeddingShape == nil, let deliverWhole {
             onWhole = { status, contentType, body in deliverWhole(status, contentType ?? Self.defaultContentType, body) }
         }
         let backend = try backend(serving: prepared.served)
@@ -427,17 +427,25 @@ public struct InferenceService: Sendable {
             stream.toolBinding = prepared.toolBinding
             return HeldResult(result: .events(stream), finish: nil)
         }
+        let collected: ByteBuffer
         do {
-            let collected = try await reply.body.collect(upTo: Self.maxResponseBytes)
-            let status = reply.status
-            let bytes = status == 200 ? prepared.toolBinding.map { $0.reply(collected) } ?? collected : collected
-            return HeldResult(result: .complete(status: status, contentType: contentType, body: bytes), finish: {
-                slot.finish(status: status, body: bytes)
-            }, retryAfterSeconds: reply.retryAfterSeconds)
+            collected = try await reply.body.collect(upTo: Self.maxResponseBytes)
         } catch {
             slot.finish(status: 503)
             throw engineStopped(exchange.model, error)
         }
+        let status = reply.status
+        var answer = status == 200 ? prepared.toolBinding.map { $0.reply(collected) } ?? collected : collected
+        if status == 200, let shape = prepared.embeddingShape {
+            do { answer = try shape.shaped(answer) } catch {
+                slot.finish(status: 400)
+                throw error
+            }
+        }
+        let delivered = answer
+        return HeldResult(result: .complete(status: status, contentType: contentType, body: delivered), finish: {
+            slot.finish(status: status, body: delivered)
+        }, retryAfterSeconds: reply.retryAfterSeconds)
     }
 
     /// Serves a request for a router model: to its targets in the router's order, each request
@@ -536,6 +544,8 @@ public struct InferenceService: Sendable {
         let wantsEvents: Bool
         /// A tool choice Bodhi binds itself (a local engine's), whose answer it turns into the call.
         var toolBinding: ToolChoiceBinding?
+        /// The dimensions and encoding a local engine's embeddings are given here.
+        var embeddingShape: EmbeddingShape?
     }
 
     /// The name a request's head gives its model; a 400 when it gives none.
@@ -552,9 +562,13 @@ public struct InferenceService: Sendable {
         var prepared = PreparedRequest(
             served: served, body: try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body,
             wantsEvents: operation.streams && head.stream == true)
-        // Backends' APIs follow tool choices themselves.
+        // Backends' APIs follow tool choices, dimensions and encodings themselves.
         if operation == .chatCompletions, served.remote == nil, let bound = try ToolChoiceBinding.bind(prepared.body) {
             prepared = PreparedRequest(served: served, body: bound.body, wantsEvents: prepared.wantsEvents, toolBinding: bound.binding)
+        }
+        if operation == .embeddings, served.remote == nil {
+            let taken = try EmbeddingShape.take(from: prepared.body)
+            prepared = PreparedRequest(served: served, body: taken.body, wantsEvents: false, embeddingShape: taken.shape)
         }
         return prepared
     }
@@ -623,7 +637,7 @@ public struct InferenceService: Sendable {
         }
         guard Self.allows(allowedModels, name, served),
               let prepared = try? Self.prepare(operation, body: body, head: head, served: served), !prepared.wantsEvents,
-              prepared.toolBinding == nil,
+              prepared.toolBinding == nil, operation != .embeddings,
               let model = EngineTarget(served)
         else { return false }
         let body = prepared.body

@@ -119,6 +119,15 @@ final class FakeEstimator: EngineMemoryEstimator {
         sizes.withLock { $0[model] = bytes }
     }
 
+    /// What `trainedContext` says of every model.
+    var trained: Int? {
+        get { trainedContexts.withLock { $0 } }
+        set { trainedContexts.withLock { $0 = newValue } }
+    }
+    private let trainedContexts = Mutex<Int?>(nil)
+
+    func trainedContext(_ model: EngineTarget) async -> Int? { trained }
+
     func estimate(_ model: EngineTarget, slots: Int, arguments: [String]) async -> EngineMemory? {
         let bytes = sizes.withLock { $0[model.id] } ?? 1_000
         return EngineMemory(weightsBytes: bytes / 2, kvCacheBytes: bytes / 4, promptCacheBytes: bytes - bytes / 2 - bytes / 4,
@@ -347,6 +356,31 @@ struct EngineSupervisorTests {
         launcher.engines(of: model.id)[0].crash()
         try await Self.until(supervisor, "the restart") { $0.first?.restarts == 1 && $0.first?.state == "ready" }
         #expect(launcher.engines(of: model.id)[1].arguments.suffix(2) == ["--cache-ram", "1"])
+    }
+
+    @Test func aModelsEmbeddingsEngineHasOneSlotABatchAsLongAsItsContextAndGoesWithTheModel() async throws {
+        let launcher = FakeLauncher()
+        let estimator = FakeEstimator()
+        estimator.trained = 2048
+        let supervisor = try Self.supervisor(launcher, estimator: estimator)
+        let model = Self.model("a")
+        let embeddings = model.embeddings
+        #expect(embeddings.id == model.id + "#embeddings" && embeddings.reportedName == model.id && embeddings.embeddings == embeddings)
+        #expect(supervisor.slots(for: embeddings) == 1 && supervisor.slots(for: model) == 2)
+        try await supervisor.acquire(model).release()
+        try await supervisor.acquire(embeddings).release()
+        let arguments = launcher.engines(of: embeddings.id)[0].arguments
+        #expect(arguments.contains("--parallel") && arguments[arguments.firstIndex(of: "--parallel")! + 1] == "1")
+        for flag in ["--ctx-size", "--batch-size", "--ubatch-size"] {
+            #expect(arguments[arguments.firstIndex(of: flag)! + 1] == "2048")
+        }
+        // Never more than the cap, whatever the model was trained for.
+        estimator.trained = 131_072
+        #expect(await supervisor.embeddingContext(Self.model("b").embeddings) == EngineSupervisor.maxEmbeddingContext)
+        // Unloading the model stops both.
+        await supervisor.unload(model.id)
+        #expect(try await Self.stopped(launcher.engines(of: embeddings.id)[0]))
+        #expect(await supervisor.status().isEmpty)
     }
 
     @Test func idleEnginesUnloadAfterKeepAliveAndBusyOnesStay() async throws {

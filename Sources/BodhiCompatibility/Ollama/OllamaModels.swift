@@ -7,7 +7,8 @@ import NIOCore
 extension OllamaService {
     // MARK: Embeddings
 
-    /// `/api/embed`: `input` is a string or a list of strings.
+    /// `/api/embed`: `input` is a string or a list of strings; `truncate` (default true) cuts inputs
+    /// longer than the model takes, `dimensions` shortens the vectors.
     public func embed(_ body: ByteBuffer, allowed: [String]?) async throws -> ByteBuffer {
         let request = try JSONBody.object(from: body)
         let name = try OllamaJSON.modelName(request)
@@ -15,7 +16,9 @@ extension OllamaService {
             throw BodhiError.invalidRequest("input must be a string or a list of strings")
         }
         let started = ContinuousClock.now
-        let (vectors, promptTokens) = try await embeddings(of: input, name: name, allowed: allowed, request: request)
+        var options: JSONObject = ["truncate": request["truncate"] as? Bool ?? true]
+        if let dimensions = request["dimensions"] { options["dimensions"] = dimensions }
+        let (vectors, promptTokens) = try await embeddings(of: input, name: name, allowed: allowed, request: request, options: options)
         let elapsed = ContinuousClock.now - started
         return JSONBody.buffer([
             "model": name, "embeddings": vectors, "load_duration": 0, "prompt_eval_count": promptTokens,
@@ -28,15 +31,21 @@ extension OllamaService {
         let request = try JSONBody.object(from: body)
         let name = try OllamaJSON.modelName(request)
         let prompt = request["prompt"] as? String ?? ""
-        if prompt.isEmpty { return JSONBody.buffer(["embedding": [Double]()]) }
-        let (vectors, _) = try await embeddings(of: prompt, name: name, allowed: allowed, request: request)
+        // An empty prompt has an empty embedding, as Ollama answers it, of a model that exists.
+        if prompt.isEmpty {
+            _ = try await resolve(name, allowed: allowed)
+            return JSONBody.buffer(["embedding": [Double]()])
+        }
+        let (vectors, _) = try await embeddings(of: prompt, name: name, allowed: allowed, request: request, options: ["truncate": true])
         return JSONBody.buffer(["embedding": vectors.first ?? []])
     }
 
-    private func embeddings(of input: Any, name: String, allowed: [String]?, request: JSONObject) async throws -> ([Any], Int) {
+    private func embeddings(
+        of input: Any, name: String, allowed: [String]?, request: JSONObject, options: JSONObject
+    ) async throws -> ([Any], Int) {
         let served = try await resolve(name, allowed: allowed)
         let keepAlive = try Self.keepAlive(request)
-        let body = JSONBody.buffer(["model": served.name, "input": input])
+        let body = JSONBody.buffer(options.merging(["model": served.name, "input": input]) { $1 })
         let result = try await inference.handle(.embeddings, body: body, allowedModels: nil)
         if let keepAlive, let engine = EngineTarget(served) { await supervisor.setKeepAlive(keepAlive, for: engine.id) }
         guard case .complete(let status, _, let bytes) = result else { throw BodhiError.internalError("The engine streamed embeddings.") }
@@ -190,13 +199,18 @@ extension OllamaService {
     public func processes() async -> ByteBuffer {
         let descriptions = Dictionary(await models.describeAll(plan: plan).map { ($0.entry.id, $0) }, uniquingKeysWith: { a, _ in a })
         var entries: [JSONObject] = []
-        for engine in await supervisor.status() {
-            let served = try? await aliases.resolve(engine.model)
+        let engines = await supervisor.status()
+        let loaded = Set(engines.map(\.model))
+        for engine in engines {
+            // A model's embeddings engine is part of the model, listed on its own only when alone.
+            let model = EngineTarget.servedID(of: engine.model)
+            if model != engine.model, loaded.contains(model) { continue }
+            let served = try? await aliases.resolve(model)
             let description = served.flatMap { $0.entry.flatMap { descriptions[$0.id] } }
             let expiry = await supervisor.expiry(of: engine.model)
             let expiresAt = expiry.map { Date().addingTimeInterval(Double(($0 - ContinuousClock.now).components.seconds)) }
                 ?? Date(timeIntervalSinceNow: 10 * 365 * 86400)
-            let name = OllamaNames.display(engine.model, isAlias: served?.alias != nil)
+            let name = OllamaNames.display(model, isAlias: served?.alias != nil)
             var entry: JSONObject = [
                 "name": name, "model": name, "size": engine.memoryBytes ?? description?.entry.sizeBytes ?? 0,
                 "digest": description.map { Self.digest(of: $0.entry) } ?? "", "expires_at": OllamaJSON.timestamp(expiresAt),
