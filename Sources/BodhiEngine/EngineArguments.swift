@@ -6,6 +6,8 @@ public enum EngineArguments {
     /// - `--jinja` applies the model's own chat template; `--embeddings --pooling mean` lets
     ///   the same process serve chat and embeddings; `--metrics` exposes its Prometheus data.
     /// - `--alias` makes the child report the model under Bodhi's name.
+    /// - `--no-context-shift`: a generation stops (finish reason `length`) when its slot's context is
+    ///   full, rather than dropping the start of the conversation to go on without bound.
     public static func build(
         modelPath: String, modelName: String, port: Int, parallel: Int, extra: [String]
     ) -> [String] {
@@ -19,6 +21,7 @@ public enum EngineArguments {
             "--embeddings", "--pooling", "mean",
             "--metrics",
             "--no-webui",
+            "--no-context-shift",
         ] + extra
     }
 

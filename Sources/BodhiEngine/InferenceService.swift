@@ -354,6 +354,8 @@ public struct InferenceService: Sendable {
         case .failure(.wrongType(let field)):
             let expected = field == "stream" ? "a boolean" : "a string"
             throw BodhiError.invalidRequest("'\(field)' must be \(expected).", param: field)
+        case .failure(.invalid(let message, let param)):
+            throw BodhiError.invalidRequest(message, param: param)
         case .failure(.malformed):
             throw BodhiError.invalidRequest(
                 "We could not parse the JSON body of your request. The body must be a valid JSON object.")

@@ -10,10 +10,30 @@ public typealias JSONObject = [String: Any]
 public enum JSONBody {
     public static func object(from buffer: ByteBuffer) throws -> JSONObject {
         guard buffer.readableBytes > 0 else { throw BodhiError.invalidRequest("The request body is empty; send a JSON object.") }
+        try checkStrict(buffer)
         guard let object = try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? JSONObject else {
             throw BodhiError.invalidRequest("The request body is not a JSON object.")
         }
         return object
+    }
+
+    /// `object[key]` as a boolean: nil when absent or null, a 400 naming it when it is anything but
+    /// true or false (a number included, which Foundation would read as one).
+    public static func flag(_ object: JSONObject, _ key: String) throws -> Bool? {
+        switch object[key] {
+        case nil, is NSNull: return nil
+        case let number as NSNumber where String(cString: number.objCType) == "c": return number.boolValue
+        default: throw BodhiError.invalidRequest("\(key) must be true or false.", param: key)
+        }
+    }
+
+    /// Checks that `buffer` is one JSON value by the RFC (no trailing commas, comments or junk), as
+    /// the inference routes hold every body; a 400 otherwise.
+    public static func checkStrict(_ buffer: ByteBuffer) throws {
+        let valid = buffer.withUnsafeReadableBytes { bytes in
+            (try? RequestHeadScanner.validate(bytes)) != nil
+        }
+        guard valid else { throw BodhiError.invalidRequest("The request body is not valid JSON.") }
     }
 
     /// `object` (an object or an array) as JSON, `/` unescaped, keys sorted (the same object is

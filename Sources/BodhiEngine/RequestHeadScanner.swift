@@ -25,6 +25,8 @@ struct RequestHeadScanner {
         case notAnObject
         /// The member named has a type Bodhi cannot use.
         case wrongType(String)
+        /// JSON, but a field the engine would refuse late, or not at all: why, and the field.
+        case invalid(String, param: String)
     }
 
     /// Nesting deeper than this (the outermost object or array counting as 1) is refused, as
@@ -54,6 +56,7 @@ struct RequestHeadScanner {
         }
         var model: (kind: Kind, range: Range<Int>)?
         var stream: Kind?
+        var checked: [(name: StaticString, kind: Kind, range: Range<Int>)] = []
         // The request object itself is the first level.
         try scanner.container(depth: 1, closing: UInt8(ascii: "}")) { (scanner: inout RequestHeadScanner) throws(Failure) in
             let member = try scanner.member(depth: 1)
@@ -61,10 +64,159 @@ struct RequestHeadScanner {
                 model = (member.kind, member.value)
             } else if try scanner.string(at: member.name, reads: "stream") {
                 stream = member.kind
+            } else {
+                for name in Self.checkedFields where try scanner.string(at: member.name, reads: name) {
+                    checked.append((name, member.kind, member.value))
+                    break
+                }
             }
         }
         try scanner.expectEnd()
+        for field in checked { try scanner.check(field.name, kind: field.kind, range: field.range) }
         return RequestHead(model: try scanner.modelName(model), stream: try streamFlag(stream))
+    }
+
+    /// Whether `bytes` are one JSON value by the RFC (nothing else after it).
+    static func validate(_ bytes: UnsafeRawBufferPointer) throws(Failure) {
+        guard bytes.allSatisfy({ $0 < 0x80 }) || String(validating: bytes, as: UTF8.self) != nil else { throw .malformed }
+        var scanner = RequestHeadScanner(bytes)
+        scanner.skipWhitespace()
+        _ = try scanner.value(depth: 1)
+        try scanner.expectEnd()
+    }
+
+    // MARK: Checks
+
+    /// The fields checked before a request reaches its engine, in OpenAI's ranges.
+    private static let checkedFields: [StaticString] = [
+        "messages", "temperature", "top_p", "n", "max_tokens", "max_completion_tokens", "stop", "tools",
+    ]
+
+    /// The roles a chat message may have.
+    private static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool", "function"]
+
+    private func check(_ name: StaticString, kind: Kind, range: Range<Int>) throws(Failure) {
+        let field = name.description
+        if case .null = kind { return }
+        switch field {
+        case "messages": try checkMessages(kind: kind, range: range)
+        case "temperature": try checkNumber(field, kind: kind, range: range, in: 0...2, "between 0 and 2")
+        case "top_p": try checkNumber(field, kind: kind, range: range, in: 0...1, "between 0 and 1")
+        case "n":
+            // llama-server makes one choice per request.
+            guard case .number = kind, number(at: range) == 1 else {
+                throw .invalid("n must be 1: this server makes one choice per request; send more requests for more.", param: field)
+            }
+        case "max_tokens", "max_completion_tokens":
+            try checkNumber(field, kind: kind, range: range, in: 0...Double(Int32.max), "a whole number, 0 or more", whole: true)
+        case "stop":
+            if case .string = kind { return }
+            guard isArray(kind, range) else { throw .invalid("stop must be a string or a list of up to 4 strings.", param: field) }
+            var count = 0
+            try elements(of: range) { (kind, _) throws(Failure) in
+                count += 1
+                guard case .string = kind, count <= 4 else {
+                    throw .invalid("stop must be a string or a list of up to 4 strings.", param: field)
+                }
+            }
+        case "tools":
+            guard isArray(kind, range) else { throw .invalid("tools must be a list of tools.", param: field) }
+            var position = 0
+            try elements(of: range) { (kind, range) throws(Failure) in
+                guard isObject(kind, range) else { throw .invalid("tools[\(position)] must be an object.", param: "tools[\(position)]") }
+                position += 1
+            }
+        default: break
+        }
+    }
+
+    private func checkNumber(
+        _ field: String, kind: Kind, range: Range<Int>, in allowed: ClosedRange<Double>, _ expected: String, whole: Bool = false
+    ) throws(Failure) {
+        guard case .number = kind, let value = number(at: range), allowed.contains(value), !whole || value.rounded() == value else {
+            throw .invalid("\(field) must be \(expected).", param: field)
+        }
+    }
+
+    /// Each message an object with a known role, its content a string, null or a list of parts,
+    /// each part an object whose text (if it is a text part) is a string.
+    private func checkMessages(kind: Kind, range: Range<Int>) throws(Failure) {
+        guard isArray(kind, range) else { throw .invalid("messages must be a list of messages.", param: "messages") }
+        var position = 0
+        try elements(of: range) { (kind, range) throws(Failure) in
+            let at = "messages[\(position)]"
+            position += 1
+            guard isObject(kind, range) else { throw .invalid("\(at) must be an object with a role and content.", param: at) }
+            let members = try self.members(of: range, named: ["role", "content"])
+            guard let role = members["role"], case .string = role.kind,
+                  Self.roles.contains(try text(of: role.range.dropFirst().dropLast()))
+            else {
+                throw .invalid("\(at).role must be one of assistant, developer, system, tool, user.", param: "\(at).role")
+            }
+            guard let content = members["content"] else { return }
+            switch content.kind {
+            case .string, .null: return
+            case .container where isArray(content.kind, content.range):
+                var part = 0
+                try elements(of: content.range) { (kind, range) throws(Failure) in
+                    let partAt = "\(at).content[\(part)]"
+                    part += 1
+                    guard isObject(kind, range) else { throw .invalid("\(partAt) must be an object with a type.", param: partAt) }
+                    let fields = try self.members(of: range, named: ["type", "text"])
+                    guard let type = fields["type"], case .string = type.kind else {
+                        throw .invalid("\(partAt).type must be a string.", param: "\(partAt).type")
+                    }
+                    if try text(of: type.range.dropFirst().dropLast()) == "text" {
+                        guard let text = fields["text"], case .string = text.kind else {
+                            throw .invalid("\(partAt).text must be a string.", param: "\(partAt).text")
+                        }
+                    }
+                }
+            default:
+                throw .invalid("\(at).content must be a string or a list of content parts.", param: "\(at).content")
+            }
+        }
+        guard position > 0 else { throw .invalid("messages must not be empty.", param: "messages") }
+    }
+
+    private func isArray(_ kind: Kind, _ range: Range<Int>) -> Bool {
+        if case .container = kind { return bytes[range.lowerBound] == UInt8(ascii: "[") }
+        return false
+    }
+
+    private func isObject(_ kind: Kind, _ range: Range<Int>) -> Bool {
+        if case .container = kind { return bytes[range.lowerBound] == UInt8(ascii: "{") }
+        return false
+    }
+
+    /// Calls `body` with each element of the array at `range` (already scanned once).
+    private func elements(of range: Range<Int>, _ body: (Kind, Range<Int>) throws(Failure) -> Void) throws(Failure) {
+        var scanner = RequestHeadScanner(bytes)
+        scanner.index = range.lowerBound
+        try scanner.container(depth: 2, closing: UInt8(ascii: "]")) { (scanner: inout RequestHeadScanner) throws(Failure) in
+            let start = scanner.index
+            let kind = try scanner.value(depth: 3)
+            try body(kind, start..<scanner.index)
+        }
+    }
+
+    /// The members named `names` of the object at `range` (already scanned once).
+    private func members(of range: Range<Int>, named names: [StaticString]) throws(Failure) -> [String: (kind: Kind, range: Range<Int>)] {
+        var found: [String: (kind: Kind, range: Range<Int>)] = [:]
+        var scanner = RequestHeadScanner(bytes)
+        scanner.index = range.lowerBound
+        try scanner.container(depth: 3, closing: UInt8(ascii: "}")) { (scanner: inout RequestHeadScanner) throws(Failure) in
+            let member = try scanner.member(depth: 3)
+            for name in names where try scanner.string(at: member.name, reads: name) {
+                found[name.description] = (member.kind, member.value)
+            }
+        }
+        return found
+    }
+
+    /// The number written at `range`.
+    private func number(at range: Range<Int>) -> Double? {
+        Double(String(decoding: bytes[range], as: UTF8.self))
     }
 
     private func modelName(_ member: (kind: Kind, range: Range<Int>)?) throws(Failure) -> String? {

@@ -1,4 +1,5 @@
 import BodhiCore
+import BodhiEngine
 import Foundation
 import Hummingbird
 
@@ -34,6 +35,8 @@ extension Request {
     /// The body as JSON of `type`, or a 400 that says what was wrong with it.
     func decodeJSON<Value: Decodable>(_ type: Value.Type, limit: Int) async throws -> Value {
         let body = try await body.collect(upTo: limit)
+        // Foundation's decoder lets some non-JSON through (trailing commas); every route holds the RFC.
+        try JSONBody.checkStrict(body)
         do {
             return try JSONDecoder().decode(type, from: Data(body.readableBytesView))
         } catch let DecodingError.keyNotFound(key, _) {

@@ -24,7 +24,7 @@ struct RequestHeadScannerTests {
     }
 
     @Test func readsModelAndStreamWhereverTheyAre() throws {
-        let body = #"{"messages":[{"role":"user","content":"hi \"model\": x"}],"stream":true,"model":"owner/repo:Q4_1","max_tokens":-1.5e3}"#
+        let body = #"{"messages":[{"role":"user","content":"hi \"model\": x"}],"stream":true,"model":"owner/repo:Q4_1","max_tokens":1.5e3}"#
         let head = try scan(body)
         #expect(head.model == "owner/repo:Q4_1")
         #expect(head.stream == true)
@@ -91,7 +91,7 @@ struct RequestHeadScannerTests {
             let model: String?
             let stream: Bool?
         }
-        let original = Array(#"{"model":"owner/repo:Q4_1","messages":[{"role":"user","content":"Hi, \"you\"!"}],"stream":false,"temperature":0.5,"stop":null,"n":-1e2}"#.utf8)
+        let original = Array(#"{"model":"owner/repo:Q4_1","messages":[{"role":"user","content":"Hi, \"you\"!"}],"stream":false,"temperature":0.5,"stop":null,"n":1e0}"#.utf8)
         let alphabet = Array(#"{}[]",:0123456789.-+eE tfnrl\ am"#.utf8)
         let trailingComma = try Regex(#",\s*[\]}]"#)
         var generator = SplitMix64(seed: 2026)
@@ -124,9 +124,45 @@ struct RequestHeadScannerTests {
                 }
             case .failure(.notAnObject):
                 #expect(parsed != nil && !(parsed is [String: Any]), "\(text)")
+            case .failure(.invalid):
+                // Refused for a field's value (an edited temperature, say): JSON all the same.
+                #expect(parsed is [String: Any], "\(text)")
             case .failure(.malformed):
                 #expect(parsed == nil || text.contains(trailingComma), "refused what Foundation accepts: \(text)")
             }
         }
+    }
+
+    private func invalid(_ text: String) -> String? {
+        if case .invalid(_, let param) = failure(text) { return param }
+        return nil
+    }
+
+    @Test func refusesFieldsTheEngineWouldRefuseLateByName() {
+        let good = #"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"x"}}]},{"role":"assistant","content":null,"tool_calls":[]},{"role":"tool","content":"r"}],"temperature":2,"top_p":0,"n":1,"max_tokens":0,"stop":["a","b","c","d"],"tools":[{"type":"function"}],"tool_choice":"auto"}"#
+        #expect(failure(good) == nil)
+        for (body, param) in [
+            (#"{"messages":[]}"#, "messages"),
+            (#"{"messages":{}}"#, "messages"),
+            (#"{"messages":[{"content":"x"}]}"#, "messages[0].role"),
+            (#"{"messages":[{"role":"user"},{"role":5}]}"#, "messages[1].role"),
+            (#"{"messages":[{"role":"user","content":[{"type":"text","text":null}]}]}"#, "messages[0].content[0].text"),
+            (#"{"messages":[{"role":"user","content":[7]}]}"#, "messages[0].content[0]"),
+            (#"{"messages":[{"role":"user","content":true}]}"#, "messages[0].content"),
+            (#"{"temperature":-0.1}"#, "temperature"),
+            (#"{"temperature":"1"}"#, "temperature"),
+            (#"{"top_p":1.01}"#, "top_p"),
+            (#"{"n":2}"#, "n"),
+            (#"{"max_tokens":-1}"#, "max_tokens"),
+            (#"{"max_completion_tokens":1.5}"#, "max_completion_tokens"),
+            (#"{"stop":["a","b","c","d","e"]}"#, "stop"),
+            (#"{"stop":[1]}"#, "stop"),
+            (#"{"tools":"x"}"#, "tools"),
+            (#"{"tools":[1]}"#, "tools[0]"),
+        ] {
+            #expect(invalid(body) == param, "\(body)")
+        }
+        // Nulls are absent fields; nested members of the same names are not the request's.
+        #expect(failure(#"{"temperature":null,"messages":null,"options":{"temperature":9}}"#) == nil)
     }
 }

@@ -18,7 +18,7 @@ import Testing
         hub = try TestApp.hubWithTinyModel("fast-path")
     }
 
-    static let unknownModel = ByteBuffer(string: #"{"model":"nobody/nothing:Q4_0","messages":[]}"#)
+    static let unknownModel = ByteBuffer(string: #"{"model":"nobody/nothing:Q4_0","messages":[{"role":"user","content":"hi"}]}"#)
 
     /// The names of the response's headers.
     static func headerNames(_ response: TestResponse) -> Set<String> {

@@ -68,10 +68,13 @@ import Testing
             let cases: [(String, HTTPResponse.Status, String?)] = [
                 (#"{"model":"#, .badRequest, nil),
                 (#"[1,2]"#, .badRequest, nil),
-                (#"{"messages":[]}"#, .badRequest, "model"),
+                (#"{"messages":[{"role":"user","content":"hi"}]}"#, .badRequest, "model"),
                 (#"{"model":42}"#, .badRequest, "model"),
                 (#"{"model":"org/tiny-GGUF:Q4_K_M","stream":"yes"}"#, .badRequest, "stream"),
-                (#"{"model":"nobody/nothing:Q4_0","messages":[]}"#, .notFound, "model"),
+                (#"{"model":"nobody/nothing:Q4_0","messages":[{"role":"user","content":"hi"}]}"#, .notFound, "model"),
+                // Checked before any engine is asked, whatever the model.
+                (#"{"model":"org/tiny-GGUF:Q4_K_M","messages":[]}"#, .badRequest, "messages"),
+                (#"{"model":"org/tiny-GGUF:Q4_K_M","messages":[{"role":"user","content":"hi"}],"temperature":-1}"#, .badRequest, "temperature"),
             ]
             for (body, status, param) in cases {
                 try await client.execute(uri: "/v1/chat/completions", method: .post, body: ByteBuffer(string: body)) { response in

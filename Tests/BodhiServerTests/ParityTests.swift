@@ -78,8 +78,8 @@ enum FixedOpenAIServer {
             try await TestApp.with(hub: hub) { app, client in
                 _ = try await app.services.backends.add(BackendConfig(name: "fixed", url: url, format: .openai), apiKey: nil)
                 for (body, encoding) in [
-                    (#"{"model":"fixed/m","messages":[]}"#, nil), (#"{"model":"fixed/m","messages":[]}"#, "gzip"),
-                    (#"{"model":"fixed/m","messages":[],"stream":true}"#, nil), (#"{"model":"fixed/m","messages":[],"stream":true}"#, "gzip"),
+                    (#"{"model":"fixed/m","messages":[{"role":"user","content":"hi"}]}"#, nil), (#"{"model":"fixed/m","messages":[{"role":"user","content":"hi"}]}"#, "gzip"),
+                    (#"{"model":"fixed/m","messages":[{"role":"user","content":"hi"}],"stream":true}"#, nil), (#"{"model":"fixed/m","messages":[{"role":"user","content":"hi"}],"stream":true}"#, "gzip"),
                 ] as [(String, String?)] {
                     var router: Answer?
                     var fast: Answer?

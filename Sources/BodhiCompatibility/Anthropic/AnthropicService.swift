@@ -26,7 +26,7 @@ public struct AnthropicService: Sendable {
         var chat = try Self.chatRequest(request)
         chat["model"] = served.name
         chat["max_tokens"] = maxTokens
-        let stream = request["stream"] as? Bool ?? false
+        let stream = try JSONBody.flag(request, "stream") ?? false
         chat["stream"] = stream
         if stream { chat["stream_options"] = ["include_usage": true] }
 

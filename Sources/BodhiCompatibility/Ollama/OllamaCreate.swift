@@ -58,7 +58,7 @@ extension OllamaService {
             _ = try await aliases.create(alias)
         }
         statuses += [["status": "writing manifest"], ["status": "success"]]
-        if request["stream"] as? Bool ?? true {
+        if try JSONBody.flag(request, "stream") ?? true {
             let lines = statuses.map { JSONBody.buffer($0, newline: true) }
             return .stream(ChunkStream { emit in
                 for line in lines { try? await emit(line) }

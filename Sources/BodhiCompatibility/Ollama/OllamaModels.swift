@@ -271,7 +271,7 @@ extension OllamaService {
         let name = try OllamaJSON.modelName(request)
         let record = try await pulls.start(reference: name)
         let events = try await pulls.events(id: record.id)
-        let stream = request["stream"] as? Bool ?? true
+        let stream = try JSONBody.flag(request, "stream") ?? true
         if !stream {
             var last = record
             for await update in events { last = update }

@@ -58,6 +58,8 @@ public struct OllamaService: Sendable {
             if request["messages"] == nil { return try await loadOrUnload(served, name: name, request: request, field: "message") }
             throw BodhiError.invalidRequest("messages must be a list of messages")
         }
+        // No messages load the model (or unload it), as in Ollama; nothing is generated.
+        if messages.isEmpty { return try await loadOrUnload(served, name: name, request: request, field: "message") }
         var openAI = try Self.samplingFields(request)
         openAI["messages"] = try messages.map(Self.openAIMessage)
         if let tools = request["tools"] { openAI["tools"] = tools }
@@ -136,7 +138,7 @@ public struct OllamaService: Sendable {
             fields["response_format"] = ["type": "json_schema", "json_schema": ["name": "response", "schema": schema]]
         default: throw BodhiError.invalidRequest("format must be \"json\" or a JSON schema")
         }
-        let stream = request["stream"] as? Bool ?? true
+        let stream = try JSONBody.flag(request, "stream") ?? true
         fields["stream"] = stream
         if stream { fields["stream_options"] = ["include_usage": true] }
         return fields
@@ -220,7 +222,7 @@ public struct OllamaService: Sendable {
             }
             reply["done_reason"] = "load"
         }
-        let stream = request["stream"] as? Bool ?? true
+        let stream = try JSONBody.flag(request, "stream") ?? true
         let line = JSONBody.buffer(reply, newline: true)
         return stream ? .stream(ChunkStream { emit in try? await emit(line) }) : .json(JSONBody.buffer(reply))
     }

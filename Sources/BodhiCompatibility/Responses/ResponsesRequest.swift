@@ -27,8 +27,8 @@ struct ResponsesRequest: @unchecked Sendable {
         self.model = model
         instructions = try Self.optional(request, "instructions", as: String.self, "a string")
         previousResponseID = try Self.optional(request, "previous_response_id", as: String.self, "a response id")
-        stream = try Self.optional(request, "stream", as: Bool.self, "true or false") ?? false
-        store = try Self.optional(request, "store", as: Bool.self, "true or false") ?? true
+        stream = try JSONBody.flag(request, "stream") ?? false
+        store = try JSONBody.flag(request, "store") ?? true
         switch request["input"] {
         case let text as String:
             items = [Self.message(role: "user", content: text)]
@@ -56,7 +56,7 @@ struct ResponsesRequest: @unchecked Sendable {
             chat["max_tokens"] = value
             echo["max_output_tokens"] = value
         }
-        if let value = try Self.optional(request, "parallel_tool_calls", as: Bool.self, "true or false") {
+        if let value = try JSONBody.flag(request, "parallel_tool_calls") {
             chat["parallel_tool_calls"] = value
         }
         let tools = try Self.tools(request["tools"])

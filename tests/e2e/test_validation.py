@@ -1,0 +1,81 @@
+"""Bad requests are refused before any engine sees them: a 400 in the caller's API format that names
+the field, never a 500 with an engine's parser message (which clients retry as a server fault)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from bodhi_process import DEFAULT_MODEL
+
+GOOD = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("fields, param", [
+    ({"messages": []}, "messages"),
+    ({"messages": [{"content": "no role"}]}, "messages[0].role"),
+    ({"messages": [{"role": 5, "content": "x"}]}, "messages[0].role"),
+    ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]}, "messages[0].content[0].text"),
+    ({"messages": [{"role": "user", "content": 7}]}, "messages[0].content"),
+    ({"messages": "hi"}, "messages"),
+    ({"messages": GOOD, "tools": "x"}, "tools"),
+    ({"messages": GOOD, "temperature": -1}, "temperature"),
+    ({"messages": GOOD, "temperature": 2.5}, "temperature"),
+    ({"messages": GOOD, "top_p": 1.5}, "top_p"),
+    ({"messages": GOOD, "n": 0}, "n"),
+    ({"messages": GOOD, "n": 3}, "n"),
+    ({"messages": GOOD, "max_tokens": -5}, "max_tokens"),
+    ({"messages": GOOD, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"messages": GOOD, "stream": "yes"}, "stream"),
+])
+def test_openai_chat_refuses_bad_fields_by_name(http: httpx.Client, fields: dict, param: str):
+    answer = http.post("/v1/chat/completions", json={"model": DEFAULT_MODEL, "max_tokens": 2, **fields})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param, error
+
+
+def test_every_api_refuses_a_stream_flag_that_is_not_a_boolean(http: httpx.Client):
+    for path, body, shape in [
+        ("/v1/messages", {"model": DEFAULT_MODEL, "max_tokens": 2, "messages": GOOD, "stream": "yes"}, "anthropic"),
+        ("/api/chat", {"model": DEFAULT_MODEL, "messages": GOOD, "stream": "yes"}, "ollama"),
+        ("/api/generate", {"model": DEFAULT_MODEL, "prompt": "hi", "stream": 1}, "ollama"),
+        ("/v1/responses", {"model": DEFAULT_MODEL, "input": "hi", "stream": "yes"}, "openai"),
+    ]:
+        answer = http.post(path, json=body)
+        assert answer.status_code == 400, (path, answer.text)
+        error = answer.json()
+        if shape == "anthropic":
+            assert error["type"] == "error" and "stream" in error["error"]["message"]
+        elif shape == "ollama":
+            assert "stream" in error["error"]
+        else:
+            assert error["error"]["param"] == "stream"
+
+
+def test_json_is_equally_strict_on_every_api(http: httpx.Client):
+    trailing = '{"model": "%s", "messages": [{"role": "user", "content": "hi"}],}' % DEFAULT_MODEL
+    for path in ("/v1/chat/completions", "/v1/messages", "/api/chat", "/bodhi/v1/chats", "/v1/responses"):
+        answer = http.post(path, content=trailing, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400, (path, answer.status_code, answer.text)
+
+
+def test_anthropic_and_ollama_malformed_messages_are_400s(http: httpx.Client):
+    anthropic = http.post("/v1/messages", json={"model": DEFAULT_MODEL, "max_tokens": 2, "messages": [{"role": "user", "content": 5}]})
+    assert anthropic.status_code == 400 and anthropic.json()["type"] == "error"
+    ollama = http.post("/api/chat", json={"model": DEFAULT_MODEL, "stream": False, "messages": [{"role": "robot", "content": "x"}]})
+    assert ollama.status_code == 400 and "role" in ollama.json()["error"]
+
+
+def test_a_good_request_still_passes(http: httpx.Client):
+    answer = http.post("/v1/chat/completions", json={
+        "model": DEFAULT_MODEL, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        "max_tokens": 2, "temperature": 0, "top_p": 1, "n": 1, "stop": ["a", "b", "c", "d"], "tools": None})
+    assert answer.status_code == 200, answer.text
+
+
+def test_ollama_chat_with_no_messages_only_loads_the_model(http: httpx.Client):
+    answer = http.post("/api/chat", json={"model": DEFAULT_MODEL, "messages": [], "stream": False})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["done"] is True and body["done_reason"] == "load" and body["message"]["content"] == ""
