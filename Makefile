@@ -38,7 +38,8 @@ test-e2e:
 	BODHI_BIN=$(CURDIR)/.build/debug/bodhi $(VENV)/bin/python -m pytest tests/e2e -q
 
 ## Bodhi (and nginx, as a reference proxy) against llama-server reached directly, each target with an
-## engine started alike; the gateway under wrk, fairness and compression; and bodhi pull against curl.
+## engine started alike; the gateway under wrk, fairness and compression; bodhi pull against curl; and
+## embeddings while the model generates.
 ## Results go to bench/results/.
 bench: bootstrap build
 	scripts/bootstrap --test --bench
@@ -46,6 +47,7 @@ bench: bootstrap build
 	BODHI_BIN=$(CURDIR)/.build/release/bodhi $(VENV)/bin/python bench/bench.py --json bench/results/latest.json
 	BODHI_BIN=$(CURDIR)/.build/release/bodhi $(VENV)/bin/python bench/gateway_bench.py --json bench/results/gateway-latest.json
 	BODHI_BIN=$(CURDIR)/.build/release/bodhi $(VENV)/bin/python bench/pull_bench.py --json bench/results/pull-latest.json
+	BODHI_BIN=$(CURDIR)/.build/release/bodhi $(VENV)/bin/python bench/embed_bench.py --json bench/results/embed-latest.json
 
 clean:
 	rm -rf .build
