@@ -29,6 +29,7 @@ public enum SettingKey: String, CaseIterable, Sendable {
     case loadTimeout = "BODHI_LOAD_TIMEOUT"
     case memoryBudget = "BODHI_MEMORY_BUDGET"
     case shutdownGrace = "BODHI_SHUTDOWN_GRACE"
+    case corsOrigins = "BODHI_CORS_ORIGINS"
 }
 
 /// Where a setting's value came from, in order of precedence.
@@ -86,6 +87,8 @@ public struct Settings: Sendable {
     /// Requests that may wait for a slot of one model; more are refused with 503.
     public var maxQueue: Int
     public var rateLimits: RateLimitSettings
+    /// Browser origins that may call the inference APIs from their own pages.
+    public var corsOrigins: CORSOrigins
     /// Swagger UI's assets for `/docs`, from the bootstrap's cache.
     public var docsAssetsDirectory: String
     public var sources: [SettingKey: SettingSource]
@@ -198,13 +201,17 @@ public struct Settings: Sendable {
 
         let maxQueue = try integer(.maxQueue, default: 512, range: 0...1_000_000)
         let rateLimits = try resolveRateLimits(value: value, invalid: invalid)
+        let corsText = value(.corsOrigins, default: CORSOrigins.defaultText)
+        guard let corsOrigins = CORSOrigins(parsing: corsText) else {
+            throw invalid(.corsOrigins, corsText, "expected origins such as http://localhost:3000 or chrome-extension://*, separated by commas, or * for any")
+        }
 
         return Settings(
             home: home, hfHome: hfHome, host: host, port: port, llamaServer: llamaServer,
             llamaArgs: llamaArgs, keepAlive: keepAlive, maxLoadedModels: maxLoaded, parallel: parallel,
             loadTimeout: loadTimeout, memoryBudget: memoryBudget, shutdownGrace: shutdownGrace,
             hfEndpoint: hfEndpoint, hfToken: hubToken(environment: environment, hfHome: hfHome), maxPulls: maxPulls,
-            database: database, ollamaPort: ollamaPort, maxQueue: maxQueue, rateLimits: rateLimits,
+            database: database, ollamaPort: ollamaPort, maxQueue: maxQueue, rateLimits: rateLimits, corsOrigins: corsOrigins,
             docsAssetsDirectory: cache + "/swagger-ui/\(swaggerUIVersion)",
             sources: sources, texts: texts, defaults: defaults)
     }

@@ -40,6 +40,7 @@ public actor SettingsEditor {
         .rateLimitAddress: "at once",
         .rateLimitTokens: "at once",
         .rateLimitUnlimited: "at once",
+        .corsOrigins: "after a restart",
     ]
 
     private var settings: Settings

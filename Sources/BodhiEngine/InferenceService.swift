@@ -286,7 +286,7 @@ public struct OpenAIErrorBody: Codable, Sendable {
     public init(_ error: BodhiError) {
         let type: String
         switch error.status {
-        case 400, 404, 413, 422: type = "invalid_request_error"
+        case 400, 404, 405, 413, 415, 422: type = "invalid_request_error"
         case 401: type = "authentication_error"
         case 403: type = "permission_error"
         case 429: type = "rate_limit_error"

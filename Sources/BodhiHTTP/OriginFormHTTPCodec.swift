@@ -18,6 +18,10 @@ final class OriginFormHTTPCodec: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            if Self.expectsContinue(head) {
+                // Answered at once: curl waits a second for it before sending a large body.
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
             do {
                 context.fireChannelRead(wrapInboundOut(.head(try Self.request(head))))
             } catch {
@@ -42,9 +46,21 @@ final class OriginFormHTTPCodec: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     static func request(_ head: HTTPRequestHead) throws -> HTTPRequest {
-        guard head.uri.utf8.first == UInt8(ascii: "/") else { return try HTTPRequest(head, secure: false, splitCookie: false) }
-        return HTTPRequest(
-            method: try HTTPRequest.Method(head.method), scheme: "http", authority: head.headers["Host"].first, path: head.uri,
-            headerFields: HTTPFields(head.headers, splitCookie: false))
+        var request: HTTPRequest
+        if head.uri.utf8.first == UInt8(ascii: "/") {
+            request = HTTPRequest(
+                method: try HTTPRequest.Method(head.method), scheme: "http", authority: head.headers["Host"].first, path: head.uri,
+                headerFields: HTTPFields(head.headers, splitCookie: false))
+        } else {
+            request = try HTTPRequest(head, secure: false, splitCookie: false)
+        }
+        // HTTPTypes' request has no version: an HTTP/1.0 request without keep-alive says so as
+        // `Connection: close`, which the connection's state handler then honours.
+        if !head.isKeepAlive, request.headerFields[.connection] == nil { request.headerFields[.connection] = "close" }
+        return request
+    }
+
+    private static func expectsContinue(_ head: HTTPRequestHead) -> Bool {
+        head.headers["Expect"].contains { $0.lowercased() == "100-continue" }
     }
 }

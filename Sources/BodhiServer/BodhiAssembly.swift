@@ -62,7 +62,8 @@ public struct BodhiAssembly: Sendable {
                 databasePing: databasePing, hubDirectory: settings.hubDirectory,
                 engineBinary: readinessEngineBinary ?? settings.llamaServer, supervisor: supervisor),
             enginePlan: EnginePlan(slots: settings.parallel, engineArguments: settings.llamaArgs),
-            gateway: gateway, maxRequestBodyBytes: maxRequestBodyBytes, docsAssetsDirectory: settings.docsAssetsDirectory)
+            gateway: gateway, maxRequestBodyBytes: maxRequestBodyBytes, docsAssetsDirectory: settings.docsAssetsDirectory,
+            corsOrigins: settings.corsOrigins)
         return BodhiAssembly(
             services: services, supervisor: supervisor, backends: backends, pulls: pulls, engines: engines, streams: streams)
     }

@@ -11,15 +11,19 @@ public enum BodhiHTTPServer {
     static let serverName = "bodhi"
 
     public static func responder(services: BodhiServices) -> some HTTPResponder<BodhiRequestContext> {
-        router(services: services).buildResponder()
+        HeadAsGetResponder(inner: router(services: services).buildResponder())
     }
 
     /// Every route, behind error rendering and access control.
     public static func router(services: BodhiServices) -> Router<BodhiRequestContext> {
         let router = Router(context: BodhiRequestContext.self)
         router.add(middleware: FinishingMiddleware(finishing: ResponseFinishing(metrics: services.metrics)))
+        // Outside error rendering, so that a page on another origin can read its errors too.
+        router.add(middleware: CORSMiddleware(origins: services.corsOrigins))
         router.add(middleware: ErrorRenderingMiddleware(maxRequestBodyBytes: services.maxRequestBodyBytes))
+        router.add(middleware: MethodMiddleware())
         router.add(middleware: AccessMiddleware(identity: services.identity))
+        router.add(middleware: RequestDecompressionMiddleware(maxRequestBodyBytes: services.maxRequestBodyBytes))
         router.add(middleware: RateLimitMiddleware(limiter: services.rateLimiter, admission: services.admission, metrics: services.metrics))
         SystemRoutes(services: services).register(on: router)
         IdentityRoutes(services: services).register(on: router)

@@ -37,11 +37,14 @@ public struct BodhiServices: Sendable {
     public let enginePlan: EnginePlan
     /// Requests with larger bodies are refused with 413.
     public let maxRequestBodyBytes: Int
+    /// Browser origins that may call the inference APIs.
+    public let corsOrigins: CORSOrigins
 
     public init(
         catalog: ModelCatalog, aliases: AliasRegistry, backends: BackendRegistry, supervisor: EngineSupervisor, inference: InferenceService,
         pulls: PullManager, identity: IdentityService, chats: ChatService, storedResponses: any ResponseRepository, settings: SettingsEditor, readiness: Readiness, enginePlan: EnginePlan,
-        gateway: Gateway, maxRequestBodyBytes: Int = 32 * 1024 * 1024, docsAssetsDirectory: String? = nil
+        gateway: Gateway, maxRequestBodyBytes: Int = 32 * 1024 * 1024, docsAssetsDirectory: String? = nil,
+        corsOrigins: CORSOrigins = CORSOrigins(parsing: CORSOrigins.defaultText)!
     ) {
         self.gateway = gateway
         self.docsAssetsDirectory = docsAssetsDirectory
@@ -64,5 +67,6 @@ public struct BodhiServices: Sendable {
         gemini = GeminiService(inference: inference)
         self.enginePlan = enginePlan
         self.maxRequestBodyBytes = maxRequestBodyBytes
+        self.corsOrigins = corsOrigins
     }
 }

@@ -45,7 +45,7 @@ struct FastInferenceRoute: FastPathRoute {
         var apiKey: String?
         var requestID: String?
         var acceptEncoding: String?
-        /// `Expect` or `Connection: close`: the router's to handle.
+        /// `Expect`, `Origin`, `Content-Encoding` or `Connection: close`: the router's to handle.
         var declined = false
 
         init(_ fields: HTTPFields) {
@@ -65,7 +65,8 @@ struct FastInferenceRoute: FastPathRoute {
                     requestID = field.value
                 } else if named(field, "accept-encoding") {
                     acceptEncoding = acceptEncoding.map { $0 + ", " + field.value } ?? field.value
-                } else if named(field, "expect") {
+                } else if named(field, "expect") || named(field, "origin") || named(field, "content-encoding") {
+                    // The router's steps answer these: CORS, a compressed body.
                     declined = true
                 } else if named(field, "connection"), Self.mentionsClose(field.value) {
                     declined = true

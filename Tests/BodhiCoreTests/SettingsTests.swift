@@ -132,3 +132,23 @@ import Testing
         #expect(KeepAlive(parsing: text) == nil)
     }
 }
+
+@Suite struct CORSOriginsTests {
+    @Test func theDefaultAllowsThisMachinesPagesAndAppsButNoOtherSite() throws {
+        let origins = try #require(CORSOrigins(parsing: CORSOrigins.defaultText))
+        for origin in ["http://localhost:3000", "http://LOCALHOST:8080", "https://127.0.0.1", "http://[::1]:5173", "tauri://localhost", "app://x"] {
+            #expect(origins.allows(origin), "\(origin)")
+        }
+        for origin in ["https://evil.example", "http://localhost.evil.example", "http://127.0.0.1.nip.io", "null", "chrome-extension://abc"] {
+            #expect(!origins.allows(origin), "\(origin)")
+        }
+    }
+
+    @Test func patternsAreListedWithStarsAndStarAloneIsAnyOrigin() throws {
+        let origins = try #require(CORSOrigins(parsing: "https://app.example.com, chrome-extension://*"))
+        #expect(origins.allows("https://app.example.com") && origins.allows("chrome-extension://abcdef"))
+        #expect(!origins.allows("https://app.example.com.evil") && !origins.allows("http://app.example.com"))
+        #expect(try #require(CORSOrigins(parsing: "*")).allows("https://anything.example"))
+        #expect(CORSOrigins(parsing: "localhost:3000") == nil && CORSOrigins(parsing: "http://x/") == nil)
+    }
+}

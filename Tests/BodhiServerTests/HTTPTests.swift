@@ -3,8 +3,9 @@ import BodhiCore
 import BodhiEngine
 import BodhiHub
 import BodhiModels
-import BodhiServer
+@testable import BodhiServer
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
@@ -59,6 +60,34 @@ import Testing
                 #expect(response.status == .notFound)
                 let value = try openAIError(response.body)["code"] as? String
                 #expect(value == "model_not_found")
+            }
+        }
+    }
+
+    @Test func everyPathAnswersAMethodItLacksWith405AndItsMethodsInAllow() async throws {
+        try await withApp { client in
+            var byPath: [String: Set<String>] = [:]
+            for key in RouteTable.routes.keys {
+                let parts = key.split(separator: " ", maxSplits: 1).map(String.init)
+                byPath[parts[1], default: []].insert(parts[0])
+            }
+            for (pattern, methods) in byPath {
+                let path = pattern.replacingOccurrences(of: "**", with: "a/b")
+                    .replacingOccurrences(of: #"\{[a-z_]+\}"#, with: "x", options: .regularExpression)
+                let missing = ["PUT", "PATCH", "DELETE", "POST", "GET"].first { !methods.contains($0) && !(methods.contains("GET") && $0 == "HEAD") }
+                guard let missing else { continue }
+                try await client.execute(uri: path, method: HTTPRequest.Method(missing)!) { response in
+                    #expect(response.status == .methodNotAllowed, "\(missing) \(path)")
+                    // Other routes may match the same path (`/bodhi/v1/models/**` and `.../pull/{id}`).
+                    let allow = Set((response.headers[HTTPField.Name("Allow")!] ?? "").split(separator: ", ").map(String.init))
+                    #expect(allow.isSuperset(of: methods) && !allow.contains(missing), "\(missing) \(path): \(allow)")
+                    #expect(!allow.contains("GET") || allow.contains("HEAD"), "\(path)")
+                }
+            }
+            // HEAD is GET without the body.
+            try await client.execute(uri: "/v1/models", method: .head) { response in
+                #expect(response.status == .ok && response.body.readableBytes == 0)
+                #expect(response.headers[.contentType] == "application/json")
             }
         }
     }
