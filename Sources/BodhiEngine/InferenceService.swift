@@ -55,8 +55,8 @@ public struct EventStream: Sendable {
     fileprivate let cutoff: StreamCutoff
     /// llama-server's own stream format (no `[DONE]`; the last event says `"stop":true`).
     fileprivate var nativeFormat = false
-    /// A tool choice Bodhi binds: the answer's text goes out as a tool call.
-    fileprivate var toolBinding: ToolChoiceBinding?
+    /// How Bodhi rewrites the engine's answer (a tool choice it binds, legacy completions' shapes).
+    fileprivate var rewrite: (any ReplyRewrite)?
     /// The request it answers, for log lines written while it streams.
     fileprivate let requestID = RequestScope.requestID
 
@@ -65,7 +65,7 @@ public struct EventStream: Sendable {
     public func forward(to receiver: (ByteBuffer) async throws -> Void) async {
         await RequestScope.$requestID.withValue(requestID) {
             var pump = EventPump(nativeFormat: nativeFormat)
-            var rewriter = toolBinding?.streamRewriter()
+            var rewriter = rewrite?.streamRewriter()
             let body = reply.body
             let registration = cutoff.register { body.cancel() }
             defer { registration.map(cutoff.unregister) }
@@ -115,7 +115,7 @@ public struct EventStream: Sendable {
 
     /// Whether `push` takes this stream on `loop`.
     public func canPush(on loop: any EventLoop) -> Bool {
-        reply.body.pushLoop === loop && toolBinding == nil
+        reply.body.pushLoop === loop && rewrite == nil
     }
 
     private func pushHere(to sink: some StreamEventSink) {
@@ -398,7 +398,7 @@ public struct InferenceService: Sendable {
         let prepared = try Self.prepare(operation, body: body, head: head, served: served)
         let caller = InferenceCaller.current
         var onWhole: WholeReplyReceiver?
-        if !prepared.wantsEvents, prepared.toolBinding == nil, prepared.embeddingShape == nil, let deliverWhole {
+        if !prepared.wantsEvents, prepared.rewrite == nil, prepared.embeddingShape == nil, let deliverWhole {
             onWhole = { status, contentType, body in deliverWhole(status, contentType ?? Self.defaultContentType, body) }
         }
         let backend = try backend(serving: prepared.served)
@@ -426,7 +426,7 @@ public struct InferenceService: Sendable {
         let contentType = reply.contentType ?? Self.defaultContentType
         if prepared.wantsEvents, reply.status == 200, contentType.hasPrefix("text/event-stream") {
             var stream = EventStream(reply: reply, slot: slot, logger: logger, cutoff: streams, nativeFormat: operation == .infill)
-            stream.toolBinding = prepared.toolBinding
+            stream.rewrite = prepared.rewrite
             return HeldResult(result: .events(stream), finish: nil)
         }
         let collected: ByteBuffer
@@ -437,7 +437,7 @@ public struct InferenceService: Sendable {
             throw engineStopped(exchange.model, error)
         }
         let status = reply.status
-        var answer = status == 200 ? prepared.toolBinding.map { $0.reply(collected) } ?? collected : collected
+        var answer = status == 200 ? prepared.rewrite.map { $0.whole(collected) } ?? collected : collected
         if status == 200, let shape = prepared.embeddingShape {
             do { answer = try shape.shaped(answer) } catch {
                 slot.finish(status: 400)
@@ -544,8 +544,8 @@ public struct InferenceService: Sendable {
         let served: ServedModel
         let body: ByteBuffer
         let wantsEvents: Bool
-        /// A tool choice Bodhi binds itself (a local engine's), whose answer it turns into the call.
-        var toolBinding: ToolChoiceBinding?
+        /// How Bodhi rewrites a local engine's answer: a tool choice it binds, legacy completions' shapes.
+        var rewrite: (any ReplyRewrite)?
         /// The dimensions and encoding a local engine's embeddings are given here.
         var embeddingShape: EmbeddingShape?
     }
@@ -566,7 +566,10 @@ public struct InferenceService: Sendable {
             wantsEvents: operation.streams && head.stream == true)
         // Backends' APIs follow tool choices, dimensions and encodings themselves.
         if operation == .chatCompletions, served.remote == nil, let bound = try ToolChoiceBinding.bind(prepared.body) {
-            prepared = PreparedRequest(served: served, body: bound.body, wantsEvents: prepared.wantsEvents, toolBinding: bound.binding)
+            prepared = PreparedRequest(served: served, body: bound.body, wantsEvents: prepared.wantsEvents, rewrite: bound.binding)
+        }
+        if operation == .completions, served.remote == nil, let shaped = try LegacyCompletion.shape(prepared.body) {
+            prepared = PreparedRequest(served: served, body: shaped.body, wantsEvents: prepared.wantsEvents, rewrite: shaped.shape)
         }
         if operation == .embeddings, served.remote == nil {
             let taken = try EmbeddingShape.take(from: prepared.body)
@@ -639,7 +642,7 @@ public struct InferenceService: Sendable {
         }
         guard Self.allows(allowedModels, name, served),
               let prepared = try? Self.prepare(operation, body: body, head: head, served: served), !prepared.wantsEvents,
-              prepared.toolBinding == nil, operation != .embeddings,
+              prepared.rewrite == nil, operation != .embeddings,
               let model = EngineTarget(served)
         else { return false }
         let body = prepared.body

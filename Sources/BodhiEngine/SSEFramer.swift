@@ -28,6 +28,15 @@ public struct SSEFramer: Sendable {
         return events
     }
 
+    /// `object` as one unnamed event: `data: {json}` and a blank line.
+    static func event(_ object: [String: Any]) -> ByteBuffer {
+        var event = ByteBuffer(string: "data: ")
+        var json = JSONBody.buffer(object)
+        event.writeBuffer(&json)
+        event.writeString("\n\n")
+        return event
+    }
+
     /// Bytes of an unfinished event held back so far.
     public var pendingByteCount: Int { pending.readableBytes }
 

@@ -8,7 +8,7 @@ import NIOCore
 /// constrains the answer with a JSON schema (which llama-server turns into a grammar) that only a
 /// call of one of them satisfies, then gives the answer back as the tool call it is, whole or
 /// streamed.
-struct ToolChoiceBinding: Sendable {
+struct ToolChoiceBinding: ReplyRewrite {
     /// The tools the answer may call.
     let names: [String]
 
@@ -88,7 +88,7 @@ struct ToolChoiceBinding: Sendable {
     }
 
     /// A whole chat completion with its answer as the tool call; as it was when it is not one.
-    func reply(_ body: ByteBuffer) -> ByteBuffer {
+    func whole(_ body: ByteBuffer) -> ByteBuffer {
         guard var completion = JSONBody.parsed(body), var choices = completion["choices"] as? [JSONObject], var choice = choices.first,
               var message = choice["message"] as? JSONObject, let call = call(in: message["content"] as? String ?? "")
         else { return body }
@@ -101,12 +101,12 @@ struct ToolChoiceBinding: Sendable {
         return JSONBody.buffer(completion)
     }
 
-    func streamRewriter() -> StreamRewriter {
-        StreamRewriter(binding: self)
+    func streamRewriter() -> any StreamRewriter {
+        CallRewriter(binding: self)
     }
 
     /// A stream's chunks with the answer's text held back, and sent at its end as one tool call.
-    struct StreamRewriter {
+    struct CallRewriter: StreamRewriter {
         let binding: ToolChoiceBinding
         private var text = ""
 
@@ -150,11 +150,18 @@ struct ToolChoiceBinding: Sendable {
         }
 
         private static func event(_ chunk: JSONObject) -> ByteBuffer {
-            var event = ByteBuffer(string: "data: ")
-            var json = JSONBody.buffer(chunk)
-            event.writeBuffer(&json)
-            event.writeString("\n\n")
-            return event
+            SSEFramer.event(chunk)
         }
     }
+}
+
+/// How Bodhi rewrites an engine's answer on its way to the client, whole or event by event.
+protocol ReplyRewrite: Sendable {
+    func whole(_ body: ByteBuffer) -> ByteBuffer
+    func streamRewriter() -> any StreamRewriter
+}
+
+/// Rewrites one stream's events in turn: each engine event becomes the events sent on.
+protocol StreamRewriter {
+    mutating func rewrite(_ event: ByteBuffer) -> [ByteBuffer]
 }

@@ -119,3 +119,19 @@ import Testing
         #expect(content.count == 2 && (content[1]["input"] as? [String: Any])?["a"] as? Int == 1)
     }
 }
+
+@Suite struct StopSequencesTests {
+    @Test func textIsHeldBackOnlyWhileItMayStartASequenceAndCutAtTheEarliestMatch() {
+        var watch = StopSequences(["END", "xyz"])
+        #expect(watch.feed("hello E") == ("hello ", nil))
+        #expect(watch.feed("N") == ("", nil))
+        #expect(watch.feed("X more") == ("ENX more", nil))
+        #expect(watch.feed(" x") == (" ", nil))
+        #expect(watch.feed("yz tail END") == ("", "xyz"))
+        var other = StopSequences(["b", "abc"])
+        #expect(other.feed("zabc") == ("z", "abc"))
+        var unmatched = StopSequences(["END"])
+        #expect(unmatched.feed("the E") == ("the ", nil))
+        #expect(unmatched.flush() == "E")
+    }
+}

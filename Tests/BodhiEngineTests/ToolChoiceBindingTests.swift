@@ -61,14 +61,14 @@ import Testing
     @Test func aWholeAnswerBecomesTheCallAndTextThatIsNoCallStaysText() throws {
         let binding = ToolChoiceBinding(names: ["a"])
         let answer = JSONBody.buffer(["choices": [["message": ["role": "assistant", "content": #"{"name":"a","parameters":{"x":"y"}}"#], "finish_reason": "stop"]]])
-        let choice = try #require((try object(binding.reply(answer))["choices"] as? [[String: Any]])?.first)
+        let choice = try #require((try object(binding.whole(answer))["choices"] as? [[String: Any]])?.first)
         let message = try #require(choice["message"] as? [String: Any])
         #expect(message["content"] is NSNull && choice["finish_reason"] as? String == "tool_calls")
         let function = try #require((message["tool_calls"] as? [[String: Any]])?.first?["function"] as? [String: Any])
         #expect(function["name"] as? String == "a" && function["arguments"] as? String == #"{"x":"y"}"#)
 
         let cut = JSONBody.buffer(["choices": [["message": ["role": "assistant", "content": #"{"name":"a","para"#], "finish_reason": "length"]]])
-        #expect(binding.reply(cut) == cut)
+        #expect(binding.whole(cut) == cut)
     }
 
     @Test func aStreamHoldsItsTextBackAndEndsWithTheCall() throws {

@@ -27,33 +27,60 @@ public struct AnthropicService: Sendable {
         chat["model"] = served.name
         chat["max_tokens"] = maxTokens
         let stream = try JSONBody.flag(request, "stream") ?? false
-        chat["stream"] = stream
-        if stream { chat["stream_options"] = ["include_usage": true] }
+        // Stop sequences are watched here, so that the answer can say which one matched: the
+        // engine's own reply is streamed for that, and stopped at the match.
+        let stops = StopSequences(request["stop_sequences"] as? [String] ?? [])
+        if !stops.sequences.isEmpty { chat["stop"] = nil }
+        chat["stream"] = stream || !stops.sequences.isEmpty
+        if chat["stream"] as? Bool == true { chat["stream_options"] = ["include_usage": true] }
 
-        let id = "msg_" + UUID.random().lowercaseHex.prefix(24)
-        switch try await inference.handle(.chatCompletions, body: JSONBody.buffer(chat), allowedModels: nil) {
+        let id = String("msg_" + UUID.random().lowercaseHex.prefix(24))
+        let chatBody = JSONBody.buffer(chat)
+        switch try await inference.handle(.chatCompletions, body: chatBody, allowedModels: nil) {
         case .complete(let status, _, let bytes):
             let object = (try? JSONBody.object(from: bytes)) ?? [:]
             guard status == 200 else { throw BodhiError.engineAnswered(status, object) }
-            var message = Message(id: String(id), model: name)
+            var message = Message(id: id, model: name)
             message.absorb(object)
+            return .json(JSONBody.buffer(message.whole()))
+        case .events(let events) where !stream:
+            // A whole answer made of the engine's stream (its stop sequences watched).
+            var message = Message(id: id, model: name)
+            var watch = stops
+            var failure: String?
+            await events.forward { event in
+                guard let object = Self.chunk(event) else { return }
+                if let error = object["error"] as? JSONObject {
+                    failure = error["message"] as? String ?? "The engine failed."
+                    return
+                }
+                let (_, matched) = Self.absorb(object, into: &message, watching: &watch)
+                if matched { throw StopMatched() }
+            }
+            if let failure { throw BodhiError(.engineFailed, status: 500, failure) }
+            _ = message.flush(&watch)
+            try await countIfCut(&message, model: name, chat: chatBody, allowed: allowed)
             return .json(JSONBody.buffer(message.whole()))
         case .events(let events):
             return .stream(ChunkStream { emit in
-                var message = Message(id: String(id), model: name)
+                var message = Message(id: id, model: name)
+                var watch = stops
                 do {
                     for event in message.start() { try await emit(NamedEvent.sse(event)) }
                     await events.forward { event in
-                        guard let data = SSEFramer.data(of: event), data != "[DONE]",
-                              let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? JSONObject else { return }
+                        guard let object = Self.chunk(event) else { return }
                         if let error = object["error"] as? JSONObject {
                             message.failed = true
                             try await emit(NamedEvent.sse(["type": "error", "error": ["type": "api_error", "message": error["message"] ?? "the engine failed"]]))
                             return
                         }
-                        for translated in message.absorb(object) { try await emit(NamedEvent.sse(translated)) }
+                        let (translated, matched) = Self.absorb(object, into: &message, watching: &watch)
+                        for event in translated { try await emit(NamedEvent.sse(event)) }
+                        if matched { throw StopMatched() }
                     }
                     if !message.failed {
+                        for event in message.flush(&watch) { try await emit(NamedEvent.sse(event)) }
+                        try? await countIfCut(&message, model: name, chat: chatBody, allowed: allowed)
                         for event in message.finish() { try await emit(NamedEvent.sse(event)) }
                     }
                 } catch {
@@ -61,6 +88,42 @@ public struct AnthropicService: Sendable {
                 }
             })
         }
+    }
+
+    /// Ends the engine's stream where a stop sequence matched.
+    private struct StopMatched: Error {}
+
+    /// A chat completion chunk, or nil for the end marker and what is not one.
+    private static func chunk(_ event: ByteBuffer) -> JSONObject? {
+        guard let data = SSEFramer.data(of: event), data != "[DONE]" else { return nil }
+        return JSONBody.parsed(ByteBuffer(string: data))
+    }
+
+    /// Absorbs a chunk whose text went through the stop-sequence watch: the events it makes, and
+    /// whether a sequence matched (the text then ends before it).
+    private static func absorb(_ object: JSONObject, into message: inout Message, watching watch: inout StopSequences) -> ([JSONObject], Bool) {
+        guard !watch.sequences.isEmpty, var choices = object["choices"] as? [JSONObject], var choice = choices.first,
+              var delta = choice["delta"] as? JSONObject, let piece = delta["content"] as? String
+        else { return (message.absorb(object), false) }
+        let (text, matched) = watch.feed(piece)
+        delta["content"] = text.isEmpty ? nil : text
+        choice["delta"] = delta
+        if matched != nil { choice["finish_reason"] = "stop" }
+        choices[0] = choice
+        var changed = object
+        changed["choices"] = choices
+        message.generatedPieces += 1
+        let events = message.absorb(changed)
+        message.stopSequence = matched
+        return (events, matched != nil)
+    }
+
+    /// Counts a message whose engine stream was cut at a stop sequence (no usage came): its prompt
+    /// as the engine counts it, and a token per piece of text generated.
+    private func countIfCut(_ message: inout Message, model: String, chat: ByteBuffer, allowed: [String]?) async throws {
+        guard message.stopSequence != nil, message.inputTokens == 0 else { return }
+        message.inputTokens = try await inference.promptTokens(model: model, chat: JSONBody.parsed(chat) ?? [:], allowed: allowed)
+        message.outputTokens = max(message.outputTokens, message.generatedPieces)
     }
 
     /// `POST /v1/messages/count_tokens`: the tokens the request's prompt takes, `{"input_tokens"}`.
@@ -176,6 +239,10 @@ extension AnthropicService {
         var inputTokens = 0
         var outputTokens = 0
         var failed = false
+        /// The stop sequence that ended the text, when one did.
+        var stopSequence: String?
+        /// Pieces of text the engine generated, counted where no usage comes (a stream cut at a stop sequence).
+        var generatedPieces = 0
         /// The content block open in the stream, and the next block's index.
         var openBlock: (index: Int, kind: String, toolIndex: Int?)?
         var nextBlock = 0
@@ -188,12 +255,13 @@ extension AnthropicService {
         func envelope(content: [JSONObject], stopReason: String?) -> JSONObject {
             [
                 "id": id, "type": "message", "role": "assistant", "model": model, "content": content,
-                "stop_reason": stopReason ?? NSNull(), "stop_sequence": NSNull(),
+                "stop_reason": stopReason ?? NSNull(), "stop_sequence": stopSequence.map { $0 as Any } ?? NSNull(),
                 "usage": ["input_tokens": inputTokens, "output_tokens": outputTokens],
             ]
         }
 
         var stopReason: String {
+            if stopSequence != nil { return "stop_sequence" }
             switch finishReason {
             case "length": return "max_tokens"
             case "tool_calls": return "tool_use"
@@ -264,10 +332,18 @@ extension AnthropicService {
             return [["type": "content_block_stop", "index": open.index]]
         }
 
+        /// Text held back by the watch, once the engine's text ended without a match: it joins the
+        /// message, and the stream events that carry it.
+        mutating func flush(_ watch: inout StopSequences) -> [JSONObject] {
+            let held = watch.flush()
+            guard !held.isEmpty else { return [] }
+            return absorb(["choices": [["delta": ["content": held]]]])
+        }
+
         mutating func finish() -> [JSONObject] {
             var events = closeBlock()
             events.append([
-                "type": "message_delta", "delta": ["stop_reason": stopReason, "stop_sequence": NSNull()],
+                "type": "message_delta", "delta": ["stop_reason": stopReason, "stop_sequence": stopSequence.map { $0 as Any } ?? NSNull()],
                 "usage": ["input_tokens": inputTokens, "output_tokens": outputTokens],
             ])
             events.append(["type": "message_stop"])
