@@ -71,3 +71,16 @@ def test_anthropic_says_which_stop_sequence_matched_whole_and_streamed(bodhi):
     # Without a match, the end is the model's own.
     unmatched = claude.messages.create(model=DEFAULT_MODEL, max_tokens=40, messages=ask, extra_body={"temperature": 0}, stop_sequences=["zebra"])
     assert unmatched.content[0].text == text and unmatched.stop_reason == free.stop_reason and unmatched.stop_sequence is None
+
+
+def test_ollama_logprobs_on_chat_and_generate_whole_and_streamed(bodhi):
+    import ollama
+    client = ollama.Client(host=bodhi.base_url, headers=bodhi.auth, timeout=120)
+    chat = client.chat(model=DEFAULT_MODEL, messages=[{"role": "user", "content": "Say hi."}], logprobs=True, top_logprobs=2,
+                       options={"num_predict": 4, "temperature": 0})
+    assert chat.logprobs and len(chat.logprobs) == chat.eval_count
+    assert "".join(entry.token for entry in chat.logprobs) == chat.message.content
+    assert all(entry.logprob <= 0 and len(entry.top_logprobs) == 2 for entry in chat.logprobs)
+    pieces = list(client.generate(model=DEFAULT_MODEL, prompt=PROMPT, logprobs=True, stream=True, options={"num_predict": 4, "temperature": 0}))
+    streamed = [entry.token for piece in pieces for entry in (piece.logprobs or [])]
+    assert "".join(streamed) == "".join(piece.response for piece in pieces) and len(streamed) == 4

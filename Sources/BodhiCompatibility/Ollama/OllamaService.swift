@@ -130,6 +130,15 @@ public struct OllamaService: Sendable {
             }
             if let predict = fields["max_tokens"] as? Int, predict < 0 { fields["max_tokens"] = nil }
         }
+        // Ollama's `logprobs` and `top_logprobs`, as chat completions name them.
+        if try JSONBody.flag(request, "logprobs") == true {
+            fields["logprobs"] = true
+            switch request["top_logprobs"] {
+            case nil, is NSNull: break
+            case let count as Int where (0...20).contains(count): fields["top_logprobs"] = count
+            default: throw BodhiError.invalidRequest("top_logprobs must be a whole number from 0 to 20")
+            }
+        }
         switch request["format"] {
         case nil, is NSNull: break
         case let text as String where text == "json": fields["response_format"] = ["type": "json_object"]
@@ -174,6 +183,10 @@ public struct OllamaService: Sendable {
     ) async throws -> TranslatedReply {
         var openAI = openAI
         openAI["model"] = served.name
+        if operation == .completions, openAI["logprobs"] as? Bool == true {
+            // Completions count the alternatives in `logprobs` itself.
+            openAI["logprobs"] = openAI.removeValue(forKey: "top_logprobs") ?? 0
+        }
         let keepAlive = try Self.keepAlive(request)
         let started = ContinuousClock.now
         let engine = EngineTarget(served)
@@ -260,6 +273,8 @@ extension OllamaService {
         var toolCalls = ToolCalls()
         var streamed = false
         var failed = false
+        /// Log probabilities of a whole answer's tokens, in Ollama's shape.
+        var logprobs: [JSONObject] = []
 
         init(name: String, field: OllamaService.Field, started: ContinuousClock.Instant, streaming: Bool) {
             self.name = name
@@ -289,6 +304,16 @@ extension OllamaService {
             }
             guard let choice = (object["choices"] as? [JSONObject])?.first else { return [] }
             if let reason = choice["finish_reason"] as? String { finishReason = reason }
+            let pieceLogprobs = Self.logprobs(choice["logprobs"])
+            var lines = absorbChoice(choice)
+            if !pieceLogprobs.isEmpty {
+                if streaming, !lines.isEmpty { lines[lines.count - 1]["logprobs"] = pieceLogprobs } else { logprobs += pieceLogprobs }
+            }
+            return lines
+        }
+
+        /// The lines one choice (a whole answer's or a chunk's) makes now.
+        private mutating func absorbChoice(_ choice: JSONObject) -> [JSONObject] {
             var lines: [JSONObject] = []
             if let delta = choice["delta"] as? JSONObject {
                 streamed = true
@@ -310,6 +335,18 @@ extension OllamaService {
                 }
             }
             return lines
+        }
+
+        /// Chat completions' `logprobs.content` in Ollama's shape: `token`, `logprob`, `bytes`, `top_logprobs`.
+        static func logprobs(_ value: Any?) -> [JSONObject] {
+            ((value as? JSONObject)?["content"] as? [JSONObject] ?? []).map { entry in
+                var token: JSONObject = ["token": entry["token"] ?? "", "logprob": entry["logprob"] ?? 0]
+                if let bytes = entry["bytes"] { token["bytes"] = bytes }
+                if let top = entry["top_logprobs"] as? [JSONObject] {
+                    token["top_logprobs"] = top.map { ["token": $0["token"] ?? "", "logprob": $0["logprob"] ?? 0, "bytes": $0["bytes"] ?? [Int]()] as JSONObject }
+                }
+                return token
+            }
         }
 
         private func chunk(text: String, thinking: String) -> JSONObject {
@@ -342,6 +379,7 @@ extension OllamaService {
                 line["response"] = text
                 if !streamed, !thinking.isEmpty { line["thinking"] = thinking }
             }
+            if !logprobs.isEmpty { line["logprobs"] = logprobs }
             line["done_reason"] = finishReason == "length" ? "length" : "stop"
             let elapsed = ContinuousClock.now - started
             line["total_duration"] = elapsed.nanoseconds
