@@ -565,6 +565,9 @@ public struct InferenceService: Sendable {
             served: served, body: try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body,
             wantsEvents: operation.streams && head.stream == true)
         // Backends' APIs follow tool choices, dimensions and encodings themselves.
+        if operation == .chatCompletions, served.remote == nil, let reasoned = try ReasoningControl.apply(prepared.body) {
+            prepared = PreparedRequest(served: served, body: reasoned, wantsEvents: prepared.wantsEvents)
+        }
         if operation == .chatCompletions, served.remote == nil, let bound = try ToolChoiceBinding.bind(prepared.body) {
             prepared = PreparedRequest(served: served, body: bound.body, wantsEvents: prepared.wantsEvents, rewrite: bound.binding)
         }

@@ -135,3 +135,32 @@ import Testing
         #expect(unmatched.flush() == "E")
     }
 }
+
+@Suite struct ThinkingTranslationTests {
+    @Test func anthropicThinkingBecomesAnEffortAndReasoningComesBackAsAThinkingBlock() throws {
+        let chat = try AnthropicService.chatRequest(["messages": [["role": "user", "content": "hi"]], "thinking": ["type": "enabled", "budget_tokens": 1024]])
+        #expect(chat["reasoning_effort"] as? String == "low")
+        let off = try AnthropicService.chatRequest(["messages": [["role": "user", "content": "hi"]], "thinking": ["type": "disabled"]])
+        #expect(off["reasoning_effort"] as? String == "none")
+
+        var message = AnthropicService.Message(id: "m", model: "x")
+        var events = message.absorb(["choices": [["delta": ["reasoning_content": "Hmm."]]]])
+        events += message.absorb(["choices": [["delta": ["content": "Hi!"]]]])
+        #expect(events.map { $0["type"] as? String } == [
+            "content_block_start", "content_block_delta", "content_block_stop", "content_block_start", "content_block_delta",
+        ])
+        #expect((events[1]["delta"] as? [String: Any])?["type"] as? String == "thinking_delta")
+        let content = try #require(message.whole()["content"] as? [[String: Any]])
+        #expect(content.map { $0["type"] as? String } == ["thinking", "text"] && content[0]["thinking"] as? String == "Hmm.")
+    }
+
+    @Test func geminiThinkingConfigBecomesAnEffort() throws {
+        func effort(_ thinking: [String: Any]) throws -> String? {
+            try GeminiService.chatRequest(["contents": [["parts": [["text": "x"]]]], "generationConfig": ["thinkingConfig": thinking]])["reasoning_effort"] as? String
+        }
+        #expect(try effort(["thinkingBudget": 0]) == "none")
+        #expect(try effort(["thinkingBudget": 1024]) == "low")
+        #expect(try effort(["thinkingBudget": -1]) == "medium")
+        #expect(try effort(["thinkingLevel": "HIGH"]) == "high")
+    }
+}

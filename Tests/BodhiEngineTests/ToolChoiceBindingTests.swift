@@ -102,3 +102,25 @@ import Testing
         #expect(!deltas.contains { $0?["content"] is String })
     }
 }
+
+/// Reasoning effort as the engine's chat templates read it.
+@Suite struct ReasoningControlTests {
+    func kwargs(_ request: [String: Any]) throws -> [String: Any]? {
+        guard let body = try ReasoningControl.apply(JSONBody.buffer(request)) else { return nil }
+        return JSONBody.parsed(body)?["chat_template_kwargs"] as? [String: Any]
+    }
+
+    @Test func anEffortTurnsThinkingOnOrOffUnlessTheRequestSaidItself() throws {
+        #expect(try kwargs(["model": "m"]) == nil)
+        let high = try kwargs(["reasoning_effort": "high"])
+        #expect(high?["enable_thinking"] as? Bool == true && high?["reasoning_effort"] as? String == "high")
+        #expect(try kwargs(["reasoning_effort": "none"])?["enable_thinking"] as? Bool == false)
+        #expect(try kwargs(["reasoning_effort": "none", "chat_template_kwargs": ["enable_thinking": true]])?["enable_thinking"] as? Bool == true)
+        do {
+            _ = try ReasoningControl.apply(JSONBody.buffer(["reasoning_effort": "extreme"]))
+            Issue.record("an unknown effort was accepted")
+        } catch let error as BodhiError {
+            #expect(error.param == "reasoning_effort")
+        }
+    }
+}

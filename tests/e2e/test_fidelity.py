@@ -84,3 +84,20 @@ def test_ollama_logprobs_on_chat_and_generate_whole_and_streamed(bodhi):
     pieces = list(client.generate(model=DEFAULT_MODEL, prompt=PROMPT, logprobs=True, stream=True, options={"num_predict": 4, "temperature": 0}))
     streamed = [entry.token for piece in pieces for entry in (piece.logprobs or [])]
     assert "".join(streamed) == "".join(piece.response for piece in pieces) and len(streamed) == 4
+
+
+def test_reasoning_controls_reach_the_template_and_bad_ones_are_refused(client: openai.OpenAI, bodhi):
+    # SmolLM2 does not reason: what is checked is that every API's control is taken, and refused by name when wrong.
+    for effort in ("none", "low", "high"):
+        answer = client.chat.completions.create(model=DEFAULT_MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2,
+                                                reasoning_effort=effort)
+        assert answer.choices[0].message.content is not None
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=DEFAULT_MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2,
+                                       extra_body={"reasoning_effort": "extreme"})
+    assert refused.value.body["param"] == "reasoning_effort"
+    import anthropic
+    claude = anthropic.Anthropic(base_url=bodhi.base_url, api_key=bodhi.token, max_retries=0, timeout=120)
+    message = claude.messages.create(model=DEFAULT_MODEL, max_tokens=1100, messages=[{"role": "user", "content": "hi"}],
+                                     thinking={"type": "enabled", "budget_tokens": 1024}, extra_body={"temperature": 0})
+    assert message.content and message.stop_reason in ("end_turn", "max_tokens")

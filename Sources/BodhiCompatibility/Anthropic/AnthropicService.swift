@@ -162,6 +162,16 @@ public struct AnthropicService: Sendable {
                 return ["type": "function", "function": function]
             }
         }
+        // Extended thinking as an effort the engine's templates read (`ReasoningControl`).
+        if let thinking = request["thinking"] as? JSONObject {
+            switch thinking["type"] as? String {
+            case "enabled":
+                let budget = thinking["budget_tokens"] as? Int ?? 4096
+                chat["reasoning_effort"] = budget < 2048 ? "low" : budget < 8192 ? "medium" : "high"
+            case "disabled": chat["reasoning_effort"] = "none"
+            default: throw BodhiError.invalidRequest("thinking.type must be enabled or disabled", param: "thinking")
+            }
+        }
         if let choice = request["tool_choice"] as? JSONObject {
             switch choice["type"] as? String {
             case "auto": chat["tool_choice"] = "auto"
@@ -234,6 +244,8 @@ extension AnthropicService {
         let id: String
         let model: String
         var text = ""
+        /// The model's reasoning, as a thinking block first.
+        var thinking = ""
         var tools = ToolCalls()
         var finishReason: String?
         var inputTokens = 0
@@ -271,6 +283,7 @@ extension AnthropicService {
 
         func whole() -> JSONObject {
             var content: [JSONObject] = []
+            if !thinking.isEmpty { content.append(["type": "thinking", "thinking": thinking, "signature": ""]) }
             if !text.isEmpty { content.append(["type": "text", "text": text]) }
             for tool in tools.ordered {
                 content.append(["type": "tool_use", "id": tool.id, "name": tool.name, "input": tool.input])
@@ -293,11 +306,20 @@ extension AnthropicService {
             if let reason = choice["finish_reason"] as? String { finishReason = reason }
             if let message = choice["message"] as? JSONObject {
                 text = message["content"] as? String ?? ""
+                thinking = message["reasoning_content"] as? String ?? ""
                 tools.absorb(message["tool_calls"])
                 return []
             }
             guard let delta = choice["delta"] as? JSONObject else { return [] }
             var events: [JSONObject] = []
+            if let piece = delta["reasoning_content"] as? String, !piece.isEmpty {
+                if openBlock?.kind != "thinking" {
+                    events += closeBlock()
+                    events.append(openBlock(kind: "thinking", block: ["type": "thinking", "thinking": "", "signature": ""], toolIndex: nil))
+                }
+                thinking += piece
+                events.append(["type": "content_block_delta", "index": openBlock!.index, "delta": ["type": "thinking_delta", "thinking": piece]])
+            }
             if let piece = delta["content"] as? String, !piece.isEmpty {
                 if openBlock?.kind != "text" {
                     events += closeBlock()

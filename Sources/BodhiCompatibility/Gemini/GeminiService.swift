@@ -179,6 +179,13 @@ public struct GeminiService: Sendable {
             if let count = config["candidateCount"] as? Int, count != 1 {
                 throw BodhiError.invalidRequest("generationConfig.candidateCount: only 1 candidate is generated here.", param: "generationConfig.candidateCount")
             }
+            if let thinking = config["thinkingConfig"] as? JSONObject {
+                if let budget = thinking["thinkingBudget"] as? Int {
+                    chat["reasoning_effort"] = budget == 0 ? "none" : budget < 0 ? "medium" : budget < 2048 ? "low" : budget < 8192 ? "medium" : "high"
+                } else if let level = (thinking["thinkingLevel"] as? String)?.lowercased(), ["low", "medium", "high"].contains(level) {
+                    chat["reasoning_effort"] = level
+                }
+            }
             if let schema = config["responseJsonSchema"] ?? (config["responseSchema"]).map(jsonSchema) {
                 chat["response_format"] = ["type": "json_schema", "json_schema": ["name": "response", "schema": schema]]
             } else if config["responseMimeType"] as? String == "application/json" {
