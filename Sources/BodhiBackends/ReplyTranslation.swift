@@ -7,11 +7,7 @@ import NIOCore
 enum SSE {
     /// One event carrying `object`.
     static func event(_ object: Any) -> ByteBuffer {
-        var event = ByteBuffer(string: "data: ")
-        var body = JSONBody.buffer(object)
-        event.writeBuffer(&body)
-        event.writeString("\n\n")
-        return event
+        SSEFramer.event(object)
     }
 
     static let done = ByteBuffer(string: "data: [DONE]\n\n")

@@ -20,10 +20,6 @@ public struct ChunkStream: Sendable {
 /// Server-sent events named by their `type`, as Anthropic's and OpenAI's Responses streams send them.
 enum NamedEvent {
     static func sse(_ event: [String: Any]) -> ByteBuffer {
-        var buffer = ByteBuffer(string: "event: \(event["type"] as? String ?? "message")\ndata: ")
-        var payload = JSONBody.buffer(event)
-        buffer.writeBuffer(&payload)
-        buffer.writeString("\n\n")
-        return buffer
+        SSEFramer.event(event, name: event["type"] as? String ?? "message")
     }
 }

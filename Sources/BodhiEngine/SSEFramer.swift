@@ -28,9 +28,10 @@ public struct SSEFramer: Sendable {
         return events
     }
 
-    /// `object` as one unnamed event: `data: {json}` and a blank line.
-    static func event(_ object: [String: Any]) -> ByteBuffer {
-        var event = ByteBuffer(string: "data: ")
+    /// `object` (an object or an array) as one event, `data: {json}` and a blank line, named by
+    /// an `event:` line when `name` is given (as Anthropic's and OpenAI's Responses streams name theirs).
+    public static func event(_ object: Any, name: String? = nil) -> ByteBuffer {
+        var event = ByteBuffer(string: name.map { "event: \($0)\ndata: " } ?? "data: ")
         var json = JSONBody.buffer(object)
         event.writeBuffer(&json)
         event.writeString("\n\n")

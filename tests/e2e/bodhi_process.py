@@ -248,3 +248,36 @@ class BodhiServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def every_slot_generating(bodhi: BodhiServer, slots: int = 4, model: str = DEFAULT_MODEL):
+    """While inside, each of the model's `slots` chat slots generates a long stream (the e2e server
+    runs BODHI_PARALLEL=4); yields the list that a stream appends to when it ends, so that a test can
+    tell that what it did happened while every slot was still busy. On leaving, the streams hang up,
+    which stops their generations."""
+    import threading
+
+    done = threading.Event()
+    finished: list[bool] = []
+
+    def generate():
+        with httpx.Client(base_url=bodhi.base_url, headers=bodhi.auth, timeout=120) as own:
+            with own.stream("POST", "/v1/chat/completions", json={
+                "model": model, "messages": [{"role": "user", "content": "Tell a long story."}],
+                "max_tokens": 2000, "ignore_eos": True, "stream": True}) as stream:
+                for _ in stream.iter_lines():
+                    if done.is_set():
+                        return
+            finished.append(True)
+
+    threads = [threading.Thread(target=generate) for _ in range(slots)]
+    for thread in threads:
+        thread.start()
+    try:
+        poll_until(lambda: (bodhi.engine(model) or {}).get("in_flight") == slots, timeout=60, what="every chat slot generating")
+        yield finished
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(timeout=60)

@@ -6,12 +6,10 @@ from __future__ import annotations
 import base64
 import math
 import struct
-import threading
-
 import httpx
 import openai
 import pytest
-from bodhi_process import DEFAULT_MODEL, BodhiServer, poll_until
+from bodhi_process import DEFAULT_MODEL, BodhiServer, every_slot_generating
 
 # About 600 tokens: a normal retrieval chunk, longer than llama-server's default batch (512).
 CHUNK = " ".join(f"sentence {n} of a long document about gardens and rivers." for n in range(60))
@@ -75,30 +73,9 @@ def test_past_the_context_openai_refuses_and_ollama_cuts_unless_told_not_to(http
 
 
 def test_an_embedding_does_not_wait_behind_generations(bodhi: BodhiServer, client: openai.OpenAI):
-    done = threading.Event()
-    finished: list[bool] = []
-
-    def generate():
-        with httpx.Client(base_url=bodhi.base_url, headers=bodhi.auth, timeout=120) as own:
-            with own.stream("POST", "/v1/chat/completions", json={
-                "model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Tell a long story."}],
-                "max_tokens": 2000, "ignore_eos": True, "stream": True}) as stream:
-                for _ in stream.iter_lines():
-                    if done.is_set():
-                        return
-            finished.append(True)
-
-    threads = [threading.Thread(target=generate) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        poll_until(lambda: (bodhi.engine() or {}).get("in_flight") == 4, timeout=60, what="every chat slot generating")
+    with every_slot_generating(bodhi) as finished:
         assert client.embeddings.create(model=DEFAULT_MODEL, input=CHUNK).data[0].embedding
         assert not finished, "a generation ended before the embedding answered"
-    finally:
-        done.set()
-        for thread in threads:
-            thread.join(timeout=60)
 
 
 def test_legacy_embeddings_of_an_unknown_model_are_a_404(http: httpx.Client):

@@ -3,13 +3,11 @@ count_tokens and Gemini's countTokens, each equal to what a real request's usage
 
 from __future__ import annotations
 
-import threading
-
 import anthropic
 import httpx
 import openai
 import pytest
-from bodhi_process import DEFAULT_MODEL, BodhiServer, poll_until
+from bodhi_process import DEFAULT_MODEL, BodhiServer, every_slot_generating
 from google import genai
 from google.genai import types
 
@@ -52,31 +50,10 @@ def test_geminis_count_tokens_is_what_generating_uses(bodhi: BodhiServer):
 
 def test_counting_does_not_wait_for_a_busy_models_slots(bodhi: BodhiServer, http: httpx.Client):
     # Every slot generates (BODHI_PARALLEL=4 in these tests); counting still answers before any ends.
-    done = threading.Event()
-    finished: list[bool] = []
-
-    def generate():
-        with httpx.Client(base_url=bodhi.base_url, headers=bodhi.auth, timeout=120) as own:
-            with own.stream("POST", "/v1/chat/completions", json={
-                "model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Tell a long story."}],
-                "max_tokens": 2000, "ignore_eos": True, "stream": True}) as stream:
-                for _ in stream.iter_lines():
-                    if done.is_set():
-                        return  # hang up: the engine stops generating
-            finished.append(True)
-
-    threads = [threading.Thread(target=generate) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        poll_until(lambda: (bodhi.engine() or {}).get("in_flight") == 4, timeout=60, what="every slot generating")
+    with every_slot_generating(bodhi) as finished:
         answer = http.post("/tokenize", json={"model": DEFAULT_MODEL, "content": "while busy"})
         assert answer.status_code == 200 and answer.json()["count"] > 0
         assert not finished, "a generation ended before counting answered"
-    finally:
-        done.set()
-        for thread in threads:
-            thread.join(timeout=60)
 
 
 def test_bad_token_requests_are_400s_and_unknown_models_404s(http: httpx.Client):

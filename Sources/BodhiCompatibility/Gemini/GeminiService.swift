@@ -47,13 +47,13 @@ public struct GeminiService: Sendable {
                             return
                         }
                         if let text = candidate.absorb(chunk: object) {
-                            try await emit(Self.sse(candidate.response(model: model, id: responseID, parts: text, final: false)))
+                            try await emit(SSEFramer.event(candidate.response(model: model, id: responseID, parts: text, final: false)))
                         }
                     }
                     if let failure {
-                        return try await emit(Self.sse(["error": ["code": 500, "message": failure, "status": "INTERNAL"]]))
+                        return try await emit(SSEFramer.event(["error": ["code": 500, "message": failure, "status": "INTERNAL"]]))
                     }
-                    try await emit(Self.sse(candidate.response(model: model, id: responseID, parts: candidate.callParts, final: true)))
+                    try await emit(SSEFramer.event(candidate.response(model: model, id: responseID, parts: candidate.callParts, final: true)))
                 } catch {
                     return  // the client went away
                 }
@@ -101,15 +101,6 @@ public struct GeminiService: Sendable {
         let generate = request["generateContentRequest"] as? JSONObject ?? request
         let count = try await inference.promptTokens(model: model, chat: try Self.chatRequest(generate), allowed: allowed)
         return JSONBody.buffer(["totalTokens": count])
-    }
-
-    /// One server-sent event of Gemini's stream.
-    static func sse(_ object: JSONObject) -> ByteBuffer {
-        var buffer = ByteBuffer(string: "data: ")
-        var payload = JSONBody.buffer(object)
-        buffer.writeBuffer(&payload)
-        buffer.writeString("\r\n\r\n")
-        return buffer
     }
 
     // MARK: Requests
