@@ -339,12 +339,18 @@ public struct InferenceService: Sendable {
         self.observers = observers
     }
 
+    /// Set around a request translated from another API (Ollama's, Gemini's, ...), to which
+    /// OpenAI's own field limits do not apply (4 stop sequences at most).
+    @TaskLocal public static var translatedFromOtherAPI = false
+
     static func parseHead(_ body: ByteBuffer) throws -> RequestHead {
         guard body.readableBytes > 0 else {
             throw BodhiError.invalidRequest("The request body is empty; send a JSON object.")
         }
         let scanned = body.withUnsafeReadableBytes { bytes in
-            Result { () throws(RequestHeadScanner.Failure) in try RequestHeadScanner.scan(bytes) }
+            Result { () throws(RequestHeadScanner.Failure) in
+                try RequestHeadScanner.scan(bytes, maxStops: InferenceService.translatedFromOtherAPI ? nil : 4)
+            }
         }
         switch scanned {
         case .success(let head):

@@ -44,8 +44,9 @@ struct RequestHeadScanner {
         self.bytes = bytes
     }
 
-    /// The body's `model` and `stream`.
-    static func scan(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> RequestHead {
+    /// The body's `model` and `stream`. `maxStops` is OpenAI's limit on `stop` (nil for none: a
+    /// request translated from an API without it, as Ollama's).
+    static func scan(_ bytes: UnsafeRawBufferPointer, maxStops: Int? = 4) throws(Failure) -> RequestHead {
         guard bytes.allSatisfy({ $0 < 0x80 }) || String(validating: bytes, as: UTF8.self) != nil else { throw .malformed }
         var scanner = RequestHeadScanner(bytes)
         scanner.skipWhitespace()
@@ -72,7 +73,7 @@ struct RequestHeadScanner {
             }
         }
         try scanner.expectEnd()
-        for field in checked { try scanner.check(field.name, kind: field.kind, range: field.range) }
+        for field in checked { try scanner.check(field.name, kind: field.kind, range: field.range, maxStops: maxStops) }
         return RequestHead(model: try scanner.modelName(model), stream: try streamFlag(stream))
     }
 
@@ -95,7 +96,7 @@ struct RequestHeadScanner {
     /// The roles a chat message may have.
     private static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool", "function"]
 
-    private func check(_ name: StaticString, kind: Kind, range: Range<Int>) throws(Failure) {
+    private func check(_ name: StaticString, kind: Kind, range: Range<Int>, maxStops: Int?) throws(Failure) {
         let field = name.description
         if case .null = kind { return }
         switch field {
@@ -111,13 +112,12 @@ struct RequestHeadScanner {
             try checkNumber(field, kind: kind, range: range, in: 0...Double(Int32.max), "a whole number, 0 or more", whole: true)
         case "stop":
             if case .string = kind { return }
-            guard isArray(kind, range) else { throw .invalid("stop must be a string or a list of up to 4 strings.", param: field) }
+            let expected = maxStops.map { "a string or a list of up to \($0) strings" } ?? "a string or a list of strings"
+            guard isArray(kind, range) else { throw .invalid("stop must be \(expected).", param: field) }
             var count = 0
             try elements(of: range) { (kind, _) throws(Failure) in
                 count += 1
-                guard case .string = kind, count <= 4 else {
-                    throw .invalid("stop must be a string or a list of up to 4 strings.", param: field)
-                }
+                guard case .string = kind, count <= maxStops ?? .max else { throw .invalid("stop must be \(expected).", param: field) }
             }
         case "tools":
             guard isArray(kind, range) else { throw .invalid("tools must be a list of tools.", param: field) }

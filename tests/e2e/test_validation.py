@@ -79,3 +79,12 @@ def test_ollama_chat_with_no_messages_only_loads_the_model(http: httpx.Client):
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["done"] is True and body["done_reason"] == "load" and body["message"]["content"] == ""
+
+
+def test_openais_limit_of_four_stops_is_openais_alone(http: httpx.Client):
+    stops = ["zz1", "zz2", "zz3", "zz4", "zz5", "zz6"]
+    openai_answer = http.post("/v1/chat/completions", json={"model": DEFAULT_MODEL, "messages": GOOD, "max_tokens": 2, "stop": stops})
+    assert openai_answer.status_code == 400 and openai_answer.json()["error"]["param"] == "stop"
+    ollama = http.post("/api/chat", json={"model": DEFAULT_MODEL, "messages": GOOD, "stream": False,
+                                         "options": {"stop": stops, "num_predict": 2}})
+    assert ollama.status_code == 200, ollama.text

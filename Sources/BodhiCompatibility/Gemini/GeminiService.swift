@@ -27,7 +27,10 @@ public struct GeminiService: Sendable {
         chat["stream"] = stream
         if stream { chat["stream_options"] = ["include_usage": true] }
         let responseID = UUID.random().lowercaseHex
-        switch try await inference.handle(.chatCompletions, body: JSONBody.buffer(chat), allowedModels: nil) {
+        let result = try await InferenceService.$translatedFromOtherAPI.withValue(true) {
+            try await inference.handle(.chatCompletions, body: JSONBody.buffer(chat), allowedModels: nil)
+        }
+        switch result {
         case .complete(let status, _, let bytes):
             let object = JSONBody.parsed(bytes) ?? [:]
             guard status == 200 else { throw BodhiError.engineAnswered(status, object) }

@@ -190,7 +190,9 @@ public struct OllamaService: Sendable {
         let keepAlive = try Self.keepAlive(request)
         let started = ContinuousClock.now
         let engine = EngineTarget(served)
-        let result = try await inference.handle(operation, body: JSONBody.buffer(openAI), allowedModels: nil)
+        let result = try await InferenceService.$translatedFromOtherAPI.withValue(true) {
+            try await inference.handle(operation, body: JSONBody.buffer(openAI), allowedModels: nil)
+        }
         if let keepAlive, let engine { await supervisor.setKeepAlive(keepAlive, for: engine.id) }
         switch result {
         case .complete(let status, _, let body):
