@@ -9,7 +9,7 @@ public struct CORSOrigins: Sendable, Equatable, CustomStringConvertible {
         "http://localhost", "https://localhost", "http://localhost:*", "https://localhost:*",
         "http://127.0.0.1", "https://127.0.0.1", "http://127.0.0.1:*", "https://127.0.0.1:*",
         "http://[::1]", "https://[::1]", "http://[::1]:*", "https://[::1]:*",
-        "app://*", "file://*", "tauri://*", "vscode-webview://*",
+        "app://*", "tauri://*", "vscode-webview://*",
     ].joined(separator: ",")
 
     /// Patterns separated by commas or spaces; nil for one that is not an origin pattern.

@@ -340,7 +340,8 @@ public struct InferenceService: Sendable {
     }
 
     /// Set around a request translated from another API (Ollama's, Gemini's, ...), to which
-    /// OpenAI's own field limits do not apply (4 stop sequences at most).
+    /// OpenAI's own field limits do not apply (temperature to 2, top_p to 1, 4 stop sequences),
+    /// nor the legacy completions' shapes (the translation reads the engine's own).
     @TaskLocal public static var translatedFromOtherAPI = false
 
     static func parseHead(_ body: ByteBuffer) throws -> RequestHead {
@@ -349,7 +350,7 @@ public struct InferenceService: Sendable {
         }
         let scanned = body.withUnsafeReadableBytes { bytes in
             Result { () throws(RequestHeadScanner.Failure) in
-                try RequestHeadScanner.scan(bytes, maxStops: InferenceService.translatedFromOtherAPI ? nil : 4)
+                try RequestHeadScanner.scan(bytes, openAILimits: !InferenceService.translatedFromOtherAPI)
             }
         }
         switch scanned {
@@ -577,7 +578,7 @@ public struct InferenceService: Sendable {
         if operation == .chatCompletions, served.remote == nil, let bound = try ToolChoiceBinding.bind(prepared.body) {
             prepared = PreparedRequest(served: served, body: bound.body, wantsEvents: prepared.wantsEvents, rewrite: bound.binding)
         }
-        if operation == .completions, served.remote == nil, let shaped = try LegacyCompletion.shape(prepared.body) {
+        if operation == .completions, served.remote == nil, !translatedFromOtherAPI, let shaped = try LegacyCompletion.shape(prepared.body) {
             prepared = PreparedRequest(served: served, body: shaped.body, wantsEvents: prepared.wantsEvents, rewrite: shaped.shape)
         }
         if operation == .embeddings, served.remote == nil {

@@ -47,10 +47,10 @@ public enum JSONBody {
 
 extension BodhiError {
     /// An engine's (or backend's) answer other than 200 to a request Bodhi made for its caller:
-    /// its message, as a 400 when the engine refused the request, else the failure it was.
+    /// its message and status (a refusal stays the caller's to hear: a 400, a backend's 429).
     public static func engineAnswered(_ status: Int, _ answer: JSONObject) -> BodhiError {
         let message = (answer["error"] as? JSONObject)?["message"] as? String ?? "The engine answered \(status)."
-        return BodhiError(status >= 500 ? .engineFailed : .invalidRequest, status: status >= 500 ? status : 400, message)
+        return BodhiError(status >= 500 ? .engineFailed : .invalidRequest, status: status, message)
     }
 }
 

@@ -48,7 +48,9 @@ struct LegacyCompletion: ReplyRewrite {
         guard echo || logprobs else { return nil }
         request["echo"] = nil
         request["best_of"] = nil
-        return (LegacyCompletion(echo: echo ? prompt : nil, promptLength: prompt?.count ?? 0, logprobs: logprobs), JSONBody.buffer(request))
+        // Offsets count code points, as Python's (and OpenAI's) string indices do.
+        return (LegacyCompletion(echo: echo ? prompt : nil, promptLength: prompt?.unicodeScalars.count ?? 0, logprobs: logprobs),
+                JSONBody.buffer(request))
     }
 
     func whole(_ body: ByteBuffer) -> ByteBuffer {
@@ -102,7 +104,7 @@ struct LegacyCompletion: ReplyRewrite {
             }
             top.append(alternatives)
             offsets.append(offset)
-            offset += token.count
+            offset += token.unicodeScalars.count
         }
         choice["logprobs"] = ["tokens": tokens, "token_logprobs": tokenLogprobs, "top_logprobs": top, "text_offset": offsets] as JSONObject
         return choice

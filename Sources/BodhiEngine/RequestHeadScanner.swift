@@ -44,9 +44,9 @@ struct RequestHeadScanner {
         self.bytes = bytes
     }
 
-    /// The body's `model` and `stream`. `maxStops` is OpenAI's limit on `stop` (nil for none: a
-    /// request translated from an API without it, as Ollama's).
-    static func scan(_ bytes: UnsafeRawBufferPointer, maxStops: Int? = 4) throws(Failure) -> RequestHead {
+    /// The body's `model` and `stream`. `openAILimits`: OpenAI's ranges and limits on sampling
+    /// fields apply (not to a request translated from another API, as Ollama's; the shapes do).
+    static func scan(_ bytes: UnsafeRawBufferPointer, openAILimits: Bool = true) throws(Failure) -> RequestHead {
         guard bytes.allSatisfy({ $0 < 0x80 }) || String(validating: bytes, as: UTF8.self) != nil else { throw .malformed }
         var scanner = RequestHeadScanner(bytes)
         scanner.skipWhitespace()
@@ -73,7 +73,7 @@ struct RequestHeadScanner {
             }
         }
         try scanner.expectEnd()
-        for field in checked { try scanner.check(field.name, kind: field.kind, range: field.range, maxStops: maxStops) }
+        for field in checked { try scanner.check(field.name, kind: field.kind, range: field.range, openAILimits: openAILimits) }
         return RequestHead(model: try scanner.modelName(model), stream: try streamFlag(stream))
     }
 
@@ -96,12 +96,13 @@ struct RequestHeadScanner {
     /// The roles a chat message may have.
     private static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool", "function"]
 
-    private func check(_ name: StaticString, kind: Kind, range: Range<Int>, maxStops: Int?) throws(Failure) {
+    private func check(_ name: StaticString, kind: Kind, range: Range<Int>, openAILimits: Bool) throws(Failure) {
+        let maxStops: Int? = openAILimits ? 4 : nil
         let field = name.description
         if case .null = kind { return }
         switch field {
         case "messages": try checkMessages(kind: kind, range: range)
-        case "temperature": try checkNumber(field, kind: kind, range: range, in: 0...2, "between 0 and 2")
+        case "temperature": try checkNumber(field, kind: kind, range: range, in: openAILimits ? 0...2 : 0...Double.greatestFiniteMagnitude, openAILimits ? "between 0 and 2" : "a number, 0 or more")
         case "top_p": try checkNumber(field, kind: kind, range: range, in: 0...1, "between 0 and 1")
         case "n":
             // llama-server makes one choice per request.

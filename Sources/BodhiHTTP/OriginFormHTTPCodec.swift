@@ -60,7 +60,8 @@ final class OriginFormHTTPCodec: ChannelDuplexHandler, RemovableChannelHandler {
         return request
     }
 
+    /// HTTP/1.1 only: an HTTP/1.0 client is never sent a 1xx answer (RFC 9110).
     private static func expectsContinue(_ head: HTTPRequestHead) -> Bool {
-        head.headers["Expect"].contains { $0.lowercased() == "100-continue" }
+        (head.version.major, head.version.minor) >= (1, 1) && head.headers["Expect"].contains { $0.lowercased() == "100-continue" }
     }
 }

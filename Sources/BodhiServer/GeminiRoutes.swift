@@ -24,7 +24,7 @@ struct GeminiRoutes {
             let all = await OpenAIRoutes.visibleModels(services, allowed: context.principal?.allowedModels)
             let parameters = request.queryValues
             let size = parameters["pageSize"].flatMap(Int.init).map { min(max($0, 1), 1000) } ?? 50
-            let start = parameters["pageToken"].flatMap(Int.init) ?? 0
+            let start = max(0, parameters["pageToken"].flatMap(Int.init) ?? 0)
             let page = all.dropFirst(start).prefix(size)
             var body: JSONObject = ["models": page.map(Self.model)]
             if start + page.count < all.count { body["nextPageToken"] = String(start + page.count) }

@@ -101,3 +101,11 @@ def test_reasoning_controls_reach_the_template_and_bad_ones_are_refused(client: 
     message = claude.messages.create(model=DEFAULT_MODEL, max_tokens=1100, messages=[{"role": "user", "content": "hi"}],
                                      thinking={"type": "enabled", "budget_tokens": 1024}, extra_body={"temperature": 0})
     assert message.content and message.stop_reason in ("end_turn", "max_tokens")
+
+
+def test_ollama_raw_generate_keeps_its_logprobs(bodhi):
+    import ollama
+    client = ollama.Client(host=bodhi.base_url, headers=bodhi.auth, timeout=120)
+    raw = client.generate(model=DEFAULT_MODEL, prompt=PROMPT, raw=True, logprobs=True, top_logprobs=2,
+                          options={"num_predict": 3, "temperature": 0})
+    assert raw.logprobs and "".join(entry.token for entry in raw.logprobs) == raw.response

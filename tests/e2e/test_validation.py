@@ -88,3 +88,10 @@ def test_openais_limit_of_four_stops_is_openais_alone(http: httpx.Client):
     ollama = http.post("/api/chat", json={"model": DEFAULT_MODEL, "messages": GOOD, "stream": False,
                                          "options": {"stop": stops, "num_predict": 2}})
     assert ollama.status_code == 200, ollama.text
+
+
+def test_ollamas_own_ranges_are_its_own(http: httpx.Client):
+    # Ollama takes temperatures above OpenAI's 2.
+    answer = http.post("/api/chat", json={"model": DEFAULT_MODEL, "messages": GOOD, "stream": False,
+                                          "options": {"temperature": 3, "num_predict": 2}})
+    assert answer.status_code == 200, answer.text

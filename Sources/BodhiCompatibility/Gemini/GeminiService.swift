@@ -190,20 +190,27 @@ public struct GeminiService: Sendable {
     }
 
     /// The ids chat completions give tool calls, which Gemini names by function: a response
-    /// answers the latest call of its function (or the call with its `id`).
+    /// answers the earliest unanswered call of its function (or the call with its `id`).
     struct CallIDs {
-        private var byName: [String: String] = [:]
+        private var unanswered: [String: [String]] = [:]
         private var count = 0
 
         mutating func call(_ name: String, id: String?) -> String {
             count += 1
             let made = id ?? "call_\(count)"
-            byName[name] = made
+            unanswered[name, default: []].append(made)
             return made
         }
 
-        func response(_ name: String, id: String?) -> String {
-            id ?? byName[name] ?? name
+        mutating func response(_ name: String, id: String?) -> String {
+            if let id {
+                unanswered[name]?.removeAll { $0 == id }
+                return id
+            }
+            guard var waiting = unanswered[name], !waiting.isEmpty else { return name }
+            let first = waiting.removeFirst()
+            unanswered[name] = waiting
+            return first
         }
     }
 

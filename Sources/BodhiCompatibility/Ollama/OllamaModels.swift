@@ -45,7 +45,9 @@ extension OllamaService {
     ) async throws -> ([Any], Int) {
         let served = try await resolve(name, allowed: allowed)
         let keepAlive = try Self.keepAlive(request)
-        let body = JSONBody.buffer(options.merging(["model": served.name, "input": input]) { $1 })
+        // Cutting long inputs is this machine's engines' to do; a backend gets OpenAI's fields.
+        let fields = served.remote == nil ? options : options.filter { $0.key != "truncate" }
+        let body = JSONBody.buffer(fields.merging(["model": served.name, "input": input]) { $1 })
         let result = try await inference.handle(.embeddings, body: body, allowedModels: nil)
         if let keepAlive, let engine = EngineTarget(served) { await supervisor.setKeepAlive(keepAlive, for: engine.id) }
         guard case .complete(let status, _, let bytes) = result else { throw BodhiError.internalError("The engine streamed embeddings.") }

@@ -56,14 +56,22 @@ public struct ResponsesService: Sendable {
                 do {
                     for event in builder.start() { try await emit(NamedEvent.sse(event)) }
                     var failure: String?
+                    var clientGone = false
                     await events.forward { event in
                         guard failure == nil, let object = Self.chunk(event) else { return }
                         if let error = object["error"] as? JSONObject {
                             failure = error["message"] as? String ?? "The engine failed."
                             return
                         }
-                        for translated in builder.absorb(chunk: object) { try await emit(NamedEvent.sse(translated)) }
+                        do {
+                            for translated in builder.absorb(chunk: object) { try await emit(NamedEvent.sse(translated)) }
+                        } catch {
+                            clientGone = true
+                            throw error
+                        }
                     }
+                    // A response its client left before the end is not kept as if it were whole.
+                    if clientGone { return }
                     if let failure { return try await emit(NamedEvent.sse(builder.failed(failure))) }
                     var ending = builder.finish()
                     let response = ending.last?["response"] as? JSONObject ?? [:]
