@@ -6,8 +6,21 @@ import NIOCore
 /// to) as the engine's chat templates read it: `enable_thinking` (Qwen3 and its kin; off for `none`
 /// and `minimal`) and `reasoning_effort` itself (gpt-oss), in `chat_template_kwargs`, unless the
 /// request set those itself. Templates that read neither ignore both.
-enum ReasoningControl {
+public enum ReasoningControl {
     static let efforts: Set<String> = ["none", "minimal", "low", "medium", "high"]
+
+    /// The effort a budget of thinking tokens stands for (Anthropic's `budget_tokens`, Gemini's
+    /// `thinkingBudget`): 0 none, under 2048 low, under 8192 medium, else high; negative (Gemini's
+    /// "as the model sees fit") medium.
+    public static func effort(forBudget budget: Int) -> String {
+        switch budget {
+        case 0: "none"
+        case ..<0: "medium"
+        case ..<2048: "low"
+        case ..<8192: "medium"
+        default: "high"
+        }
+    }
 
     /// The body with the effort put where templates read it; nil when the request names none.
     static func apply(_ body: ByteBuffer) throws -> ByteBuffer? {

@@ -167,8 +167,7 @@ public struct AnthropicService: Sendable {
         if let thinking = request["thinking"] as? JSONObject {
             switch thinking["type"] as? String {
             case "enabled":
-                let budget = thinking["budget_tokens"] as? Int ?? 4096
-                chat["reasoning_effort"] = budget < 2048 ? "low" : budget < 8192 ? "medium" : "high"
+                chat["reasoning_effort"] = ReasoningControl.effort(forBudget: max(1, thinking["budget_tokens"] as? Int ?? 4096))
             case "disabled": chat["reasoning_effort"] = "none"
             default: throw BodhiError.invalidRequest("thinking.type must be enabled or disabled", param: "thinking")
             }

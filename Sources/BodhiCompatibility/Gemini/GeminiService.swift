@@ -175,7 +175,7 @@ public struct GeminiService: Sendable {
             }
             if let thinking = config["thinkingConfig"] as? JSONObject {
                 if let budget = thinking["thinkingBudget"] as? Int {
-                    chat["reasoning_effort"] = budget == 0 ? "none" : budget < 0 ? "medium" : budget < 2048 ? "low" : budget < 8192 ? "medium" : "high"
+                    chat["reasoning_effort"] = ReasoningControl.effort(forBudget: budget)
                 } else if let level = (thinking["thinkingLevel"] as? String)?.lowercased(), ["low", "medium", "high"].contains(level) {
                     chat["reasoning_effort"] = level
                 }

@@ -43,13 +43,9 @@ struct ResponsesRequest: @unchecked Sendable {
 
         var chat: JSONObject = [:]
         var echo: JSONObject = [:]
-        if let value = try Self.optional(request, "temperature", as: Double.self, "a number") {
-            guard (0...2).contains(value) else { throw BodhiError.invalidRequest("temperature must be between 0 and 2.", param: "temperature") }
-            chat["temperature"] = value
-        }
-        if let value = try Self.optional(request, "top_p", as: Double.self, "a number") {
-            guard (0...1).contains(value) else { throw BodhiError.invalidRequest("top_p must be between 0 and 1.", param: "top_p") }
-            chat["top_p"] = value
+        // Their ranges are checked where every chat request's are (the engine request's scan).
+        for key in ["temperature", "top_p"] where !(request[key] is NSNull) {
+            if let value = request[key] { chat[key] = value }
         }
         if let value = try Self.optional(request, "max_output_tokens", as: Int.self, "a whole number") {
             guard value >= 1 else { throw BodhiError.invalidRequest("max_output_tokens must be at least 1.", param: "max_output_tokens") }
