@@ -58,13 +58,7 @@ struct ToolChoiceBinding: ReplyRewrite {
             Tools:
             \(described.joined(separator: "\n"))
             """
-        var messages = messages
-        if let first = messages.first, first["role"] as? String == "system", let text = first["content"] as? String {
-            messages[0]["content"] = text + "\n\n" + instruction
-        } else {
-            messages.insert(["role": "system", "content": instruction], at: 0)
-        }
-        return messages
+        return ChatMessages.leadingSystem(messages, adding: instruction)
     }
 
     /// An object naming one of the tools with arguments by its schema: `name` sorts before

@@ -124,3 +124,16 @@ import Testing
         }
     }
 }
+
+@Suite struct ChatMessagesTests {
+    @Test func systemAndDeveloperTextFromAnywhereLeadsAsOneMessage() {
+        let messages: [[String: Any]] = [
+            ["role": "system", "content": "Be brief."], ["role": "user", "content": "hi"],
+            ["role": "developer", "content": [["type": "text", "text": "Use French."]]], ["role": "assistant", "content": "Salut"],
+        ]
+        let joined = ChatMessages.leadingSystem(messages, adding: "Call a tool.")
+        #expect(joined.map { $0["role"] as? String } == ["system", "user", "assistant"])
+        #expect(joined[0]["content"] as? String == "Be brief.\n\nUse French.\n\nCall a tool.")
+        #expect(ChatMessages.leadingSystem([["role": "user", "content": "x"]]).count == 1)
+    }
+}

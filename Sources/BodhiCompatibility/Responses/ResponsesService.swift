@@ -34,7 +34,7 @@ public struct ResponsesService: Sendable {
         messages += ResponsesRequest.chatMessages(request.items)
         var chat = request.chatFields
         chat["model"] = served.name
-        chat["messages"] = messages
+        chat["messages"] = ChatMessages.leadingSystem(messages)
         chat["stream"] = request.stream
         if request.stream { chat["stream_options"] = ["include_usage": true] }
 
