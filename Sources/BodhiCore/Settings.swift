@@ -30,6 +30,7 @@ public enum SettingKey: String, CaseIterable, Sendable {
     case memoryBudget = "BODHI_MEMORY_BUDGET"
     case shutdownGrace = "BODHI_SHUTDOWN_GRACE"
     case corsOrigins = "BODHI_CORS_ORIGINS"
+    case maxOutputTokens = "BODHI_MAX_OUTPUT_TOKENS"
 }
 
 /// Where a setting's value came from, in order of precedence.
@@ -89,6 +90,8 @@ public struct Settings: Sendable {
     public var rateLimits: RateLimitSettings
     /// Browser origins that may call the inference APIs from their own pages.
     public var corsOrigins: CORSOrigins
+    /// The most one request may generate; nil for up to a slot's context (`context`).
+    public var maxOutputTokens: Int?
     /// Swagger UI's assets for `/docs`, from the bootstrap's cache.
     public var docsAssetsDirectory: String
     public var sources: [SettingKey: SettingSource]
@@ -201,6 +204,14 @@ public struct Settings: Sendable {
 
         let maxQueue = try integer(.maxQueue, default: 512, range: 0...1_000_000)
         let rateLimits = try resolveRateLimits(value: value, invalid: invalid)
+        let outputText = value(.maxOutputTokens, default: "context").trimmingCharacters(in: .whitespaces)
+        var maxOutputTokens: Int?
+        if outputText != "context" {
+            guard let number = Int(outputText), (1...10_000_000).contains(number) else {
+                throw invalid(.maxOutputTokens, outputText, "expected a number of tokens from 1 to 10000000, or context (a slot's context)")
+            }
+            maxOutputTokens = number
+        }
         let corsText = value(.corsOrigins, default: CORSOrigins.defaultText)
         guard let corsOrigins = CORSOrigins(parsing: corsText) else {
             throw invalid(.corsOrigins, corsText, "expected origins such as http://localhost:3000 or chrome-extension://*, separated by commas, or * for any")
@@ -211,7 +222,7 @@ public struct Settings: Sendable {
             llamaArgs: llamaArgs, keepAlive: keepAlive, maxLoadedModels: maxLoaded, parallel: parallel,
             loadTimeout: loadTimeout, memoryBudget: memoryBudget, shutdownGrace: shutdownGrace,
             hfEndpoint: hfEndpoint, hfToken: hubToken(environment: environment, hfHome: hfHome), maxPulls: maxPulls,
-            database: database, ollamaPort: ollamaPort, maxQueue: maxQueue, rateLimits: rateLimits, corsOrigins: corsOrigins,
+            database: database, ollamaPort: ollamaPort, maxQueue: maxQueue, rateLimits: rateLimits, corsOrigins: corsOrigins, maxOutputTokens: maxOutputTokens,
             docsAssetsDirectory: cache + "/swagger-ui/\(swaggerUIVersion)",
             sources: sources, texts: texts, defaults: defaults)
     }

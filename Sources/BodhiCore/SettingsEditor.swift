@@ -41,6 +41,7 @@ public actor SettingsEditor {
         .rateLimitTokens: "at once",
         .rateLimitUnlimited: "at once",
         .corsOrigins: "after a restart",
+        .maxOutputTokens: "after a restart",
     ]
 
     private var settings: Settings

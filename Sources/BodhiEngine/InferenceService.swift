@@ -322,11 +322,17 @@ public struct InferenceService: Sendable {
     /// Responses larger than this are refused rather than buffered (non-streaming only).
     public static let maxResponseBytes = 256 * 1024 * 1024
 
+    /// The most one request may generate (`BODHI_MAX_OUTPUT_TOKENS`); nil: up to a slot's
+    /// context, where the engine ends the reply.
+    let maxOutputTokens: Int?
+
     public init(
         models: AliasRegistry, supervisor: EngineSupervisor, engines: EngineClient, logger: Logger,
         admission: AdmissionQueue = AdmissionQueue(maxQueue: 512), observers: [any InferenceObserver] = [],
-        streams: StreamCutoff = StreamCutoff(), remotes: (any RemoteBackends)? = nil, breakers: RouterBreakers = RouterBreakers()
+        streams: StreamCutoff = StreamCutoff(), remotes: (any RemoteBackends)? = nil, breakers: RouterBreakers = RouterBreakers(),
+        maxOutputTokens: Int? = nil
     ) {
+        self.maxOutputTokens = maxOutputTokens
         self.remotes = remotes
         self.breakers = breakers
         local = LocalBackend(supervisor: supervisor, engines: engines, admission: admission)
@@ -344,13 +350,13 @@ public struct InferenceService: Sendable {
     /// nor the legacy completions' shapes (the translation reads the engine's own).
     @TaskLocal public static var translatedFromOtherAPI = false
 
-    static func parseHead(_ body: ByteBuffer) throws -> RequestHead {
+    static func parseHead(_ body: ByteBuffer, maxOutputTokens: Int? = nil) throws -> RequestHead {
         guard body.readableBytes > 0 else {
             throw BodhiError.invalidRequest("The request body is empty; send a JSON object.")
         }
         let scanned = body.withUnsafeReadableBytes { bytes in
             Result { () throws(RequestHeadScanner.Failure) in
-                try RequestHeadScanner.scan(bytes, openAILimits: !InferenceService.translatedFromOtherAPI)
+                try RequestHeadScanner.scan(bytes, openAILimits: !InferenceService.translatedFromOtherAPI, maxOutputTokens: maxOutputTokens)
             }
         }
         switch scanned {
@@ -399,10 +405,10 @@ public struct InferenceService: Sendable {
         _ operation: InferenceOperation, body: ByteBuffer, allowedModels: [String]? = nil, deliverWhole: WholeAnswerReceiver? = nil
     ) async throws -> HeldResult {
         let started = ContinuousClock.now
-        let head = try Self.parseHead(body)
+        let head = try Self.parseHead(body, maxOutputTokens: maxOutputTokens)
         let served = try await resolve(try Self.modelName(head), allowedBy: allowedModels)
         if case .router(let router) = served.source { return try await route(operation, body: body, through: router) }
-        let prepared = try Self.prepare(operation, body: body, head: head, served: served)
+        let prepared = try Self.prepare(operation, body: body, head: head, served: served, maxOutputTokens: maxOutputTokens)
         let caller = InferenceCaller.current
         var onWhole: WholeReplyReceiver?
         if !prepared.wantsEvents, prepared.rewrite == nil, prepared.embeddingShape == nil, let deliverWhole {
@@ -567,10 +573,18 @@ public struct InferenceService: Sendable {
 
     /// The steps between resolving a request's model (which `handleHoldingSlot` and `serveNow` each
     /// do their own way: looked up, or answered from what is known now) and admitting it.
-    static func prepare(_ operation: InferenceOperation, body: ByteBuffer, head: RequestHead, served: ServedModel) throws -> PreparedRequest {
+    static func prepare(
+        _ operation: InferenceOperation, body: ByteBuffer, head: RequestHead, served: ServedModel, maxOutputTokens: Int? = nil
+    ) throws -> PreparedRequest {
         var prepared = PreparedRequest(
             served: served, body: try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body,
             wantsEvents: operation.streams && head.stream == true)
+        // With BODHI_MAX_OUTPUT_TOKENS set, a generation that names no limit gets that one.
+        if let maxOutputTokens, operation.generates, !head.limitsOutput, var request = JSONBody.parsed(prepared.body),
+           request["max_tokens"] == nil || request["max_tokens"] is NSNull {
+            request[operation == .infill ? "n_predict" : "max_tokens"] = maxOutputTokens
+            prepared = PreparedRequest(served: served, body: JSONBody.buffer(request), wantsEvents: prepared.wantsEvents)
+        }
         // Backends' APIs follow tool choices, dimensions and encodings themselves.
         if operation == .chatCompletions, served.remote == nil, let reasoned = try ReasoningControl.apply(prepared.body) {
             prepared = PreparedRequest(served: served, body: reasoned, wantsEvents: prepared.wantsEvents)
@@ -641,7 +655,8 @@ public struct InferenceService: Sendable {
         deliver: @escaping WholeAnswerReceiver, unserved: @escaping @Sendable (Unserved) -> Void
     ) -> Bool {
         let started = ContinuousClock.now
-        guard let connection = caller.connection, let head = try? Self.parseHead(body), let name = try? Self.modelName(head)
+        guard let connection = caller.connection, let head = try? Self.parseHead(body, maxOutputTokens: maxOutputTokens),
+              let name = try? Self.modelName(head)
         else { return false }
         guard let served = models.resolveNow(name) else {
             // A name known to be missing is refused now, as `resolve` would refuse it (a caller
@@ -651,7 +666,8 @@ public struct InferenceService: Sendable {
             return true
         }
         guard Self.allows(allowedModels, name, served),
-              let prepared = try? Self.prepare(operation, body: body, head: head, served: served), !prepared.wantsEvents,
+              let prepared = try? Self.prepare(operation, body: body, head: head, served: served, maxOutputTokens: maxOutputTokens),
+              !prepared.wantsEvents,
               prepared.rewrite == nil, operation != .embeddings,
               let model = EngineTarget(served)
         else { return false }

@@ -4,6 +4,8 @@ struct RequestHead: Equatable {
     let model: String?
     /// Nil when absent or null.
     let stream: Bool?
+    /// Whether it sets how much to generate (`max_tokens`, `max_completion_tokens`, `n_predict`).
+    var limitsOutput = false
 }
 
 /// Reads the top-level `model` and `stream` members of a JSON request body in one pass over its
@@ -46,7 +48,8 @@ struct RequestHeadScanner {
 
     /// The body's `model` and `stream`. `openAILimits`: OpenAI's ranges and limits on sampling
     /// fields apply (not to a request translated from another API, as Ollama's; the shapes do).
-    static func scan(_ bytes: UnsafeRawBufferPointer, openAILimits: Bool = true) throws(Failure) -> RequestHead {
+    /// `maxOutputTokens`: the most `max_tokens` may ask for (`BODHI_MAX_OUTPUT_TOKENS`), if set.
+    static func scan(_ bytes: UnsafeRawBufferPointer, openAILimits: Bool = true, maxOutputTokens: Int? = nil) throws(Failure) -> RequestHead {
         guard bytes.allSatisfy({ $0 < 0x80 }) || String(validating: bytes, as: UTF8.self) != nil else { throw .malformed }
         var scanner = RequestHeadScanner(bytes)
         scanner.skipWhitespace()
@@ -73,8 +76,13 @@ struct RequestHeadScanner {
             }
         }
         try scanner.expectEnd()
-        for field in checked { try scanner.check(field.name, kind: field.kind, range: field.range, openAILimits: openAILimits) }
-        return RequestHead(model: try scanner.modelName(model), stream: try streamFlag(stream))
+        var limitsOutput = false
+        for field in checked {
+            try scanner.check(field.name, kind: field.kind, range: field.range, openAILimits: openAILimits, maxOutputTokens: maxOutputTokens)
+            if case .null = field.kind { continue }
+            if ["max_tokens", "max_completion_tokens", "n_predict"].contains(field.name.description) { limitsOutput = true }
+        }
+        return RequestHead(model: try scanner.modelName(model), stream: try streamFlag(stream), limitsOutput: limitsOutput)
     }
 
     /// Whether `bytes` are one JSON value by the RFC (nothing else after it).
@@ -90,13 +98,13 @@ struct RequestHeadScanner {
 
     /// The fields checked before a request reaches its engine, in OpenAI's ranges.
     private static let checkedFields: [StaticString] = [
-        "messages", "temperature", "top_p", "n", "max_tokens", "max_completion_tokens", "stop", "tools",
+        "messages", "temperature", "top_p", "n", "max_tokens", "max_completion_tokens", "stop", "tools", "n_predict",
     ]
 
     /// The roles a chat message may have.
     private static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool", "function"]
 
-    private func check(_ name: StaticString, kind: Kind, range: Range<Int>, openAILimits: Bool) throws(Failure) {
+    private func check(_ name: StaticString, kind: Kind, range: Range<Int>, openAILimits: Bool, maxOutputTokens: Int?) throws(Failure) {
         let maxStops: Int? = openAILimits ? 4 : nil
         let field = name.description
         if case .null = kind { return }
@@ -111,6 +119,10 @@ struct RequestHeadScanner {
             }
         case "max_tokens", "max_completion_tokens":
             try checkNumber(field, kind: kind, range: range, in: 0...Double(Int32.max), "a whole number, 0 or more", whole: true)
+            if let maxOutputTokens, let value = number(at: range), value > Double(maxOutputTokens) {
+                throw .invalid("\(field) must be at most \(maxOutputTokens), the most this server generates per request (BODHI_MAX_OUTPUT_TOKENS).",
+                               param: field)
+            }
         case "stop":
             if case .string = kind { return }
             let expected = maxStops.map { "a string or a list of up to \($0) strings" } ?? "a string or a list of strings"

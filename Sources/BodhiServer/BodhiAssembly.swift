@@ -51,7 +51,7 @@ public struct BodhiAssembly: Sendable {
             catalog: catalog, aliases: aliases, backends: backends, supervisor: supervisor,
             inference: InferenceService(
                 models: aliases, supervisor: supervisor, engines: engines, logger: logger, admission: gateway.admission,
-                observers: gateway.observers, streams: streams, remotes: backends),
+                observers: gateway.observers, streams: streams, remotes: backends, maxOutputTokens: settings.maxOutputTokens),
             pulls: pulls, identity: IdentityService(repository: store, bcryptCost: bcryptCost), chats: ChatService(repository: store),
             storedResponses: store,
             settings: SettingsEditor(settings: settings, flags: flags, environment: environment) { changed in

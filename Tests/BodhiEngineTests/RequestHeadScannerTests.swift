@@ -165,4 +165,25 @@ struct RequestHeadScannerTests {
         // Nulls are absent fields; nested members of the same names are not the request's.
         #expect(failure(#"{"temperature":null,"messages":null,"options":{"temperature":9}}"#) == nil)
     }
+
+    @Test func anOutputCapRefusesMoreAndSaysWhetherALimitWasNamed() throws {
+        func scan(_ text: String, cap: Int?) throws(RequestHeadScanner.Failure) -> RequestHead {
+            try Array(text.utf8).withUnsafeBytes { raw in
+                Result { () throws(RequestHeadScanner.Failure) in try RequestHeadScanner.scan(raw, maxOutputTokens: cap) }
+            }.get()
+        }
+        #expect(try scan(#"{"max_tokens":5}"#, cap: 5).limitsOutput)
+        #expect(try !scan(#"{"max_tokens":null,"messages":[{"role":"user"}]}"#, cap: 5).limitsOutput)
+        #expect(try scan(#"{"n_predict":-1}"#, cap: nil).limitsOutput)
+        do {
+            _ = try scan(#"{"max_completion_tokens":6}"#, cap: 5)
+            Issue.record("a limit above the cap was accepted")
+        } catch {
+            if case .invalid(let message, let param) = error {
+                #expect(param == "max_completion_tokens" && message.contains("BODHI_MAX_OUTPUT_TOKENS"))
+            } else {
+                Issue.record("\(error)")
+            }
+        }
+    }
 }

@@ -95,3 +95,23 @@ def test_ollamas_own_ranges_are_its_own(http: httpx.Client):
     answer = http.post("/api/chat", json={"model": DEFAULT_MODEL, "messages": GOOD, "stream": False,
                                           "options": {"temperature": 3, "num_predict": 2}})
     assert answer.status_code == 200, answer.text
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory: pytest.TempPathFactory):
+    """A Bodhi whose requests may generate 5 tokens at most."""
+    from bodhi_process import BodhiServer
+    server = BodhiServer(tmp_path_factory.mktemp("capped"), env={"BODHI_MAX_OUTPUT_TOKENS": "5"})
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_an_output_cap_refuses_more_and_bounds_what_names_no_limit(capped):
+    with httpx.Client(base_url=capped.base_url, headers=capped.auth, timeout=120) as http:
+        over = http.post("/v1/chat/completions", json={"model": DEFAULT_MODEL, "messages": GOOD, "max_tokens": 50})
+        assert over.status_code == 400 and "BODHI_MAX_OUTPUT_TOKENS" in over.json()["error"]["message"]
+        unbounded = http.post("/v1/chat/completions", json={
+            "model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Write a long story."}], "ignore_eos": True})
+        assert unbounded.status_code == 200, unbounded.text
+        assert unbounded.json()["usage"]["completion_tokens"] == 5 and unbounded.json()["choices"][0]["finish_reason"] == "length"
