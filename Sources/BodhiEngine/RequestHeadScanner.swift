@@ -50,7 +50,7 @@ struct RequestHeadScanner {
     /// fields apply (not to a request translated from another API, as Ollama's; the shapes do).
     /// `maxOutputTokens`: the most `max_tokens` may ask for (`BODHI_MAX_OUTPUT_TOKENS`), if set.
     static func scan(_ bytes: UnsafeRawBufferPointer, openAILimits: Bool = true, maxOutputTokens: Int? = nil) throws(Failure) -> RequestHead {
-        guard bytes.allSatisfy({ $0 < 0x80 }) || String(validating: bytes, as: UTF8.self) != nil else { throw .malformed }
+        guard isUTF8(bytes) else { throw .malformed }
         var scanner = RequestHeadScanner(bytes)
         scanner.skipWhitespace()
         guard scanner.peek() == UInt8(ascii: "{") else {
@@ -87,11 +87,16 @@ struct RequestHeadScanner {
 
     /// Whether `bytes` are one JSON value by the RFC (nothing else after it).
     static func validate(_ bytes: UnsafeRawBufferPointer) throws(Failure) {
-        guard bytes.allSatisfy({ $0 < 0x80 }) || String(validating: bytes, as: UTF8.self) != nil else { throw .malformed }
+        guard isUTF8(bytes) else { throw .malformed }
         var scanner = RequestHeadScanner(bytes)
         scanner.skipWhitespace()
         _ = try scanner.value(depth: 1)
         try scanner.expectEnd()
+    }
+
+    /// Whether `bytes` are valid UTF-8 (ASCII checked first: most bodies are).
+    private static func isUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        bytes.allSatisfy { $0 < 0x80 } || String(validating: bytes, as: UTF8.self) != nil
     }
 
     // MARK: Checks

@@ -122,7 +122,7 @@ struct ToolChoiceBinding: ReplyRewrite {
                 choice["delta"] = delta
                 choices[0] = choice
                 chunk["choices"] = choices
-                return [Self.event(chunk)]
+                return [SSEFramer.event(chunk)]
             }
             // The end: the call, then the reason it ended.
             var ending: [ByteBuffer] = []
@@ -136,15 +136,11 @@ struct ToolChoiceBinding: ReplyRewrite {
             } else {
                 made["choices"] = [["index": 0, "delta": ["content": text], "finish_reason": NSNull()] as JSONObject]
             }
-            ending.append(Self.event(made))
+            ending.append(SSEFramer.event(made))
             finish["delta"] = JSONObject()
             chunk["choices"] = [finish]
-            ending.append(Self.event(chunk))
+            ending.append(SSEFramer.event(chunk))
             return ending
-        }
-
-        private static func event(_ chunk: JSONObject) -> ByteBuffer {
-            SSEFramer.event(chunk)
         }
     }
 }
