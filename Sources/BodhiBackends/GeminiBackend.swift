@@ -82,7 +82,7 @@ struct GeminiBackend: RemoteBackend {
                 ] as JSONObject)
             }
             return BackendExchange(reply: whole, model: model.name)
-        case .completions, .infill, .tokenize, .detokenize, .applyTemplate:
+        case .completions, .infill, .rerank, .tokenize, .detokenize, .applyTemplate:
             throw BodhiError.invalidRequest(
                 "'\(request.served.name)' is a model of the backend '\(name)' (Gemini), which serves chat completions and embeddings only.", param: "model")
         }

@@ -93,9 +93,22 @@ public struct LlamaServerLauncher: EngineLauncher {
             await child.terminate(grace: .seconds(1))
             throw error
         }
+        let context = await contextPerSlot(plan)
         return LlamaServerProcess(
-            child: child, endpoint: EngineEndpoint(host: "127.0.0.1", port: plan.port, apiKey: plan.apiKey, pid: child.pid),
+            child: child,
+            endpoint: EngineEndpoint(host: "127.0.0.1", port: plan.port, apiKey: plan.apiKey, pid: child.pid, contextPerSlot: context),
             arguments: EngineArguments.redacted(plan.arguments))
+    }
+
+    /// The context each slot has, as the engine's `/props` says (`default_generation_settings.n_ctx`).
+    private func contextPerSlot(_ plan: EngineLaunchPlan) async -> Int? {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(plan.port)/props")
+        request.headers.add(name: "Authorization", value: "Bearer \(plan.apiKey)")
+        guard let response = try? await http.execute(request, timeout: .seconds(5)), response.status == .ok,
+              let body = try? await response.body.collect(upTo: 4 << 20),
+              let settings = JSONBody.parsed(body)?["default_generation_settings"] as? JSONObject
+        else { return nil }
+        return settings["n_ctx"] as? Int
     }
 
     /// Polls `/health` until the engine answers 200. An engine that exits first failed to load:

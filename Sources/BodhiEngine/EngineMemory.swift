@@ -52,10 +52,13 @@ public protocol EngineMemoryEstimator: Sendable {
     func estimate(_ model: EngineTarget, slots: Int, arguments: [String]) async -> EngineMemory?
     /// The context the model was trained for (its GGUF's `context_length`); nil when unknown.
     func trainedContext(_ model: EngineTarget) async -> Int?
+    /// What the model's GGUF says it can do (`GGUFModelInfo.capabilities`); nil when unknown.
+    func capabilities(_ model: EngineTarget) async -> [String]?
 }
 
 extension EngineMemoryEstimator {
     public func trainedContext(_ model: EngineTarget) async -> Int? { nil }
+    public func capabilities(_ model: EngineTarget) async -> [String]? { nil }
 }
 
 /// Estimates from the GGUF header (read once per file, on the thread pool): the same figures as
@@ -82,6 +85,10 @@ public final class GGUFMemoryEstimator: EngineMemoryEstimator {
 
     public func trainedContext(_ model: EngineTarget) async -> Int? {
         await info(model.entry)?.contextLength
+    }
+
+    public func capabilities(_ model: EngineTarget) async -> [String]? {
+        await info(model.entry)?.capabilities
     }
 
     public func estimate(_ model: EngineTarget, slots: Int, arguments: [String]) async -> EngineMemory? {

@@ -40,15 +40,19 @@ public struct EngineEndpoint: Sendable {
     public let port: Int
     public let apiKey: String
     public let pid: pid_t
+    /// The tokens one request's prompt and reply share (llama-server's context per slot); nil when
+    /// the engine did not say.
+    public let contextPerSlot: Int?
     /// The `Host` and `Authorization` values of every request to it, written once, not per request.
     let hostHeader: String
     let authorization: String
 
-    public init(host: String, port: Int, apiKey: String, pid: pid_t) {
+    public init(host: String, port: Int, apiKey: String, pid: pid_t, contextPerSlot: Int? = nil) {
         self.host = host
         self.port = port
         self.apiKey = apiKey
         self.pid = pid
+        self.contextPerSlot = contextPerSlot
         hostHeader = "\(host):\(port)"
         authorization = "Bearer \(apiKey)"
     }
@@ -250,10 +254,12 @@ public actor EngineSupervisor {
     /// alone is refused at once. Returns without loading when another caller started it meanwhile.
     private func makeRoomAndLoad(_ model: EngineTarget) async throws {
         var baseArguments = configuration.extraArguments + model.overrides.arguments
-        if model.forEmbeddings {
-            // One slot whose batch holds a whole input: llama-server embeds an input in one batch.
+        if model.role == .generation, let projector = model.entry.projector { baseArguments += ["--mmproj", projector] }
+        if model.pools {
+            // One slot whose batch holds a whole input: llama-server pools an input in one batch.
             let context = String(await embeddingContext(model))
             baseArguments += ["--ctx-size", context, "--batch-size", context, "--ubatch-size", context]
+            if model.role == .rerank { baseArguments.append("--reranking") }
         }
         let memory = await estimator.estimate(model, slots: slots(for: model), arguments: baseArguments)
         guard engines[model.id] == nil, !shuttingDown else { return }
@@ -500,21 +506,27 @@ public actor EngineSupervisor {
         for (id, engine) in engines where engine.model.path == path { unloadEngine(id) }
     }
 
-    /// The longest input (in tokens) `model`'s embeddings engine takes: the model's trained context,
-    /// at most `maxEmbeddingContext`, or what an alias's context size says.
+    /// The longest input (in tokens) `model`'s embeddings or reranking engine takes: the model's
+    /// trained context, at most `maxEmbeddingContext`, or what an alias's context size says.
     public func embeddingContext(_ model: EngineTarget) async -> Int {
         if let chosen = model.overrides.contextSize { return chosen }
         return min(await estimator.trainedContext(model) ?? Self.maxEmbeddingContext, Self.maxEmbeddingContext)
+    }
+
+    /// Whether `model`'s file declares `capability` (`GGUFModelInfo.capabilities`); nil when its
+    /// header cannot be read.
+    public func declares(_ capability: String, _ model: EngineTarget) async -> Bool? {
+        await estimator.capabilities(model)?.contains(capability)
     }
 
     /// Embedding inputs beyond this many tokens are cut (or refused) even where a model was
     /// trained for more: an engine's batch holds a whole input, and its buffers grow with it.
     public static let maxEmbeddingContext = 8192
 
-    /// Stops a model's engine and its embeddings engine now; requests still running on them fail.
+    /// Stops a model's engine and its embeddings and reranking engines now; requests still running
+    /// on them fail.
     public func unload(_ modelID: String) {
-        unloadEngine(modelID)
-        unloadEngine(EngineTarget.embeddingsID(of: modelID))
+        for id in EngineTarget.companionIDs(of: modelID) { unloadEngine(id) }
     }
 
     private func unloadEngine(_ modelID: String) {
@@ -542,7 +554,7 @@ public actor EngineSupervisor {
     /// Sets the keep-alive of a loaded engine (until it unloads), as Ollama's `keep_alive` does;
     /// zero unloads it once idle, at once if it is idle now.
     public func setKeepAlive(_ keepAlive: KeepAlive, for engineID: String) {
-        for id in [engineID, EngineTarget.embeddingsID(of: engineID)] where engines[id] != nil {
+        for id in EngineTarget.companionIDs(of: engineID) where engines[id] != nil {
             engines[id]!.keepAlive = keepAlive
             refreshUnloadsWhenIdle()
             if case .idle(.zero) = keepAlive { unloadIfIdle(id) }

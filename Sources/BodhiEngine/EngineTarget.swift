@@ -8,16 +8,29 @@ public struct EngineTarget: Sendable, Equatable {
     public let id: String
     public let entry: ModelEntry
     public let overrides: EngineOverrides
-    /// Whether it serves embeddings only: a model's embeddings get an engine of their own, with
+    /// What it serves: a model's embeddings and reranking get an engine of their own each, with
     /// one slot whose batch takes an input as long as its context, so that they never wait behind
     /// the model's generations nor fail on a long input.
-    public let forEmbeddings: Bool
+    public let role: Role
+
+    public enum Role: String, Sendable, CaseIterable {
+        case generation
+        case embeddings
+        /// Scores a query against documents (llama-server's `--reranking`).
+        case rerank
+
+        /// The suffix of its engine's key after the model's: `#embeddings`, `#rerank`.
+        var keySuffix: String { self == .generation ? "" : "#" + rawValue }
+    }
+
+    /// Whether it pools an input into one vector or score (embeddings, reranking).
+    public var pools: Bool { role != .generation }
 
     public init(model entry: ModelEntry) {
         id = entry.id
         self.entry = entry
         overrides = EngineOverrides()
-        forEmbeddings = false
+        role = .generation
     }
 
     /// The engine of a local model; nil for a backend's, which has none here.
@@ -31,28 +44,34 @@ public struct EngineTarget: Sendable, Equatable {
         id = overrides.isEmpty ? entry.id : served.name
         self.entry = entry
         self.overrides = overrides
-        forEmbeddings = false
+        role = .generation
     }
 
-    private init(embeddingsOf target: EngineTarget) {
-        id = Self.embeddingsID(of: target.id)
+    private init(_ role: Role, of target: EngineTarget) {
+        id = Self.servedID(of: target.id) + role.keySuffix
         entry = target.entry
         var overrides = target.overrides
-        overrides.parallel = 1
+        if role != .generation { overrides.parallel = 1 }
         self.overrides = overrides
-        forEmbeddings = true
+        self.role = role
     }
 
-    /// The engine that serves this one's embeddings.
-    public var embeddings: EngineTarget { forEmbeddings ? self : EngineTarget(embeddingsOf: self) }
+    /// The engine of the same model that plays `role`.
+    public func companion(_ role: Role) -> EngineTarget { role == self.role ? self : EngineTarget(role, of: self) }
 
-    /// The key of the embeddings engine of the engine keyed `id`.
-    public static func embeddingsID(of id: String) -> String { id + embeddingsSuffix }
+    /// The engine of the same model that serves `operation`.
+    public func companion(for operation: InferenceOperation) -> EngineTarget {
+        companion(operation == .embeddings ? .embeddings : operation == .rerank ? .rerank : .generation)
+    }
 
-    /// The key of the engine an engine keyed `id` serves embeddings for; `id` itself for others.
-    public static func servedID(of id: String) -> String { id.hasSuffix(embeddingsSuffix) ? String(id.dropLast(embeddingsSuffix.count)) : id }
+    /// The keys of every engine of the model whose generation engine is keyed `id`.
+    public static func companionIDs(of id: String) -> [String] { Role.allCases.map { id + $0.keySuffix } }
 
-    private static let embeddingsSuffix = "#embeddings"
+    /// The key of the generation engine of the model whose engine is keyed `id`; `id` itself for those.
+    public static func servedID(of id: String) -> String {
+        for role in Role.allCases where role != .generation && id.hasSuffix(role.keySuffix) { return String(id.dropLast(role.keySuffix.count)) }
+        return id
+    }
 
     /// The name the engine reports its model by: the one its requests give.
     public var reportedName: String { Self.servedID(of: id) }

@@ -25,6 +25,8 @@ public struct BackendRequest: Sendable {
     /// Where a whole answer goes as soon as it is read, on the client connection's event loop, if
     /// wanted (local engines only; the others' answers go back the usual way).
     public let onWhole: WholeReplyReceiver?
+    /// What the request asks to generate, where a local engine refuses more than its context.
+    var outputLimit: RequestHead.OutputLimit?
 }
 
 /// A backend's answer, and what the exchange holds (a local engine's slot) until `release`.
@@ -63,16 +65,28 @@ struct LocalBackend: InferenceBackend {
     func send(_ request: BackendRequest) async throws -> BackendExchange {
         guard let entry = request.served.entry else { throw BodhiError.internalError("A backend's model reached the local engines.") }
         let served = EngineTarget(request.served, entry: entry)
-        // Embeddings have an engine of their own (`EngineTarget.forEmbeddings`).
-        let model = request.operation == .embeddings ? served.embeddings : served
+        // Embeddings and reranking have an engine of their own each (`EngineTarget.role`).
+        let model = served.companion(for: request.operation)
+        if model.role == .rerank, await supervisor.declares("rerank", model) == false {
+            throw BodhiError.invalidRequest(
+                "The model '\(request.served.name)' is not a reranker: its GGUF file declares no rank pooling (a reranker such as "
+                    + "bge-reranker or jina-reranker does).", param: "model")
+        }
         // The engine answers tokenizer requests at once, beside its slots: they never queue for one.
         let ticket = request.operation.takesSlot
             ? try await admission.admit(model.id, slots: supervisor.slots(for: model), caller: request.caller) : nil
         var lease = try await acquire(model, holding: ticket)
+        do {
+            try InferenceService.checkOutputLimit(request.outputLimit, on: lease.endpoint, model: request.served.name)
+        } catch {
+            lease.release()
+            ticket?.release()
+            throw error
+        }
         var resends = 0
         var diedWithIt = false
         var body = request.body
-        if model.forEmbeddings {
+        if model.role == .embeddings {
             do {
                 body = try await fitEmbeddingInputs(body, model: model, on: lease.endpoint, client: request.caller.connection)
             } catch {

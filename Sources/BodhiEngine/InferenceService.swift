@@ -11,6 +11,8 @@ public enum InferenceOperation: String, Sendable, CaseIterable {
     case chatCompletions = "/v1/chat/completions"
     case completions = "/v1/completions"
     case embeddings = "/v1/embeddings"
+    /// Scores documents against a query (Jina's and Cohere's shape, as llama-server serves it).
+    case rerank = "/v1/rerank"
     /// llama-server's fill-in-the-middle (native format), for Ollama's `suffix`.
     case infill = "/infill"
     /// llama-server's own tokenizer endpoints, and its chat template applied to messages (to count
@@ -22,8 +24,10 @@ public enum InferenceOperation: String, Sendable, CaseIterable {
     /// Whether it generates: it may stream, takes a slot, and gets an alias's sampling defaults.
     var generates: Bool { self == .chatCompletions || self == .completions || self == .infill }
     var streams: Bool { generates }
-    /// Whether it waits for one of the engine's slots (generating and embedding do).
-    var takesSlot: Bool { generates || self == .embeddings }
+    /// Whether it waits for one of the engine's slots (generating, embedding and reranking do).
+    var takesSlot: Bool { generates || pools }
+    /// Whether an engine of its own pools each input into a vector or a score.
+    var pools: Bool { self == .embeddings || self == .rerank }
 
     /// A short name, for metric labels.
     public var name: String {
@@ -31,6 +35,7 @@ public enum InferenceOperation: String, Sendable, CaseIterable {
         case .chatCompletions: "chat"
         case .completions: "completions"
         case .embeddings: "embeddings"
+        case .rerank: "rerank"
         case .infill: "infill"
         case .tokenize: "tokenize"
         case .detokenize: "detokenize"
@@ -424,7 +429,7 @@ public struct InferenceService: Sendable {
         do {
             exchange = try await backend.send(BackendRequest(
                 operation: operation, body: prepared.body, served: prepared.served, wantsEvents: prepared.wantsEvents, caller: caller,
-                onWhole: onWhole))
+                onWhole: onWhole, outputLimit: Self.refusedAboveContext(operation, head)))
         } catch let failure as BackendFailure {
             InferenceSlot(
                 model: failure.model, backend: backend.name, queueWait: failure.waited, release: {}, operation: operation, caller: caller,
@@ -563,6 +568,22 @@ public struct InferenceService: Sendable {
         var embeddingShape: EmbeddingShape?
     }
 
+    /// The output limit a local engine refuses when it is more than a slot's context: OpenAI's own
+    /// requests only. Anthropic's clients send the model family's maximum `max_tokens` as a matter
+    /// of course and Ollama never refuses `num_predict`; their replies end when the context is full.
+    static func refusedAboveContext(_ operation: InferenceOperation, _ head: RequestHead) -> RequestHead.OutputLimit? {
+        operation.generates && !translatedFromOtherAPI ? head.outputLimit : nil
+    }
+
+    /// A 400 when `limit` is more than an engine's context per slot leaves room for.
+    static func checkOutputLimit(_ limit: RequestHead.OutputLimit?, on endpoint: EngineEndpoint, model: String) throws {
+        guard let limit, let context = endpoint.contextPerSlot, limit.tokens > context else { return }
+        throw BodhiError.invalidRequest(
+            "\(limit.field) is \(limit.tokens), more than the \(context) tokens of context that '\(model)' has per request (prompt and reply "
+                + "together; a reply ends when it is full). Ask for at most \(context), or give the model a larger context (an alias's "
+                + "context_size, or fewer slots with BODHI_PARALLEL).", param: limit.field)
+    }
+
     /// The name a request's head gives its model; a 400 when it gives none.
     static func modelName(_ head: RequestHead) throws -> String {
         guard let name = head.model, !name.isEmpty else {
@@ -576,6 +597,11 @@ public struct InferenceService: Sendable {
     static func prepare(
         _ operation: InferenceOperation, body: ByteBuffer, head: RequestHead, served: ServedModel, maxOutputTokens: Int? = nil
     ) throws -> PreparedRequest {
+        if head.readsImages, let entry = served.entry, entry.projector == nil {
+            throw BodhiError.invalidRequest(
+                "The model '\(served.name)' cannot read images: it has no vision projector (an mmproj GGUF file beside it in its "
+                    + "Hugging Face repository, which Bodhi passes to its engine). Send text only, or use a vision model.", param: "messages")
+        }
         var prepared = PreparedRequest(
             served: served, body: try served.alias.map { try $0.defaults.applied(to: body, for: operation) } ?? body,
             wantsEvents: operation.streams && head.stream == true)
@@ -594,6 +620,10 @@ public struct InferenceService: Sendable {
         }
         if operation == .completions, served.remote == nil, !translatedFromOtherAPI, let shaped = try LegacyCompletion.shape(prepared.body) {
             prepared = PreparedRequest(served: served, body: shaped.body, wantsEvents: prepared.wantsEvents, rewrite: shaped.shape)
+        }
+        if operation == .rerank {
+            let taken = try RerankRequest.take(from: prepared.body)
+            prepared = PreparedRequest(served: served, body: taken.body, wantsEvents: false, rewrite: taken.rewrite)
         }
         if operation == .embeddings, served.remote == nil {
             let taken = try EmbeddingShape.take(from: prepared.body)
@@ -668,12 +698,18 @@ public struct InferenceService: Sendable {
         guard Self.allows(allowedModels, name, served),
               let prepared = try? Self.prepare(operation, body: body, head: head, served: served, maxOutputTokens: maxOutputTokens),
               !prepared.wantsEvents,
-              prepared.rewrite == nil, operation != .embeddings,
+              prepared.rewrite == nil, !operation.pools,
               let model = EngineTarget(served)
         else { return false }
         let body = prepared.body
         guard let ticket = admission.admitNow(model.id, slots: supervisor.slots(for: model)) else { return false }
         guard let lease = supervisor.leaseNow(model) else {
+            ticket.release()
+            return false
+        }
+        // A request its engine's context cannot hold is refused on the task path, which says why.
+        if (try? Self.checkOutputLimit(Self.refusedAboveContext(operation, head), on: lease.endpoint, model: served.name)) == nil {
+            lease.release()
             ticket.release()
             return false
         }

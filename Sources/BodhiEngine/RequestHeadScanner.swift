@@ -6,6 +6,16 @@ struct RequestHead: Equatable {
     let stream: Bool?
     /// Whether it sets how much to generate (`max_tokens`, `max_completion_tokens`, `n_predict`).
     var limitsOutput = false
+    /// The most tokens it asks to generate, and the field that says so (a negative `n_predict`,
+    /// llama-server's "no limit", names none).
+    var outputLimit: OutputLimit?
+
+    struct OutputLimit: Equatable {
+        let field: String
+        let tokens: Int
+    }
+    /// Whether a message has an `image_url` part.
+    var readsImages = false
 }
 
 /// Reads the top-level `model` and `stream` members of a JSON request body in one pass over its
@@ -77,12 +87,23 @@ struct RequestHeadScanner {
         }
         try scanner.expectEnd()
         var limitsOutput = false
+        var outputLimit: RequestHead.OutputLimit?
+        var readsImages = false
         for field in checked {
-            try scanner.check(field.name, kind: field.kind, range: field.range, openAILimits: openAILimits, maxOutputTokens: maxOutputTokens)
+            if try scanner.check(field.name, kind: field.kind, range: field.range, openAILimits: openAILimits, maxOutputTokens: maxOutputTokens) {
+                readsImages = true
+            }
             if case .null = field.kind { continue }
-            if ["max_tokens", "max_completion_tokens", "n_predict"].contains(field.name.description) { limitsOutput = true }
+            if ["max_tokens", "max_completion_tokens", "n_predict"].contains(field.name.description) {
+                limitsOutput = true
+                if let tokens = scanner.number(at: field.range), tokens >= 0, tokens < Double(Int.max), tokens > Double(outputLimit?.tokens ?? -1) {
+                    outputLimit = .init(field: field.name.description, tokens: Int(tokens))
+                }
+            }
         }
-        return RequestHead(model: try scanner.modelName(model), stream: try streamFlag(stream), limitsOutput: limitsOutput)
+        return RequestHead(
+            model: try scanner.modelName(model), stream: try streamFlag(stream), limitsOutput: limitsOutput, outputLimit: outputLimit,
+            readsImages: readsImages)
     }
 
     /// Whether `bytes` are one JSON value by the RFC (nothing else after it).
@@ -109,12 +130,13 @@ struct RequestHeadScanner {
     /// The roles a chat message may have.
     private static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool", "function"]
 
-    private func check(_ name: StaticString, kind: Kind, range: Range<Int>, openAILimits: Bool, maxOutputTokens: Int?) throws(Failure) {
+    /// Checks one field; true when it is `messages` with an image part.
+    private func check(_ name: StaticString, kind: Kind, range: Range<Int>, openAILimits: Bool, maxOutputTokens: Int?) throws(Failure) -> Bool {
         let maxStops: Int? = openAILimits ? 4 : nil
         let field = name.description
-        if case .null = kind { return }
+        if case .null = kind { return false }
         switch field {
-        case "messages": try checkMessages(kind: kind, range: range)
+        case "messages": return try checkMessages(kind: kind, range: range)
         case "temperature": try checkNumber(field, kind: kind, range: range, in: openAILimits ? 0...2 : 0...Double.greatestFiniteMagnitude, openAILimits ? "between 0 and 2" : "a number, 0 or more")
         case "top_p": try checkNumber(field, kind: kind, range: range, in: 0...1, "between 0 and 1")
         case "n":
@@ -129,7 +151,7 @@ struct RequestHeadScanner {
                                param: field)
             }
         case "stop":
-            if case .string = kind { return }
+            if case .string = kind { return false }
             let expected = maxStops.map { "a string or a list of up to \($0) strings" } ?? "a string or a list of strings"
             guard isArray(kind, range) else { throw .invalid("stop must be \(expected).", param: field) }
             var count = 0
@@ -146,6 +168,7 @@ struct RequestHeadScanner {
             }
         default: break
         }
+        return false
     }
 
     private func checkNumber(
@@ -158,7 +181,8 @@ struct RequestHeadScanner {
 
     /// Each message an object with a known role, its content a string, null or a list of parts,
     /// each part an object whose text (if it is a text part) is a string.
-    private func checkMessages(kind: Kind, range: Range<Int>) throws(Failure) {
+    private func checkMessages(kind: Kind, range: Range<Int>) throws(Failure) -> Bool {
+        var images = false
         guard isArray(kind, range) else { throw .invalid("messages must be a list of messages.", param: "messages") }
         var position = 0
         try elements(of: range) { (kind, range) throws(Failure) in
@@ -184,10 +208,13 @@ struct RequestHeadScanner {
                     guard let type = fields["type"], case .string = type.kind else {
                         throw .invalid("\(partAt).type must be a string.", param: "\(partAt).type")
                     }
-                    if try text(of: type.range.dropFirst().dropLast()) == "text" {
+                    switch try text(of: type.range.dropFirst().dropLast()) {
+                    case "text":
                         guard let text = fields["text"], case .string = text.kind else {
                             throw .invalid("\(partAt).text must be a string.", param: "\(partAt).text")
                         }
+                    case "image_url": images = true
+                    default: break
                     }
                 }
             default:
@@ -195,6 +222,7 @@ struct RequestHeadScanner {
             }
         }
         guard position > 0 else { throw .invalid("messages must not be empty.", param: "messages") }
+        return images
     }
 
     private func isArray(_ kind: Kind, _ range: Range<Int>) -> Bool {

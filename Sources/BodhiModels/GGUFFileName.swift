@@ -44,6 +44,17 @@ public struct GGUFFileName: Sendable, Equatable {
         fileName.lowercased().hasPrefix("mmproj")
     }
 
+    /// The projector a model in the same folder gets, of those `paths` name: the full-precision one
+    /// where there are several (what llama.cpp's converters make and most repositories ship), else
+    /// the first by name.
+    public static func projector(among paths: [String]) -> String? {
+        let projectors = paths.filter { GGUFFileName(($0 as NSString).lastPathComponent)?.isAuxiliary == true }.sorted()
+        for precision in ["F16", "BF16", "F32", "Q8_0"] {
+            if let match = projectors.first(where: { GGUFFileName(($0 as NSString).lastPathComponent)?.quantization == precision }) { return match }
+        }
+        return projectors.first
+    }
+
     /// The last name component that looks like a quantization label. Names use `.`, `-` or
     /// `_` as separators, and labels themselves contain `_` (`Q4_K_M`), so candidates are
     /// tried from the longest suffix of `_`-joined pieces.

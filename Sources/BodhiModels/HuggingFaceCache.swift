@@ -102,12 +102,19 @@ public struct HuggingFaceCache: Sendable {
 
         // Group files (and the parts of split models) per revision and path.
         var groups: [String: Candidate] = [:]
+        // Projectors per revision and folder.
+        var projectors: [String: [String]] = [:]
+        var projectorSizes: [String: Int64] = [:]
         for revision in revisions.sorted() {
             let root = snapshotsPath + "/" + revision
             for relative in HuggingFaceCache.ggufFiles(under: root) {
                 let fileName = (relative as NSString).lastPathComponent
-                guard let name = GGUFFileName(fileName), !name.isAuxiliary,
-                      let info = HuggingFaceCache.fileInfo(root + "/" + relative) else { continue }
+                guard let name = GGUFFileName(fileName), let info = HuggingFaceCache.fileInfo(root + "/" + relative) else { continue }
+                if name.isAuxiliary {
+                    projectors[revision + "\u{0}" + (relative as NSString).deletingLastPathComponent, default: []].append(root + "/" + relative)
+                    projectorSizes[root + "/" + relative] = info.size
+                    continue
+                }
                 let directory = (relative as NSString).deletingLastPathComponent
                 let relativeStem = directory.isEmpty ? name.stem : directory + "/" + name.stem
                 let key = revision + "\u{0}" + relativeStem
@@ -146,10 +153,13 @@ public struct HuggingFaceCache: Sendable {
             let base = label(candidate)
             let tag = labelCounts[base, default: 0] > 1 ? candidate.relativeStem : base
             let parts = candidate.parts.keys.sorted().compactMap { candidate.parts[$0] }
+            let folder = candidate.revision + "\u{0}" + (candidate.relativePath as NSString).deletingLastPathComponent
+            let projector = GGUFFileName.projector(among: projectors[folder] ?? [])
             return ModelEntry(
                 id: "\(repo):\(tag)", repo: repo, quantization: candidate.name.quantization,
                 revision: candidate.revision, fileName: candidate.relativePath, path: parts[0],
-                parts: parts, sizeBytes: candidate.sizeBytes, modified: candidate.modified)
+                parts: parts, sizeBytes: candidate.sizeBytes, modified: candidate.modified,
+                projector: projector, projectorBytes: projector.flatMap { projectorSizes[$0] } ?? 0)
         }
     }
 

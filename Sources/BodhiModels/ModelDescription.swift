@@ -33,7 +33,8 @@ public struct EnginePlan: Sendable, Equatable {
     }
 }
 
-/// Expected memory of a loaded model: its weights plus an f16 KV cache for every slot's context.
+/// Expected memory of a loaded model: its weights (and its vision projector's) plus an f16 KV cache
+/// for every slot's context.
 public struct MemoryEstimate: Sendable, Equatable, Encodable {
     public let weightsBytes: Int64
     public let kvCacheBytes: Int64
@@ -50,7 +51,7 @@ public struct MemoryEstimate: Sendable, Equatable, Encodable {
         let slots = max(1, plan.slots)
         guard let perSlot = plan.contextSize.map({ $0 / slots }) ?? info.contextLength,
               let kvCache = info.kvCacheBytes(tokens: perSlot * slots) else { return nil }
-        weightsBytes = model.sizeBytes
+        weightsBytes = model.sizeBytes + model.projectorBytes
         kvCacheBytes = Int64(clamping: kvCache)
         totalBytes = weightsBytes + kvCacheBytes
         contextPerSlot = perSlot
@@ -68,7 +69,11 @@ public struct ModelDescription: Sendable, Encodable {
     /// The aliases that serve this model.
     public var aliases: [String] = []
 
-    public var capabilities: [String] { info?.capabilities ?? [] }
+    /// What the header declares, and `vision` where a projector sits beside the model.
+    public var capabilities: [String] {
+        let declared = info?.capabilities ?? []
+        return entry.projector != nil && !declared.contains("vision") ? declared + ["vision"] : declared
+    }
 
     enum CodingKeys: String, CodingKey {
         case id, repo, quantization, revision, file, path, parts, modified

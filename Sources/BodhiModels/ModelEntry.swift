@@ -17,6 +17,10 @@ public struct ModelEntry: Sendable, Equatable, Codable {
     public let parts: [String]
     public let sizeBytes: Int64
     public let modified: Date
+    /// A vision projector (`mmproj*.gguf`) beside the model in its snapshot, passed to its engine
+    /// with `--mmproj` so that it reads images.
+    public var projector: String?
+    public var projectorBytes: Int64 = 0
 
     public var owner: String { String(repo.split(separator: "/").first ?? "") }
 }

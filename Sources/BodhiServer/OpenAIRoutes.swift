@@ -20,6 +20,7 @@ struct OpenAIRoutes {
             let body = try await request.body.collect(upTo: services.maxRequestBodyBytes)
             return Response.json(bytes: try await services.inference.detokenize(body, allowed: context.principal?.allowedModels))
         }
+        router.post("/rerank") { request, context in try await infer(.rerank, request, allowed: context.principal?.allowedModels) }
         for operation in InferenceOperation.allCases where operation.rawValue.hasPrefix("/v1/") {
             router.post(RouterPath(operation.rawValue)) { request, context in
                 try await infer(operation, request, allowed: context.principal?.allowedModels)

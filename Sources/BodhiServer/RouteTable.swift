@@ -63,6 +63,9 @@ enum RouteTable {
         "POST /v1/embeddings": .init(.user, .inference),
         "POST /v1/messages": .init(.user, .inference),
         "POST /v1/messages/count_tokens": .init(.user, .inference),
+        // Reranking (Jina's and Cohere's shape), also at llama-server's path.
+        "POST /v1/rerank": .init(.user, .inference),
+        "POST /rerank": .init(.user, .inference),
         // llama-server's tokenizer, per model.
         "POST /tokenize": .init(.user, .inference),
         "POST /detokenize": .init(.user, .inference),
@@ -152,7 +155,7 @@ enum APIFamily: String, Sendable {
     static func of(path: String) -> APIFamily {
         if path == "/v1beta" || path.hasPrefix("/v1beta/") { return .gemini }
         if path == "/v1/messages" || path.hasPrefix("/v1/messages/") { return .anthropic }
-        if path == "/v1" || path.hasPrefix("/v1/") || path == "/tokenize" || path == "/detokenize" { return .openAI }
+        if path == "/v1" || path.hasPrefix("/v1/") || ["/tokenize", "/detokenize", "/rerank"].contains(path) { return .openAI }
         if path == "/api" || path.hasPrefix("/api/") || path == "/" { return .ollama }
         return .bodhi
     }

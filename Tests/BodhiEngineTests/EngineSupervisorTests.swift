@@ -358,28 +358,37 @@ struct EngineSupervisorTests {
         #expect(launcher.engines(of: model.id)[1].arguments.suffix(2) == ["--cache-ram", "1"])
     }
 
-    @Test func aModelsEmbeddingsEngineHasOneSlotABatchAsLongAsItsContextAndGoesWithTheModel() async throws {
+    @Test func aModelsEmbeddingsAndRerankEnginesHaveOneSlotABatchAsLongAsItsContextAndGoWithTheModel() async throws {
         let launcher = FakeLauncher()
         let estimator = FakeEstimator()
         estimator.trained = 2048
         let supervisor = try Self.supervisor(launcher, estimator: estimator)
         let model = Self.model("a")
-        let embeddings = model.embeddings
-        #expect(embeddings.id == model.id + "#embeddings" && embeddings.reportedName == model.id && embeddings.embeddings == embeddings)
-        #expect(supervisor.slots(for: embeddings) == 1 && supervisor.slots(for: model) == 2)
+        let embeddings = model.companion(.embeddings)
+        let rerank = embeddings.companion(.rerank)
+        #expect(embeddings.id == model.id + "#embeddings" && embeddings.reportedName == model.id && embeddings.companion(.embeddings) == embeddings)
+        #expect(rerank.id == model.id + "#rerank" && rerank.reportedName == model.id && rerank.companion(.generation) == model)
+        #expect(supervisor.slots(for: embeddings) == 1 && supervisor.slots(for: rerank) == 1 && supervisor.slots(for: model) == 2)
         try await supervisor.acquire(model).release()
         try await supervisor.acquire(embeddings).release()
-        let arguments = launcher.engines(of: embeddings.id)[0].arguments
-        #expect(arguments.contains("--parallel") && arguments[arguments.firstIndex(of: "--parallel")! + 1] == "1")
-        for flag in ["--ctx-size", "--batch-size", "--ubatch-size"] {
-            #expect(arguments[arguments.firstIndex(of: flag)! + 1] == "2048")
+        try await supervisor.acquire(rerank).release()
+        for pooled in [embeddings, rerank] {
+            let arguments = launcher.engines(of: pooled.id)[0].arguments
+            #expect(arguments.contains("--parallel") && arguments[arguments.firstIndex(of: "--parallel")! + 1] == "1")
+            for flag in ["--ctx-size", "--batch-size", "--ubatch-size"] {
+                #expect(arguments[arguments.firstIndex(of: flag)! + 1] == "2048")
+            }
+            // Only the rerank engine scores; `--reranking` after the fixed `--pooling mean` wins.
+            #expect(arguments.contains("--reranking") == (pooled == rerank))
         }
+        #expect(!launcher.engines(of: model.id)[0].arguments.contains("--reranking"))
         // Never more than the cap, whatever the model was trained for.
         estimator.trained = 131_072
-        #expect(await supervisor.embeddingContext(Self.model("b").embeddings) == EngineSupervisor.maxEmbeddingContext)
-        // Unloading the model stops both.
+        #expect(await supervisor.embeddingContext(Self.model("b").companion(.embeddings)) == EngineSupervisor.maxEmbeddingContext)
+        // Unloading the model stops all three.
         await supervisor.unload(model.id)
         #expect(try await Self.stopped(launcher.engines(of: embeddings.id)[0]))
+        #expect(try await Self.stopped(launcher.engines(of: rerank.id)[0]))
         #expect(await supervisor.status().isEmpty)
     }
 

@@ -36,6 +36,22 @@ def default_model_file() -> Path:
                                 revision=DEFAULT_MODEL_REVISION, local_files_only=True))
 
 
+def add_model(hf_home: Path, repo_id: str, file_name: str, source: Path | None = None, content: bytes = b"") -> None:
+    """Lays a file into an HF cache the way huggingface_hub does: a blob and a snapshot link."""
+    repo = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    snapshot = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snapshot.mkdir(parents=True, exist_ok=True)
+    blob = repo / "blobs" / f"blob-{file_name}"
+    if source is not None:
+        blob.symlink_to(source.resolve())
+    else:
+        blob.write_bytes(content)
+    (snapshot / file_name).symlink_to(Path("../../blobs") / blob.name)
+    (repo / "refs" / "main").write_text(snapshot.name)
+
+
 def run_bodhi(
     *args: str, home: Path, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

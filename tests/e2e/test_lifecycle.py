@@ -11,31 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from bodhi_process import DEFAULT_MODEL, HELLO, BodhiServer, ProcessRef, poll_until, run_bodhi
-
-
-
-def default_model_file() -> Path:
-    hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
-    repo = hf_home / "hub" / "models--QuantFactory--SmolLM2-135M-Instruct-GGUF"
-    revision = (repo / "refs" / "main").read_text().strip()
-    return repo / "snapshots" / revision / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def add_model(hf_home: Path, repo_id: str, file_name: str, source: Path | None = None, content: bytes = b"") -> None:
-    """Lays a file into an HF cache the way huggingface_hub does: a blob and a snapshot link."""
-    repo = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
-    (repo / "blobs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs").mkdir(exist_ok=True)
-    snapshot = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
-    snapshot.mkdir(parents=True, exist_ok=True)
-    blob = repo / "blobs" / f"blob-{file_name}"
-    if source is not None:
-        blob.symlink_to(source.resolve())
-    else:
-        blob.write_bytes(content)
-    (snapshot / file_name).symlink_to(Path("../../blobs") / blob.name)
-    (repo / "refs" / "main").write_text(snapshot.name)
+from bodhi_process import DEFAULT_MODEL, HELLO, BodhiServer, ProcessRef, add_model, default_model_file, poll_until, run_bodhi
 
 
 def client_for(server: BodhiServer) -> openai.OpenAI:

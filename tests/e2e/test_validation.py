@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from bodhi_process import DEFAULT_MODEL
+from bodhi_process import DEFAULT_MODEL, HELLO
 
 GOOD = [{"role": "user", "content": "hi"}]
 
@@ -88,6 +88,8 @@ def test_openais_limit_of_four_stops_is_openais_alone(http: httpx.Client):
     ollama = http.post("/api/chat", json={"model": DEFAULT_MODEL, "messages": GOOD, "stream": False,
                                          "options": {"stop": stops, "num_predict": 2}})
     assert ollama.status_code == 200, ollama.text
+    claude = http.post("/v1/messages", json={"model": DEFAULT_MODEL, "messages": GOOD, "max_tokens": 2, "stop_sequences": stops})
+    assert claude.status_code == 200, claude.text
 
 
 def test_ollamas_own_ranges_are_its_own(http: httpx.Client):
@@ -115,3 +117,21 @@ def test_an_output_cap_refuses_more_and_bounds_what_names_no_limit(capped):
             "model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Write a long story."}], "ignore_eos": True})
         assert unbounded.status_code == 200, unbounded.text
         assert unbounded.json()["usage"]["completion_tokens"] == 5 and unbounded.json()["choices"][0]["finish_reason"] == "length"
+
+
+def test_openai_refuses_max_tokens_beyond_a_slots_context_on_either_path(http: httpx.Client):
+    """The engine gives each request a slot of 8192 tokens (SmolLM2's trained context): asking for
+    more is a 400 naming the field and the figure, whether the request took the fast path (engine
+    ready, slot free) or the task path (engine loading)."""
+    for _ in range(2):
+        for field in ("max_tokens", "max_completion_tokens"):
+            answer = http.post("/v1/chat/completions", json={"model": DEFAULT_MODEL, "messages": HELLO, field: 100_000})
+            assert answer.status_code == 400, answer.text
+            error = answer.json()["error"]
+            assert error["param"] == field and "8192" in error["message"]
+    fits = http.post("/v1/chat/completions", json={"model": DEFAULT_MODEL, "messages": HELLO, "max_tokens": 8192, "stop": ["!", "."]})
+    assert fits.status_code == 200, fits.text
+    # Anthropic's clients send their model family's maximum as a matter of course: the reply ends
+    # when the context is full instead.
+    claude = http.post("/v1/messages", json={"model": DEFAULT_MODEL, "max_tokens": 64_000, "messages": HELLO, "stop_sequences": ["!", "."]})
+    assert claude.status_code == 200, claude.text

@@ -36,7 +36,11 @@ public struct AnthropicService: Sendable {
 
         let id = String("msg_" + UUID.random().lowercaseHex.prefix(24))
         let chatBody = JSONBody.buffer(chat)
-        switch try await inference.handle(.chatCompletions, body: chatBody, allowedModels: nil) {
+        // Anthropic's own ranges hold (its clients send more stop sequences than OpenAI's four).
+        let result = try await InferenceService.$translatedFromOtherAPI.withValue(true) {
+            try await inference.handle(.chatCompletions, body: chatBody, allowedModels: nil)
+        }
+        switch result {
         case .complete(let status, _, let bytes):
             let object = (try? JSONBody.object(from: bytes)) ?? [:]
             guard status == 200 else { throw BodhiError.engineAnswered(status, object) }
@@ -194,6 +198,7 @@ public struct AnthropicService: Sendable {
             throw BodhiError.invalidRequest("messages: content must be a string or a list of content blocks", param: "messages")
         }
         var texts: [String] = []
+        var images: [String] = []
         var toolCalls: [JSONObject] = []
         var toolResults: [JSONObject] = []
         for block in blocks {
@@ -212,15 +217,29 @@ public struct AnthropicService: Sendable {
                 default: content = ""
                 }
                 toolResults.append(["role": "tool", "tool_call_id": block["tool_use_id"] ?? "", "content": content])
-            case "image", "document":
-                throw BodhiError.invalidRequest("this model does not support \(block["type"] as? String ?? "") content", param: "messages")
+            case "image":
+                let source = block["source"] as? JSONObject ?? [:]
+                switch source["type"] as? String {
+                case "base64":
+                    guard let type = source["media_type"] as? String, let data = source["data"] as? String else {
+                        throw BodhiError.invalidRequest("messages: an image's base64 source needs media_type and data", param: "messages")
+                    }
+                    images.append(ChatContent.dataURL(mediaType: type, base64: data))
+                case "url":
+                    guard let url = source["url"] as? String else { throw BodhiError.invalidRequest("messages: an image's url source needs a url", param: "messages") }
+                    images.append(url)
+                default:
+                    throw BodhiError.invalidRequest("messages: an image's source must be base64 or url", param: "messages")
+                }
+            case "document":
+                throw BodhiError.invalidRequest("this server does not read document content (PDF); send its text", param: "messages")
             default:
                 throw BodhiError.invalidRequest("unknown content block type '\(block["type"] as? String ?? "")'", param: "messages")
             }
         }
         var result = toolResults
-        if !texts.isEmpty || !toolCalls.isEmpty {
-            var chat: JSONObject = ["role": role, "content": texts.joined(separator: "\n")]
+        if !texts.isEmpty || !images.isEmpty || !toolCalls.isEmpty {
+            var chat: JSONObject = ["role": role, "content": ChatContent.content(texts: texts, imageURLs: images)]
             if !toolCalls.isEmpty { chat["tool_calls"] = toolCalls }
             result.append(chat)
         }

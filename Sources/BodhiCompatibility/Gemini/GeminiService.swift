@@ -20,7 +20,7 @@ public struct GeminiService: Sendable {
 
     /// `generateContent` or, with `stream`, `streamGenerateContent` (SSE).
     public func generate(model: String, _ body: ByteBuffer, stream: Bool, allowed: [String]?) async throws -> TranslatedReply {
-        let request = try JSONBody.object(from: body)
+        let request = Self.camelCased(try JSONBody.object(from: body))
         let served = try await inference.resolve(model, allowedBy: allowed)
         var chat = try Self.chatRequest(request)
         chat["model"] = served.name
@@ -66,7 +66,7 @@ public struct GeminiService: Sendable {
 
     /// `embedContent` (one `content`) or `batchEmbedContents` (`requests`, each with its content).
     public func embed(model: String, _ body: ByteBuffer, batch: Bool, allowed: [String]?) async throws -> ByteBuffer {
-        let request = try JSONBody.object(from: body)
+        let request = Self.camelCased(try JSONBody.object(from: body))
         let contents: [JSONObject]
         if batch {
             guard let requests = request["requests"] as? [JSONObject], !requests.isEmpty else {
@@ -100,13 +100,41 @@ public struct GeminiService: Sendable {
 
     /// `countTokens`: the tokens of `contents` (or of a whole `generateContentRequest`), `{"totalTokens"}`.
     public func countTokens(model: String, _ body: ByteBuffer, allowed: [String]?) async throws -> ByteBuffer {
-        let request = try JSONBody.object(from: body)
+        let request = Self.camelCased(try JSONBody.object(from: body))
         let generate = request["generateContentRequest"] as? JSONObject ?? request
         let count = try await inference.promptTokens(model: model, chat: try Self.chatRequest(generate), allowed: allowed)
         return JSONBody.buffer(["totalTokens": count])
     }
 
     // MARK: Requests
+
+    /// A request with its field names in lowerCamelCase: Google's API reads protocol buffers'
+    /// JSON, which takes either `mime_type` or `mimeType`, and its clients send both (google-genai
+    /// sends a part's `inline_data` contents as `mime_type`). Names chosen by the caller — function
+    /// arguments and responses, a schema's properties, JSON schemas — stay as they are.
+    static func camelCased(_ object: JSONObject) -> JSONObject {
+        var result: JSONObject = [:]
+        for (key, value) in object {
+            let name = camelCase(key)
+            result[name] = freeForm.contains(name) ? value : camelCasedValue(value)
+        }
+        return result
+    }
+
+    private static func camelCasedValue(_ value: Any) -> Any {
+        if let object = value as? JSONObject { return camelCased(object) }
+        if let list = value as? [Any] { return list.map(camelCasedValue) }
+        return value
+    }
+
+    private static func camelCase(_ key: String) -> String {
+        guard key.contains("_") else { return key }
+        let words = key.split(separator: "_", omittingEmptySubsequences: true)
+        guard let first = words.first else { return key }
+        return String(first) + words.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+    }
+
+    private static let freeForm: Set<String> = ["args", "response", "properties", "parametersJsonSchema", "responseJsonSchema", "example", "default", "labels"]
 
     /// The chat completion request (without `model` and `stream`) for a `generateContent` body.
     static func chatRequest(_ request: JSONObject) throws -> JSONObject {
@@ -223,7 +251,7 @@ public struct GeminiService: Sendable {
             throw BodhiError.invalidRequest("\(param).parts: Field required (a list of parts).", param: "\(param).parts")
         }
         var texts: [String] = []
-        var images: [JSONObject] = []
+        var images: [String] = []
         var toolCalls: [JSONObject] = []
         var results: [JSONObject] = []
         for (index, part) in parts.enumerated() {
@@ -238,9 +266,11 @@ public struct GeminiService: Sendable {
                 let output = String(buffer: JSONBody.buffer(response["response"] ?? JSONObject()))
                 results.append(["role": "tool", "tool_call_id": calls.response(name, id: response["id"] as? String), "content": output])
             } else if let data = part["inlineData"] as? JSONObject, let mime = data["mimeType"] as? String, let base64 = data["data"] as? String {
-                images.append(["type": "image_url", "image_url": ["url": "data:\(mime);base64,\(base64)"]])
+                // Protocol buffers' JSON writes bytes in either base64 alphabet; data URLs take the standard one.
+                let standard = base64.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+                images.append(ChatContent.dataURL(mediaType: mime, base64: standard))
             } else if let file = part["fileData"] as? JSONObject, let uri = file["fileUri"] as? String {
-                images.append(["type": "image_url", "image_url": ["url": uri]])
+                images.append(uri)
             } else {
                 throw BodhiError.invalidRequest("\(param).parts[\(index)] is not a part this server takes (text, inlineData, fileData, functionCall, functionResponse).",
                                                 param: "\(param).parts[\(index)]")
@@ -249,12 +279,7 @@ public struct GeminiService: Sendable {
         var messages = results
         let chatRole = role == "model" ? "assistant" : "user"
         if !texts.isEmpty || !images.isEmpty || !toolCalls.isEmpty {
-            var message: JSONObject = ["role": chatRole]
-            if images.isEmpty {
-                message["content"] = texts.joined()
-            } else {
-                message["content"] = texts.map { ["type": "text", "text": $0] as JSONObject } + images
-            }
+            var message: JSONObject = ["role": chatRole, "content": ChatContent.content(texts: texts, imageURLs: images, separator: "")]
             if !toolCalls.isEmpty { message["tool_calls"] = toolCalls }
             messages.append(message)
         }

@@ -84,17 +84,16 @@ public struct OllamaService: Sendable {
             infill["stream_options"] = nil
             return try await run(.infill, infill, served: served, name: name, request: request, field: .response)
         }
-        if request["images"] as? [Any] != nil {
-            throw BodhiError.invalidRequest("\(name) does not support images")
-        }
+        let images = try Self.imageURLs(request["images"])
         var openAI = try Self.samplingFields(request)
         if request["raw"] as? Bool == true {
+            guard images.isEmpty else { throw BodhiError.invalidRequest("images need a chat template; drop raw to send them") }
             openAI["prompt"] = prompt
             return try await run(.completions, openAI, served: served, name: name, request: request, field: .response)
         }
         var messages: [JSONObject] = []
         if let system = request["system"] as? String, !system.isEmpty { messages.append(["role": "system", "content": system]) }
-        messages.append(["role": "user", "content": prompt])
+        messages.append(["role": "user", "content": ChatContent.content(texts: [prompt], imageURLs: images)])
         openAI["messages"] = messages
         try await applyThinking(request, to: &openAI, served: served, name: name)
         return try await run(.chatCompletions, openAI, served: served, name: name, request: request, field: .response)
@@ -153,15 +152,23 @@ public struct OllamaService: Sendable {
         return fields
     }
 
-    /// An Ollama message as OpenAI's: tool call arguments go from objects to JSON strings.
+    /// Ollama's `images` (base64 strings) as data URLs.
+    static func imageURLs(_ images: Any?) throws -> [String] {
+        switch images {
+        case nil, is NSNull: return []
+        case let list as [String]: return list.map { ChatContent.dataURL(base64: $0) }
+        default: throw BodhiError.invalidRequest("images must be a list of base64-encoded images")
+        }
+    }
+
+    /// An Ollama message as OpenAI's: tool call arguments go from objects to JSON strings, images
+    /// become image parts.
     static func openAIMessage(_ value: Any) throws -> JSONObject {
         guard var message = value as? JSONObject, message["role"] is String else {
             throw BodhiError.invalidRequest("each message needs a role and content")
         }
-        if let images = message["images"] as? [Any], !images.isEmpty {
-            throw BodhiError.invalidRequest("this model does not support images")
-        }
-        message["images"] = nil
+        let images = try imageURLs(message.removeValue(forKey: "images"))
+        if !images.isEmpty { message["content"] = ChatContent.content(texts: [message["content"] as? String ?? ""], imageURLs: images) }
         if message["content"] == nil { message["content"] = "" }
         if let calls = message["tool_calls"] as? [JSONObject] {
             message["tool_calls"] = calls.enumerated().map { index, call -> JSONObject in

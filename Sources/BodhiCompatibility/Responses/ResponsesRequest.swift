@@ -274,12 +274,7 @@ struct ResponsesRequest: @unchecked Sendable {
         if let text = content as? String { return text }
         let parts = content as? [JSONObject] ?? []
         let texts = parts.compactMap { $0["text"] as? String ?? $0["refusal"] as? String }
-        guard parts.contains(where: { $0["type"] as? String == "input_image" }) else { return texts.joined(separator: "\n") }
-        return parts.map { part -> JSONObject in
-            if part["type"] as? String == "input_image" {
-                return ["type": "image_url", "image_url": ["url": part["image_url"] ?? ""]]
-            }
-            return ["type": "text", "text": part["text"] ?? part["refusal"] ?? ""]
-        }
+        let images = parts.filter { $0["type"] as? String == "input_image" }.compactMap { $0["image_url"] as? String }
+        return ChatContent.content(texts: texts, imageURLs: images)
     }
 }

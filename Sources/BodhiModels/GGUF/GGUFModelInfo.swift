@@ -77,7 +77,10 @@ public struct GGUFModelInfo: Sendable, Equatable, Codable {
             found.append("thinking")
         }
         if metadata.keys.contains(where: { $0.hasPrefix("clip.vision") || $0.contains(".vision.") }) { found.append("vision") }
-        if let architecture, metadata["\(architecture).pooling_type"] != nil, template.isEmpty { found.append("embedding") }
+        if let architecture, let pooling = metadata["\(architecture).pooling_type"]?.integer {
+            // llama.cpp's LLAMA_POOLING_TYPE_RANK: a reranker's classification head scores query and document.
+            if pooling == 4 { found.append("rerank") } else if template.isEmpty { found.append("embedding") }
+        }
         let fim = ["fim_pre_token_id", "fim_suf_token_id", "fim_mid_token_id"].allSatisfy { metadata["tokenizer.ggml.\($0)"] != nil }
             || ["prefix_token_id", "suffix_token_id", "middle_token_id"].allSatisfy { metadata["tokenizer.ggml.\($0)"] != nil }
         if fim { found.append("insert") }
