@@ -186,7 +186,8 @@ public actor EngineSupervisor {
 
     /// The requests `model`'s engine serves at once.
     public nonisolated func slots(for model: EngineTarget) -> Int {
-        model.overrides.parallel ?? defaultSlots.load(ordering: .relaxed)
+        // An embeddings or rerank engine's one slot has a batch as long as its context.
+        model.pools ? 1 : model.overrides.parallel ?? defaultSlots.load(ordering: .relaxed)
     }
 
     /// An engine for `model`, loading it first if needed. Concurrent callers for a model

@@ -50,9 +50,7 @@ public struct EngineTarget: Sendable, Equatable {
     private init(_ role: Role, of target: EngineTarget) {
         id = Self.servedID(of: target.id) + role.keySuffix
         entry = target.entry
-        var overrides = target.overrides
-        if role != .generation { overrides.parallel = 1 }
-        self.overrides = overrides
+        overrides = target.overrides
         self.role = role
     }
 

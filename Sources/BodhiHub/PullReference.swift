@@ -90,13 +90,20 @@ public struct PullReference: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// GGUF models in a listing, split parts grouped; incomplete splits and projectors left out.
+    /// GGUF models in a listing, split parts grouped; incomplete splits left out. A vision
+    /// projector (`mmproj*.gguf`) is no model of its own: it comes with each model of its folder,
+    /// after the model's parts.
     static func candidates(in files: [HubClient.RepoFile]) -> [Candidate] {
         var groups: [String: [(GGUFFileName, HubClient.RepoFile)]] = [:]
+        var projectors: [String: [HubClient.RepoFile]] = [:]
         for file in files {
             let fileName = (file.path as NSString).lastPathComponent
-            guard let name = GGUFFileName(fileName), !name.isAuxiliary else { continue }
+            guard let name = GGUFFileName(fileName) else { continue }
             let directory = (file.path as NSString).deletingLastPathComponent
+            if name.isAuxiliary {
+                projectors[directory, default: []].append(file)
+                continue
+            }
             groups[directory.isEmpty ? name.stem : directory + "/" + name.stem, default: []].append((name, file))
         }
         return groups.sorted { $0.key < $1.key }.compactMap { stem, members in
@@ -105,7 +112,9 @@ public struct PullReference: Sendable, Equatable, CustomStringConvertible {
             guard ordered.count == expected, ordered.enumerated().allSatisfy({ $0.offset + 1 == ($0.element.0.split?.part ?? 1) }) else {
                 return nil
             }
-            return Candidate(label: ordered[0].0.quantization ?? stem, files: ordered.map(\.1))
+            let folder = projectors[(ordered[0].1.path as NSString).deletingLastPathComponent] ?? []
+            let projector = GGUFFileName.projector(among: folder.map(\.path)).flatMap { path in folder.first { $0.path == path } }
+            return Candidate(label: ordered[0].0.quantization ?? stem, files: ordered.map(\.1) + (projector.map { [$0] } ?? []))
         }
     }
 }

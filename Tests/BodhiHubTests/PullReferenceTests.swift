@@ -27,7 +27,8 @@ import Testing
     ]
 
     @Test func choosesByQuantizationPathOrPreference() throws {
-        #expect(try PullReference(parsing: "o/r:q8_0").choose(from: Self.listing).files.map(\.path) == ["model.Q8_0.gguf"])
+        // A projector in the model's folder comes with it; the folder `big/` has none.
+        #expect(try PullReference(parsing: "o/r:q8_0").choose(from: Self.listing).files.map(\.path) == ["model.Q8_0.gguf", "mmproj-model-f16.gguf"])
         #expect(try PullReference(parsing: "o/r").choose(from: Self.listing).label == "Q4_K_M")
         let split = try PullReference(parsing: "o/r:F16").choose(from: Self.listing)
         #expect(split.files.map(\.sha256) == ["c", "d"])

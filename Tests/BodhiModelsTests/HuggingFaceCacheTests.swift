@@ -58,7 +58,10 @@ struct FakeHub {
         try hub.add(repo: "org/vision-GGUF", file: "vision-Q4_0.gguf")
         try hub.add(repo: "org/vision-GGUF", file: "mmproj-vision-f16.gguf")
         try hub.add(repo: "org/vision-GGUF", file: "vision-Q8_0.gguf", dangling: true)
-        #expect(HuggingFaceCache(hubDirectory: hub.hub).scan().map(\.id) == ["org/vision-GGUF:Q4_0"])
+        let models = HuggingFaceCache(hubDirectory: hub.hub).scan()
+        #expect(models.map(\.id) == ["org/vision-GGUF:Q4_0"])
+        // The projector goes with the model beside it, to its engine (`--mmproj`).
+        #expect(models[0].projector?.hasSuffix("/mmproj-vision-f16.gguf") == true && models[0].projectorBytes > 0)
     }
 
     @Test func theRevisionMainPointsAtWins() throws {

@@ -34,5 +34,9 @@ import Testing
 
     @Test func projectorsAreNotModels() {
         #expect(GGUFFileName("mmproj-model-f16.gguf")?.isAuxiliary == true)
+        // Of several projectors a model gets the full-precision one.
+        #expect(GGUFFileName.projector(among: ["d/mmproj-m-Q8_0.gguf", "d/mmproj-m-F16.gguf", "d/m-Q4_0.gguf"]) == "d/mmproj-m-F16.gguf")
+        #expect(GGUFFileName.projector(among: ["d/mmproj-m-Q4_1.gguf", "d/m-Q4_0.gguf"]) == "d/mmproj-m-Q4_1.gguf")
+        #expect(GGUFFileName.projector(among: ["d/m-Q4_0.gguf"]) == nil)
     }
 }

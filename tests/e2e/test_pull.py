@@ -3,6 +3,7 @@ Bodhi pulls into its HF cache, and the real huggingface_hub package checks the l
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import pytest
 from bodhi_process import DEFAULT_MODEL, HELLO, BodhiServer, default_model_file, poll_until, run_bodhi
 from fake_hub import FakeHub
 from huggingface_hub import hf_hub_download, scan_cache_dir, try_to_load_from_cache
+from tiny_projector import red_png, write_projector
 
 TOKEN = "hf_test_token_for_the_local_hub"
 MB = 1024 * 1024
@@ -306,6 +308,24 @@ def test_a_pulled_model_answers_a_chat(puller: BodhiServer, hub: FakeHub):
     with openai.OpenAI(base_url=puller.api_url, api_key=puller.token, timeout=120, max_retries=0) as client:
         reply = client.chat.completions.create(model="test-org/SmolLM2-GGUF:Q4_1", messages=HELLO, max_tokens=16)
     assert reply.choices[0].message.content
+
+
+def test_a_vision_model_is_pulled_with_its_projector_and_reads_images(puller: BodhiServer, hub: FakeHub, tmp_path: Path):
+    projector = tmp_path / "mmproj-vision-f16.gguf"
+    write_projector(projector)
+    hub.add_repo("test-org/vision-GGUF", {"vision.Q4_1.gguf": default_model_file(), "mmproj-vision-f16.gguf": projector,
+                                          "mmproj-vision-Q8_0.gguf": gguf(1000, 50)}, token=TOKEN)
+    pull = start_pull(puller, "test-org/vision-GGUF:Q4_1").json()
+    # The full-precision projector comes with the model; the other one does not.
+    assert [f["path"] for f in pull["files"]] == ["vision.Q4_1.gguf", "mmproj-vision-f16.gguf"]
+    assert wait_finished(puller, pull["id"], timeout=120)["state"] == "completed"
+    detail = httpx.get(f"{puller.base_url}/bodhi/v1/models/test-org/vision-GGUF:Q4_1", headers=puller.auth, timeout=10).json()
+    assert "vision" in detail["capabilities"]
+    image = "data:image/png;base64," + base64.b64encode(red_png()).decode()
+    with openai.OpenAI(base_url=puller.api_url, api_key=puller.token, timeout=120, max_retries=0) as client:
+        reply = client.chat.completions.create(model="test-org/vision-GGUF:Q4_1", max_tokens=4, messages=[
+            {"role": "user", "content": [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": image}}]}])
+    assert reply.usage.prompt_tokens > 0
 
 
 def test_a_split_model_is_pulled_whole_and_served_as_one(puller: BodhiServer, hub: FakeHub):
