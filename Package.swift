@@ -37,6 +37,10 @@ let package = Package(
     targets: [
         // fork/exec with a parent-death signal, which Foundation's Process cannot set.
         .target(name: "CBodhiSpawn"),
+        // Brotli's and Zstandard's encoders from Debian's packages, for `br` and `zstd` responses:
+        // no Swift package in reach provides them (compress-nio has zlib's formats only).
+        .systemLibrary(name: "CBrotli", pkgConfig: "libbrotlienc", providers: [.apt(["libbrotli-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(
             name: "BodhiCore",
             dependencies: [.product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log")],
@@ -148,6 +152,7 @@ let package = Package(
             name: "BodhiServer",
             dependencies: [
                 "BodhiCore", "BodhiModels", "BodhiEngine", "BodhiHub", "BodhiIdentity", "BodhiChats", "BodhiCompatibility", "BodhiBackends", "BodhiHTTP",
+                "CBrotli", "CZstd",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

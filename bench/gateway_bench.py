@@ -5,7 +5,7 @@
      against GET /ping (no auth, no limiter) on the same server -> p50/p95/p99, errors, ratio;
   2. fairness, one slot: a light user's request latency while a heavy user keeps 8 streams queued,
      against the same request with nobody else -> ratio, and how many heavy requests it waited for;
-  3. compression: /openapi.json and a 128-token SSE stream with and without gzip -> bytes ratio and
+  3. compression: /openapi.json and a 128-token SSE stream uncompressed, gzip, br and zstd -> bytes ratio and
      added latency (p50);
   4. unknown model names: /ping and a small chat while 200 requests a second (from wrk) name models
      that do not exist (each a lookup that finds nothing), against the same with nobody asking and
@@ -117,7 +117,8 @@ def compression_phase(server: BodhiServer, args: argparse.Namespace) -> dict:
     rounds = 20 if args.quick else 100
     results = {}
     with httpx.Client(base_url=server.base_url, headers=server.auth, timeout=120) as http:
-        for name, encoding in [("identity", "identity"), ("gzip", "gzip")]:
+        for name in ("identity",) + ENCODINGS:
+            encoding = name
             times, sizes = [], []
             for _ in range(rounds):
                 started = time.perf_counter()
@@ -129,21 +130,27 @@ def compression_phase(server: BodhiServer, args: argparse.Namespace) -> dict:
         stream_rounds = 3 if args.quick else 10
         body = {"model": DEFAULT_MODEL, "messages": HELLO, "max_tokens": 128, "stream": True, "ignore_eos": True}
         http.post("/v1/chat/completions", json=body | {"stream": False, "max_tokens": 1})  # load the model
-        for name, encoding in [("identity", "identity"), ("gzip", "gzip")] * stream_rounds:
+        for name in (("identity",) + ENCODINGS) * stream_rounds:
+            encoding = name
             cpu_before = cpu_seconds(server.proc.pid)
             with http.stream("POST", "/v1/chat/completions", json=body, headers={"Accept-Encoding": encoding}) as response:
                 size = sum(len(chunk) for chunk in response.iter_raw())
             entry = results.setdefault(f"stream_{name}", {"bytes": [], "cpu_ms_per_event": []})
             entry["bytes"].append(size)
             entry["cpu_ms_per_event"].append(cpu_seconds(server.proc.pid) - cpu_before)
-    for name in ("stream_identity", "stream_gzip"):
+    for name in ("identity",) + ENCODINGS:
         # CPU time comes in clock ticks: summed over every stream, per event (128 tokens, a role and a finish event).
-        results[name]["cpu_ms_per_event"] = sum(results[name]["cpu_ms_per_event"]) * 1000 / (130 * stream_rounds)
-        results[name]["bytes"] = statistics.median(results[name]["bytes"])
-    results["openapi_ratio"] = results["openapi_gzip"]["bytes"] / results["openapi_identity"]["bytes"]
-    results["openapi_added_ms"] = results["openapi_gzip"]["p50_ms"] - results["openapi_identity"]["p50_ms"]
-    results["stream_ratio"] = results["stream_gzip"]["bytes"] / results["stream_identity"]["bytes"]
+        entry = results[f"stream_{name}"]
+        entry["cpu_ms_per_event"] = sum(entry["cpu_ms_per_event"]) * 1000 / (130 * stream_rounds)
+        entry["bytes"] = statistics.median(entry["bytes"])
+    for name in ENCODINGS:
+        results[f"openapi_{name}"]["ratio"] = results[f"openapi_{name}"]["bytes"] / results["openapi_identity"]["bytes"]
+        results[f"stream_{name}"]["ratio"] = results[f"stream_{name}"]["bytes"] / results["stream_identity"]["bytes"]
     return results
+
+
+# What Bodhi compresses with, each asked for alone.
+ENCODINGS = ("gzip", "br", "zstd")
 
 
 # 3. fairness ---------------------------------------------------------------------------------------
@@ -303,11 +310,12 @@ def markdown(report: dict) -> str:
         f"ratio {f['ratio_p50']:.2f}; heavy requests finished while a light one waited: {f['heavy_requests_finished_meanwhile_median']} "
         f"(one heavy request takes {f['heavy_service_s']:.2f} s; FIFO behind 8 queued would be ~{f['fifo_estimate_s']:.1f} s)",
         "",
-        "### compression (gzip)",
-        f"/openapi.json: {c['openapi_identity']['bytes']} -> {c['openapi_gzip']['bytes']} bytes (ratio {c['openapi_ratio']:.3f}), "
-        f"p50 {c['openapi_identity']['p50_ms']:.2f} -> {c['openapi_gzip']['p50_ms']:.2f} ms",
-        f"128-token SSE stream: {c['stream_identity']['bytes']:.0f} -> {c['stream_gzip']['bytes']:.0f} bytes (ratio {c['stream_ratio']:.3f}); "
-        f"Bodhi CPU per event {c['stream_identity']['cpu_ms_per_event']:.3f} -> {c['stream_gzip']['cpu_ms_per_event']:.3f} ms",
+        "### compression (the same run's uncompressed answers as the baseline)",
+        "| encoding | /openapi.json bytes | ratio | p50 ms | 128-token SSE bytes | ratio | Bodhi CPU ms per event |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *(f"| {name} | {c['openapi_' + name]['bytes']} | {c['openapi_' + name].get('ratio', 1):.3f} | {c['openapi_' + name]['p50_ms']:.2f} | "
+          f"{c['stream_' + name]['bytes']:.0f} | {c['stream_' + name].get('ratio', 1):.3f} | {c['stream_' + name]['cpu_ms_per_event']:.3f} |"
+          for name in ("identity",) + ENCODINGS),
         "",
         f"### unknown model names ({u['unknown_per_s']:.0f} requests/s for {u['seconds']} s, answered {u['unknown_statuses']})",
         "| | /ping p50 ms | /ping p99 ms | chat p50 ms | chat p99 ms |",

@@ -13,9 +13,11 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import brotli
 import httpx
 import openai
 import pytest
+import zstandard
 from bodhi_process import DEFAULT_MODEL, HELLO, BodhiServer, poll_until
 
 
@@ -180,31 +182,40 @@ def test_a_full_queue_is_503_and_a_client_that_hangs_up_leaves_it(tmp_path: Path
 def test_compressed_responses_and_streams_decode_to_the_same_content(bodhi: BodhiServer):
     with httpx.Client(base_url=bodhi.base_url, headers=bodhi.auth, timeout=120) as http:
         plain = http.get("/openapi.json", headers={"Accept-Encoding": "identity"})
-        for encoding in ("gzip", "deflate"):
+        for encoding in ("gzip", "deflate", "br", "zstd"):
             raw = http.get("/openapi.json", headers={"Accept-Encoding": encoding})
             assert raw.headers["content-encoding"] == encoding
-            assert raw.json() == plain.json()  # httpx decodes it
+            assert raw.json() == plain.json()  # httpx decodes it (br and zstd with the brotli and zstandard packages)
         tiny = http.get("/ping", headers={"Accept-Encoding": "gzip"})
         assert "content-encoding" not in tiny.headers
-        # An SSE stream, gzip-compressed with a flush per event: the events arrive one by one.
+        # The client's weights choose; of equals, gzip.
+        for accepted, chosen in [("gzip, deflate, br, zstd", "gzip"), ("br;q=1, gzip;q=0.5", "br"), ("zstd, br;q=0.9", "zstd")]:
+            assert http.get("/openapi.json", headers={"Accept-Encoding": accepted}).headers["content-encoding"] == chosen
+        # An SSE stream, compressed with a flush per event: the events arrive one by one.
+        decoders = {
+            "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS).decompress,
+            "br": lambda: brotli.Decompressor().process,
+            "zstd": lambda: zstandard.ZstdDecompressor().decompressobj().decompress,
+        }
         request = {"model": DEFAULT_MODEL, "messages": HELLO, "max_tokens": 16, "stream": True, "ignore_eos": True}
-        with http.stream("POST", "/v1/chat/completions", json=request, headers={"Accept-Encoding": "gzip"}) as response:
-            assert response.headers["content-encoding"] == "gzip"
-            decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            text, pieces = b"", 0
-            for chunk in response.iter_raw():
-                piece = decompressor.decompress(chunk)
-                if pieces == 0:
-                    assert piece.startswith(b"data: {")  # the first event decodes on its own: flushed
-                pieces += 1
-                text += piece
-        events = [line[6:] for line in text.decode().splitlines() if line.startswith("data: ")]
-        # llama-server sometimes sends several tokens in one event, so the count varies; the shape does not.
-        assert events[-1] == "[DONE]" and len(events) >= 4, text
-        chunks = [json.loads(event) for event in events[:-1]]
-        assert chunks[-1]["choices"][0]["finish_reason"] == "length"
-        assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
-        assert pieces > 1  # arrived piece by piece, not at the end
+        for encoding, decoder in decoders.items():
+            with http.stream("POST", "/v1/chat/completions", json=request, headers={"Accept-Encoding": encoding}) as response:
+                assert response.headers["content-encoding"] == encoding
+                decompress = decoder()
+                text, pieces = b"", 0
+                for chunk in response.iter_raw():
+                    piece = decompress(chunk)
+                    if pieces == 0:
+                        assert piece.startswith(b"data: {"), encoding  # the first event decodes on its own: flushed
+                    pieces += 1
+                    text += piece
+            events = [line[6:] for line in text.decode().splitlines() if line.startswith("data: ")]
+            # llama-server sometimes sends several tokens in one event, so the count varies; the shape does not.
+            assert events[-1] == "[DONE]" and len(events) >= 4, text
+            chunks = [json.loads(event) for event in events[:-1]]
+            assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+            assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+            assert pieces > 1  # arrived piece by piece, not at the end
     # The official client asks for gzip itself and reads the stream as usual.
     with openai.OpenAI(base_url=bodhi.api_url, api_key=bodhi.token, max_retries=0) as client:
         pieces = [c.choices[0].delta.content for c in client.chat.completions.create(
@@ -213,10 +224,14 @@ def test_compressed_responses_and_streams_decode_to_the_same_content(bodhi: Bodh
 
 
 def test_curl_compressed_gets_the_same_body(bodhi: BodhiServer):
-    args = ["curl", "-s", "--compressed", "-H", f"Authorization: Bearer {bodhi.token}", f"{bodhi.api_url}/models"]
-    compressed = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    plain = httpx.get(f"{bodhi.api_url}/models", headers=bodhi.auth, timeout=30).json()
-    assert json.loads(compressed) == plain
+    plain = httpx.get(f"{bodhi.base_url}/openapi.json", headers=bodhi.auth, timeout=30).json()
+    # curl decodes each encoding itself (with zlib, libbrotli and libzstd): a second implementation.
+    for accepted, chosen in [("gzip, deflate, br, zstd", "gzip"), ("br", "br"), ("zstd", "zstd")]:
+        args = ["curl", "-sS", "--compressed", "-D", "/dev/stderr", "-H", f"Accept-Encoding: {accepted}",
+                "-H", f"Authorization: Bearer {bodhi.token}", f"{bodhi.base_url}/openapi.json"]
+        answer = subprocess.run(args, capture_output=True, text=True, check=True)
+        assert f"content-encoding: {chosen}" in answer.stderr.lower()
+        assert json.loads(answer.stdout) == plain, accepted
 
 
 def test_a_request_id_reaches_the_services_log_lines(tmp_path: Path):
