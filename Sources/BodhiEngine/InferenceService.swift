@@ -299,6 +299,14 @@ public struct OpenAIErrorBody: Codable, Sendable {
         }
         self.error = Detail(message: error.message, type: type, param: error.param, code: error.code.rawValue)
     }
+
+    /// An engine's or backend's error answer in OpenAI's shape (llama-server's has a numeric `code`
+    /// and no `param`), keeping its message.
+    static func normalizing(_ body: ByteBuffer, status: Int) -> ByteBuffer {
+        var error = BodhiError.engineAnswered(status, JSONBody.parsed(body) ?? [:])
+        if JSONBody.parsed(body) == nil, body.readableBytes > 0 { error = BodhiError(error.code, status: status, String(buffer: body)) }
+        return (try? JSONEncoder().encode(OpenAIErrorBody(error))).map { ByteBuffer(bytes: $0) } ?? body
+    }
 }
 
 /// Routes an OpenAI-style request to the engine of the model it names. Bodies travel as
@@ -417,7 +425,13 @@ public struct InferenceService: Sendable {
         let caller = InferenceCaller.current
         var onWhole: WholeReplyReceiver?
         if !prepared.wantsEvents, prepared.rewrite == nil, prepared.embeddingShape == nil, let deliverWhole {
-            onWhole = { status, contentType, body in deliverWhole(status, contentType ?? Self.defaultContentType, body) }
+            onWhole = { status, contentType, body in
+                if status >= 400 {
+                    deliverWhole(status, Self.defaultContentType, OpenAIErrorBody.normalizing(body, status: status))
+                } else {
+                    deliverWhole(status, contentType ?? Self.defaultContentType, body)
+                }
+            }
         }
         let backend = try backend(serving: prepared.served)
         guard operation.takesSlot || backend.name == local.name else {
@@ -441,7 +455,7 @@ public struct InferenceService: Sendable {
             model: exchange.model, backend: backend.name, queueWait: exchange.queueWait, release: exchange.release, operation: operation,
             caller: caller, started: started, observers: observers)
         let reply = exchange.reply
-        let contentType = reply.contentType ?? Self.defaultContentType
+        var contentType = reply.contentType ?? Self.defaultContentType
         if prepared.wantsEvents, reply.status == 200, contentType.hasPrefix("text/event-stream") {
             var stream = EventStream(reply: reply, slot: slot, logger: logger, cutoff: streams, nativeFormat: operation == .infill)
             stream.rewrite = prepared.rewrite
@@ -456,6 +470,10 @@ public struct InferenceService: Sendable {
         }
         let status = reply.status
         var answer = status == 200 ? prepared.rewrite.map { $0.whole(collected) } ?? collected : collected
+        if status >= 400 {
+            answer = OpenAIErrorBody.normalizing(collected, status: status)
+            contentType = Self.defaultContentType
+        }
         if status == 200, let shape = prepared.embeddingShape {
             do { answer = try shape.shaped(answer) } catch {
                 slot.finish(status: 400)
@@ -721,7 +739,11 @@ public struct InferenceService: Sendable {
         let sent = engines.postNow(
             operation.rawValue, to: lease.endpoint, body: body, client: connection, wholeUpTo: Self.maxResponseBytes,
             onWhole: { status, contentType, body in
-                deliver(status, contentType ?? Self.defaultContentType, body)
+                if status >= 400 {
+                    deliver(status, Self.defaultContentType, OpenAIErrorBody.normalizing(body, status: status))
+                } else {
+                    deliver(status, contentType ?? Self.defaultContentType, body)
+                }
                 slot.finish(status: status, body: body)
             },
             onFailure: { [self] error in

@@ -35,10 +35,16 @@ extension InferenceService {
     public func detokenize(_ body: ByteBuffer, allowed: [String]?) async throws -> ByteBuffer {
         let request = try JSONBody.object(from: body)
         let model = try Self.model(in: request)
-        guard let tokens = request["tokens"] as? [Int] else {
-            throw BodhiError.invalidRequest("tokens must be a list of token ids (whole numbers).", param: "tokens")
+        guard let tokens = request["tokens"] as? [Int], tokens.allSatisfy({ $0 >= 0 }) else {
+            throw BodhiError.invalidRequest("tokens must be a list of token ids (whole numbers, 0 or more).", param: "tokens")
         }
-        var answer = try await engineAnswer(.detokenize, ["model": model, "tokens": tokens], allowed: allowed)
+        var answer: JSONObject
+        do {
+            answer = try await engineAnswer(.detokenize, ["model": model, "tokens": tokens], allowed: allowed)
+        } catch let error as BodhiError where error.status == 500 {
+            // The engine fails on an id beyond its vocabulary; that is the request's fault.
+            throw BodhiError.invalidRequest("tokens holds an id outside the model's vocabulary (\(error.message)).", param: "tokens")
+        }
         answer["model"] = model
         return JSONBody.buffer(answer)
     }

@@ -390,11 +390,3 @@ def test_metrics_parse_and_count_what_happened(client: openai.OpenAI, bodhi: Bod
     engine = [s for family in families.values() for s in family.samples if s.name.startswith("llamacpp_")]
     assert any(s.labels.get("model") == DEFAULT_MODEL for s in engine) and all("model" in s.labels for s in engine)
 
-
-def test_the_openapi_document_validates(bodhi: BodhiServer):
-    from openapi_spec_validator import validate
-
-    document = httpx.get(f"{bodhi.base_url}/openapi.json", timeout=30).json()
-    validate(document)
-    assert document["paths"]["/v1/chat/completions"]["post"]["x-bodhi-access"] == "role user or higher"
-    assert document["paths"]["/ping"]["get"]["security"] == []
